@@ -1,0 +1,331 @@
+// Package config loads and validates abusemilter's YAML configuration. Every
+// key has a default in code (Default), a file only overrides what it names,
+// unknown keys are errors, and every problem is reported at once with its
+// field path (and line, where the YAML parser gives one). No config file at
+// all is a working configuration: enforce mode, the embedded in-memory
+// store, and logins that are e-mail addresses sending as exactly that
+// address.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration shared by the daemon, the scanner and
+// the admin CLI.
+type Config struct {
+	// Mode is "enforce" (refuse mail) or "monitor" (decide and log, accept
+	// and annotate with X-Abuse-* headers).
+	Mode string `yaml:"mode"`
+	// Listen is "inet:HOST:PORT" or "unix:/path".
+	Listen string `yaml:"listen"`
+	// AllowNonLoopback must be true to listen on a non-loopback address.
+	AllowNonLoopback bool           `yaml:"allow_non_loopback"`
+	Socket           SocketConfig   `yaml:"socket"`
+	Log              LogConfig      `yaml:"log"`
+	Session          SessionConfig  `yaml:"session"`
+	Message          MessageConfig  `yaml:"message"`
+	Identity         IdentityConfig `yaml:"identity"`
+	Limits           LimitsConfig   `yaml:"limits"`
+	Strikes          StrikesConfig  `yaml:"strikes"`
+	// Redis selects the shared Redis store; without it the embedded
+	// in-memory store is used.
+	Redis *RedisConfig `yaml:"redis"`
+	// RedisFailure is the fail mode when the rate store cannot answer in
+	// time: "accept" (log and let mail through) or "defer".
+	RedisFailure string        `yaml:"redis_failure"`
+	Rules        RulesConfig   `yaml:"rules"`
+	DNS          DNSConfig     `yaml:"dns"`
+	Metrics      MetricsConfig `yaml:"metrics"`
+
+	// Path is the file the config was loaded from ("" for the default).
+	Path string `yaml:"-"`
+}
+
+// SocketConfig sets the permissions of a unix listening socket.
+type SocketConfig struct {
+	Mode  string `yaml:"mode"`  // octal, e.g. "0660"
+	Group string `yaml:"group"` // e.g. "postfix"; empty keeps the process group
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"` // auto (console on a terminal, else json), console, json
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// SessionConfig bounds milter sessions.
+type SessionConfig struct {
+	IdleTimeout   Duration `yaml:"idle_timeout"`
+	MaxSessions   int      `yaml:"max_sessions"`
+	MaxPacket     ByteSize `yaml:"max_packet"`
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// MessageConfig bounds what is kept of each message.
+type MessageConfig struct {
+	BodySample ByteSize `yaml:"body_sample"`
+	MaxHeaders int      `yaml:"max_headers"`
+}
+
+// IdentityConfig says which account a submission belongs to.
+type IdentityConfig struct {
+	// LoginIsAddress lets an unconfigured login that is an e-mail address
+	// send as exactly that address.
+	LoginIsAddress bool `yaml:"login_is_address"`
+	// SenderLoginMaps are Postfix-style smtpd_sender_login_maps text files.
+	SenderLoginMaps []string `yaml:"sender_login_maps"`
+	// UnknownLogin and UnknownClient: accept, defer or reject.
+	UnknownLogin  string                   `yaml:"unknown_login"`
+	UnknownClient string                   `yaml:"unknown_client"`
+	Networks      []NetworkConfig          `yaml:"networks"`
+	Accounts      map[string]AccountConfig `yaml:"accounts"`
+}
+
+// NetworkConfig maps client networks (customers' own relays) to an account.
+type NetworkConfig struct {
+	Network string `yaml:"network"`
+	Account string `yaml:"account"`
+}
+
+// AccountConfig is one customer account.
+type AccountConfig struct {
+	Logins    []string `yaml:"logins"`
+	SendAs    []string `yaml:"send_as"`
+	Forwarder bool     `yaml:"forwarder"`
+	WebApp    bool     `yaml:"web_app"`
+	// Limits overrides the default rates of some dimensions for this account.
+	Limits map[string][]string `yaml:"limits"`
+}
+
+// MetricsConfig configures the Prometheus/health HTTP listener.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"` // host:port; empty turns it off
+}
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	return &Config{
+		Mode:   "enforce",
+		Listen: "inet:127.0.0.1:7357",
+		Socket: SocketConfig{Mode: "0660"},
+		Log:    LogConfig{Format: "auto", Level: "info"},
+		Session: SessionConfig{
+			IdleTimeout:   D(10 * time.Minute),
+			MaxSessions:   1000,
+			MaxPacket:     B(1 << 20),
+			ShutdownGrace: D(30 * time.Second),
+		},
+		Message: MessageConfig{BodySample: B(256 << 10), MaxHeaders: 1000},
+		Identity: IdentityConfig{
+			LoginIsAddress: true,
+			UnknownLogin:   "defer",
+			UnknownClient:  "defer",
+			Networks: []NetworkConfig{
+				{Network: "127.0.0.1/32", Account: "local"},
+				{Network: "::1/128", Account: "local"},
+			},
+			Accounts: map[string]AccountConfig{
+				// The local account covers sendmail-command submissions and
+				// the MTA's own resubmissions (.forward, Sieve redirects).
+				"local": {SendAs: []string{"any"}, Forwarder: true},
+			},
+		},
+		Limits:       DefaultLimits(),
+		Strikes:      DefaultStrikes(),
+		RedisFailure: "accept",
+		Rules:        DefaultRules(),
+		DNS:          DefaultDNS(),
+		Metrics:      MetricsConfig{Listen: "127.0.0.1:9357"},
+	}
+}
+
+// Error is every problem found in a config, one per line.
+type Error struct {
+	Path     string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	name := e.Path
+	if name == "" {
+		name = "config"
+	}
+	return fmt.Sprintf("%s: %d problem(s):\n  %s", name, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+// Load reads, merges over the defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse merges YAML over the defaults and validates the result; name is
+// used in error messages.
+func Parse(data []byte, name string) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var problems []string
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, &Error{Path: name, Problems: []string{err.Error()}}
+		}
+		problems = append(problems, te.Errors...)
+	}
+	if err := c.Validate(); err != nil {
+		var ve *Error
+		if errors.As(err, &ve) {
+			problems = append(problems, ve.Problems...)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &Error{Path: name, Problems: problems}
+	}
+	return c, nil
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var e errorList
+	e.oneOf("mode", c.Mode, "enforce", "monitor")
+	if _, _, err := ParseListen(c.Listen); err != nil {
+		e.add("listen", "%v", err)
+	} else if network, addr, _ := ParseListen(c.Listen); network == "tcp" && !c.AllowNonLoopback && !loopbackHost(addr) {
+		e.add("listen", "%q is not a loopback address; set allow_non_loopback: true to listen on it", c.Listen)
+	}
+	if c.Socket.Mode != "" {
+		if _, err := ParseFileMode(c.Socket.Mode); err != nil {
+			e.add("socket.mode", "%v", err)
+		}
+	}
+	e.oneOf("log.format", c.Log.Format, "auto", "console", "json")
+	e.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	e.duration("session.idle_timeout", c.Session.IdleTimeout)
+	e.duration("session.shutdown_grace", c.Session.ShutdownGrace)
+	e.size("session.max_packet", c.Session.MaxPacket)
+	if c.Session.MaxPacket.Bytes != 0 && c.Session.MaxPacket.Bytes < 64<<10 {
+		e.add("session.max_packet", "must be at least 64KiB (a milter body chunk), got %s", c.Session.MaxPacket)
+	}
+	if c.Session.MaxSessions < 1 {
+		e.add("session.max_sessions", "must be at least 1, got %d", c.Session.MaxSessions)
+	}
+	e.size("message.body_sample", c.Message.BodySample)
+	if c.Message.MaxHeaders < 1 {
+		e.add("message.max_headers", "must be at least 1, got %d", c.Message.MaxHeaders)
+	}
+	c.validateIdentity(&e)
+	c.validateLimits(&e)
+	c.validateRedis(&e)
+	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
+	c.validateRules(&e)
+	if len(e) > 0 {
+		return &Error{Path: c.Path, Problems: e}
+	}
+	return nil
+}
+
+func (c *Config) validateIdentity(e *errorList) {
+	id := &c.Identity
+	e.oneOf("identity.unknown_login", id.UnknownLogin, "accept", "defer", "reject")
+	e.oneOf("identity.unknown_client", id.UnknownClient, "accept", "defer", "reject")
+	for i, n := range id.Networks {
+		path := fmt.Sprintf("identity.networks[%d]", i)
+		if _, err := ParsePrefix(n.Network); err != nil {
+			e.add(path+".network", "%v", err)
+		}
+		if _, ok := id.Accounts[n.Account]; !ok {
+			e.add(path+".account", "unknown account %q (define it under identity.accounts)", n.Account)
+		}
+	}
+	seen := make(map[string]string)
+	for name, a := range id.Accounts {
+		path := "identity.accounts." + name
+		for _, l := range a.Logins {
+			if other, dup := seen[strings.ToLower(l)]; dup {
+				e.add(path+".logins", "login %q is also a login of account %q", l, other)
+			}
+			seen[strings.ToLower(l)] = name
+		}
+		for dim, rates := range a.Limits {
+			validateRates(e, path+".limits."+dim, dim, rates)
+		}
+	}
+}
+
+// ParseListen splits "inet:HOST:PORT" or "unix:/path" into a Go network
+// ("tcp" or "unix") and address.
+func ParseListen(s string) (network, addr string, err error) {
+	kind, rest, ok := strings.Cut(s, ":")
+	switch {
+	case !ok:
+		return "", "", fmt.Errorf("%q: want inet:HOST:PORT or unix:/path", s)
+	case kind == "inet" || kind == "inet6" || kind == "tcp":
+		if !strings.Contains(rest, ":") {
+			return "", "", fmt.Errorf("%q: want inet:HOST:PORT", s)
+		}
+		return "tcp", rest, nil
+	case kind == "unix" || kind == "local":
+		if !strings.HasPrefix(rest, "/") {
+			return "", "", fmt.Errorf("%q: unix socket path must be absolute", s)
+		}
+		return "unix", rest, nil
+	}
+	return "", "", fmt.Errorf("%q: unknown listener kind %q (want inet or unix)", s, kind)
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if i := strings.LastIndex(hostport, ":"); i >= 0 {
+		host = hostport[:i]
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// ParsePrefix parses a CIDR network or a single address (as a /32 or /128).
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("invalid network %q", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// ParseFileMode parses an octal permission string such as "0660".
+func ParseFileMode(s string) (os.FileMode, error) {
+	var m uint32
+	if _, err := fmt.Sscanf(s, "%o", &m); err != nil || m > 0o777 {
+		return 0, fmt.Errorf("invalid file mode %q (want octal such as 0660)", s)
+	}
+	return os.FileMode(m), nil
+}

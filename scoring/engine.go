@@ -1,0 +1,297 @@
+package scoring
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// Mode says whether verdicts are enforced or only reported.
+type Mode string
+
+// The two modes of operation.
+const (
+	Enforce Mode = "enforce"
+	Monitor Mode = "monitor"
+)
+
+// Options configures an Engine. The zero value of a field means its default.
+type Options struct {
+	Mode            Mode
+	RejectThreshold float64 // default 10
+	MaxRecipients   int     // per message; default 100; negative: no cap
+	// UnknownLogin and UnknownClient decide submissions that match no
+	// account; default Defer. Accept lets them through as an account that
+	// may send as anyone (named after the login or client address).
+	UnknownLogin  Action
+	UnknownClient Action
+	// LimiterFailure is the fail mode when the rate store cannot answer in
+	// time: Accept (default) or Defer.
+	LimiterFailure Action
+	// LockAction is what a locked account's mail gets: Defer (default) or Reject.
+	LockAction Action
+	// LockContact is named in the reply to a locked account, e.g. "abuse@example.net".
+	LockContact string
+	Disabled    map[string]bool    // rule IDs switched off
+	Scores      map[string]float64 // rule ID -> score override
+	Settings    RuleSettings
+	Resolver    Resolver
+	Now         func() time.Time
+	// Rules replaces the built-in rule set (tests); nil means DefaultRules().
+	Rules []Rule
+}
+
+// Engine decides about submissions. It is immutable and safe for concurrent
+// use; a config reload builds a new Engine.
+type Engine struct {
+	opts    Options
+	dir     *identity.Directory
+	limiter ratelimit.Limiter
+	rules   []Rule
+}
+
+// NewEngine builds an engine over an account directory and a limiter. A nil
+// limiter means no rate limits (the offline scanner without replay).
+func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options) *Engine {
+	if opts.Mode == "" {
+		opts.Mode = Enforce
+	}
+	if opts.RejectThreshold == 0 {
+		opts.RejectThreshold = 10
+	}
+	if opts.MaxRecipients == 0 {
+		opts.MaxRecipients = 100
+	}
+	if opts.UnknownLogin == 0 {
+		opts.UnknownLogin = Defer
+	}
+	if opts.UnknownClient == 0 {
+		opts.UnknownClient = Defer
+	}
+	if opts.LimiterFailure == 0 {
+		opts.LimiterFailure = Accept
+	}
+	if opts.LockAction == 0 {
+		opts.LockAction = Defer
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	rules := opts.Rules
+	if rules == nil {
+		rules = DefaultRules()
+	}
+	var active []Rule
+	for _, r := range rules {
+		if opts.Disabled[r.ID] {
+			continue
+		}
+		if s, ok := opts.Scores[r.ID]; ok {
+			r.Score = s
+		}
+		active = append(active, r)
+	}
+	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active}
+}
+
+// Mode returns the engine's mode.
+func (e *Engine) Mode() Mode { return e.opts.Mode }
+
+// Identity is the account a submission was matched to.
+type Identity struct {
+	Account *identity.Account // nil when unknown and refused
+	How     identity.How
+}
+
+// Name returns the account name for logs and counters.
+func (id Identity) Name() string {
+	if id.Account == nil {
+		return ""
+	}
+	return id.Account.Name
+}
+
+// CheckSender runs at MAIL FROM: it resolves the account and refuses early
+// what is already known to be refused (unknown account by policy, an account
+// this milter saw locked or over a limit), before the client sends the body.
+// A zero-Action (Accept) verdict means "go on".
+func (e *Engine) CheckSender(env *Envelope) (Identity, Verdict) {
+	id := e.Identify(env)
+	if id.Account == nil {
+		rule, act := RuleUnknownClient, e.opts.UnknownClient
+		if id.How == identity.UnknownLogin {
+			rule, act = RuleUnknownLogin, e.opts.UnknownLogin
+		}
+		return id, e.finish(e.refusal(act, Policy, rule, "", 0))
+	}
+	if e.limiter != nil {
+		if d, ok := e.limiter.Recent(id.Account.Name); ok {
+			return id, e.finish(e.limitVerdict(d, nil))
+		}
+	}
+	return id, e.finish(AcceptVerdict(nil, 0))
+}
+
+// Identify resolves the account of a submission; unknown logins or clients
+// whose configured action is Accept get an ad-hoc account that may send as
+// anyone.
+func (e *Engine) Identify(env *Envelope) Identity {
+	a, how := e.dir.Resolve(env.AuthLogin, env.ClientAddr)
+	if a != nil {
+		return Identity{Account: a, How: how}
+	}
+	act := e.opts.UnknownClient
+	name := "client:" + env.ClientAddr.String()
+	if how == identity.UnknownLogin {
+		act, name = e.opts.UnknownLogin, "login:"+env.AuthLogin
+	}
+	if act == Accept {
+		return Identity{Account: &identity.Account{Name: name, AnySender: true, AdHoc: true}, How: how}
+	}
+	return Identity{How: how}
+}
+
+// CheckRecipient runs at each RCPT TO; n is the number of this recipient in
+// the message (1 for the first). Past the per-message cap the recipient gets
+// 452 4.5.3 and the client sends it in a later transaction.
+func (e *Engine) CheckRecipient(n int) Verdict {
+	if e.opts.MaxRecipients > 0 && n > e.opts.MaxRecipients {
+		return e.finish(TooManyRecipientsVerdict(e.opts.MaxRecipients))
+	}
+	return e.finish(AcceptVerdict(nil, 0))
+}
+
+// CheckMessage runs at end of message: the rules, then (for a message they
+// accept) the one check-and-charge call to the rate store, or (for one they
+// reject) the strike. id is the identity from CheckSender.
+func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, id Identity) Verdict {
+	if id.Account == nil {
+		id = e.Identify(env)
+		if id.Account == nil {
+			_, v := e.CheckSender(env)
+			return v
+		}
+	}
+	findings, score := e.Evaluate(ctx, env, msg, id.Account)
+	v := e.judge(findings, score)
+	if e.limiter == nil {
+		return e.finish(v)
+	}
+	req := ratelimit.Request{
+		Account: id.Account.Name, Sender: env.MailFrom, Client: env.ClientAddr,
+		Authenticated: env.Authenticated(), Recipients: env.Rcpts,
+		MessageID: msg.Get("Message-Id"), Monitor: e.opts.Mode == Monitor,
+	}
+	if v.Action == Reject {
+		req.Outcome = ratelimit.Strike
+	}
+	d, err := e.limiter.CheckAndCharge(ctx, req)
+	if err != nil {
+		if v.Action == Reject {
+			return e.finish(v) // content decided; the strike is lost, the verdict is not
+		}
+		lv := e.refusal(e.opts.LimiterFailure, Policy, RuleLimiterUnavailable, "", 0)
+		lv.Findings, lv.Score = findings, score
+		lv.LimiterError = err.Error()
+		return e.finish(lv)
+	}
+	if v.Action == Reject || d.Allowed {
+		return e.finish(v)
+	}
+	return e.finish(e.limitVerdict(d, findings))
+}
+
+// Evaluate runs the rules only and returns their findings (sorted by score,
+// highest first) and the total score.
+func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) ([]Finding, float64) {
+	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: e.opts.Now(), Resolver: e.opts.Resolver, Settings: &e.opts.Settings}
+	if e.opts.Settings.DNSBudget > 0 {
+		var cancel context.CancelFunc
+		c.Ctx, cancel = context.WithTimeout(ctx, e.opts.Settings.DNSBudget)
+		defer cancel()
+	}
+	var findings []Finding
+	var total float64
+	for _, r := range e.rules {
+		reason, fired := runRule(r, c)
+		if !fired {
+			continue
+		}
+		findings = append(findings, Finding{Rule: r.ID, Clause: r.Clause, Score: r.Score, Decisive: r.Decisive, Reason: reason})
+		total += r.Score
+	}
+	sort.SliceStable(findings, func(i, j int) bool {
+		if findings[i].Decisive != findings[j].Decisive {
+			return findings[i].Decisive
+		}
+		return findings[i].Score > findings[j].Score
+	})
+	return findings, total
+}
+
+// runRule runs one rule and turns a panic into "did not fire", so that one
+// broken rule cannot take the milter down with it.
+func runRule(r Rule, c *Check) (reason string, fired bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			reason, fired = "", false
+		}
+	}()
+	return r.Check(c)
+}
+
+// judge turns findings into a verdict: a decisive finding rejects, and so
+// does a total at or above the threshold; content never defers.
+func (e *Engine) judge(findings []Finding, score float64) Verdict {
+	if len(findings) > 0 && (findings[0].Decisive || score >= e.opts.RejectThreshold) {
+		f := findings[0]
+		return RejectVerdict(f.Clause, f.Rule, "", findings, score)
+	}
+	return AcceptVerdict(findings, score)
+}
+
+// limitVerdict turns a limiter refusal into a verdict.
+func (e *Engine) limitVerdict(d ratelimit.Decision, findings []Finding) Verdict {
+	if d.Locked {
+		detail := ""
+		if e.opts.LockContact != "" {
+			detail = "account locked, contact " + e.opts.LockContact
+		} else {
+			detail = "account locked"
+		}
+		v := e.refusal(e.opts.LockAction, Policy, ratelimit.RuleAccountLocked, detail, 0)
+		v.Findings = findings
+		return v
+	}
+	v := DeferVerdict(SpamVolume, d.Exceeded.RuleID(), d.Rate.String(), d.RetryAfter, findings)
+	return v
+}
+
+// refusal builds a verdict for a policy decision with a configured action.
+func (e *Engine) refusal(act Action, clause Clause, rule, detail string, retry time.Duration) Verdict {
+	switch act {
+	case Reject:
+		return RejectVerdict(clause, rule, detail, nil, 0)
+	case Defer:
+		return DeferVerdict(clause, rule, detail, retry, nil)
+	}
+	v := AcceptVerdict(nil, 0)
+	v.Rule, v.Clause = rule, clause
+	return v
+}
+
+// finish stamps the mode on a verdict.
+func (e *Engine) finish(v Verdict) Verdict {
+	v.Monitor = e.opts.Mode == Monitor && v.Action != Accept
+	return v
+}
+
+// DefaultRules returns the built-in rule set in evaluation order.
+func DefaultRules() []Rule {
+	return []Rule{
+		fromDomainNotOwned(),
+	}
+}

@@ -1,0 +1,80 @@
+package scoring
+
+import (
+	"context"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/identity"
+)
+
+// Rule is one check with a stable ID. Simple rules are plain functions of
+// the Check; a rule fires at most once per message.
+type Rule struct {
+	ID     string
+	Clause Clause
+	// Score is the default contribution; config may override it.
+	Score float64
+	// Decisive rules reject on their own, whatever the total.
+	Decisive bool
+	// Summary says what fires the rule (for the rule reference).
+	Summary string
+	// FalsePositives says when legitimate mail may fire it.
+	FalsePositives string
+	// Check returns a human reason (for logs and reports) when the rule fires.
+	Check func(c *Check) (reason string, fired bool)
+}
+
+// Resolver is the DNS access rules may use. Implementations must honour the
+// context deadline and should cache.
+type Resolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Check is what the rules see of one message. Parsed views of the headers
+// are computed once, on first use, and shared by all rules.
+type Check struct {
+	Ctx      context.Context
+	Env      *Envelope
+	Msg      *Message
+	Account  *identity.Account
+	Now      time.Time
+	Resolver Resolver // may be nil: DNS rules then skip
+	Settings *RuleSettings
+
+	fromParsed bool
+	from       []*mail.Address
+	fromErr    error
+}
+
+// From returns the parsed addresses of the first From header (nil and an
+// error when it is missing or unparseable).
+func (c *Check) From() ([]*mail.Address, error) {
+	if !c.fromParsed {
+		c.fromParsed = true
+		c.from, c.fromErr = ParseAddressList(c.Msg.Get("From"))
+	}
+	return c.from, c.fromErr
+}
+
+// RuleSettings carries the configuration that rules read.
+type RuleSettings struct {
+	// OwnMTAs are host names (or domain suffixes) of the provider's own mail
+	// servers: a Received or Authentication-Results header naming them that
+	// the client wrote is forged.
+	OwnMTAs []string
+	// ProtectedBrands are domains whose lookalikes and display-name claims
+	// are decisive (e.g. paypal.com).
+	ProtectedBrands []string
+	// DNSBudget bounds the DNS time spent on one message.
+	DNSBudget time.Duration
+}
+
+// ParseAddressList parses an address-list header value (RFC 5322 section
+// 3.4), decoding RFC 2047 encoded words in display names.
+func ParseAddressList(v string) ([]*mail.Address, error) {
+	return addressParser.ParseList(strings.TrimSpace(v))
+}
+
+var addressParser = mail.AddressParser{WordDecoder: wordDecoder}

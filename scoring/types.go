@@ -1,0 +1,164 @@
+package scoring
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Action is what happens to a message or a recipient.
+type Action int
+
+// The three outcomes of a decision.
+// The zero Action means "not set" in Options, so that defaults apply.
+const (
+	Accept Action = iota + 1
+	Defer         // SMTP 4xx: the client keeps the message and retries later
+	Reject        // SMTP 5xx: the client bounces the message
+)
+
+// String returns the lowercase name used in logs, headers and reports.
+func (a Action) String() string {
+	switch a {
+	case Accept:
+		return "accept"
+	case Defer:
+		return "defer"
+	case Reject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// Clause names the part of the e-mail abuse policy that a rule enforces.
+type Clause string
+
+// The clauses of the acceptable use policy's e-mail abuse section.
+const (
+	SpamVolume    Clause = "spam-volume"
+	ForgedHeaders Clause = "forged-headers"
+	Impersonation Clause = "impersonation"
+	// Policy is used for decisions about the submission itself rather than
+	// its content: unknown logins or clients, locked accounts.
+	Policy Clause = "policy"
+)
+
+// Finding is one rule's observation about a message.
+type Finding struct {
+	Rule     string  `json:"rule"`     // stable rule ID, e.g. FROM_DOMAIN_NOT_OWNED
+	Clause   Clause  `json:"clause"`   // policy clause the rule enforces
+	Score    float64 `json:"score"`    // contribution to the message's total
+	Decisive bool    `json:"decisive"` // the finding alone rejects the message
+	Reason   string  `json:"reason"`   // for logs and reports; never sent over SMTP
+}
+
+// Verdict is the decision about a message (or one recipient), computed apart
+// from acting on it.
+type Verdict struct {
+	Action       Action
+	Code         int    // SMTP reply code: 250, 451, 452, 550
+	EnhancedCode string // RFC 3463 code: "2.0.0", "4.7.1", "4.5.3", "5.7.1"
+	Text         string // SMTP reply text: ASCII, no CR/LF, no '%', bounded length
+	Rule         string // deciding rule ID, empty for a plain accept
+	Clause       Clause // clause of the deciding rule
+	Score        float64
+	Findings     []Finding
+	RetryAfter   time.Duration // for deferrals caused by rate limits
+	// Monitor is set when the engine runs in monitor mode: Action is what
+	// enforce mode would have done, but the message must be accepted and
+	// annotated instead.
+	Monitor bool
+	// LimiterError is set when the rate store failed and the fail mode decided.
+	LimiterError string
+}
+
+// Reply returns the full SMTP reply line, e.g. "550 5.7.1 Rejected ...".
+func (v Verdict) Reply() string {
+	return FormatReply(v.Code, v.EnhancedCode, v.Text)
+}
+
+// RuleIDs lists the rule IDs of all findings, in order.
+func (v Verdict) RuleIDs() []string {
+	ids := make([]string, len(v.Findings))
+	for i, f := range v.Findings {
+		ids[i] = f.Rule
+	}
+	return ids
+}
+
+// Envelope is what the MTA told the milter about a submission, outside the
+// message itself.
+type Envelope struct {
+	ClientAddr netip.Addr // zero when unknown (e.g. unix-socket local submission)
+	ClientName string
+	Helo       string
+	AuthLogin  string // SASL login ({auth_authen}); empty when unauthenticated
+	AuthType   string // {auth_type}
+	QueueID    string // Postfix/Sendmail queue id ({i}); may be empty early on
+	MailFrom   string // envelope sender without angle brackets; "" is the null sender
+	Rcpts      []string
+}
+
+// Authenticated reports whether the submission used SASL (or XCLIENT LOGIN).
+func (e *Envelope) Authenticated() bool { return e.AuthLogin != "" }
+
+// Header is one header field as the client sent it.
+type Header struct {
+	Name  string // as written, e.g. "From"
+	Value string // raw value, folding kept, without the trailing CRLF
+}
+
+// Message is the part of a message the rules look at: every header in order
+// and a capped sample of the body.
+type Message struct {
+	Headers []Header
+	// Body holds at most the configured sample size of the body.
+	Body []byte
+	// BodySize is the full body size in bytes, even when Body is truncated.
+	BodySize int64
+	// BodyTruncated reports that Body is only a prefix of the body.
+	BodyTruncated bool
+	// DKIM holds the results of verifying DKIM-Signature headers over the
+	// whole body, when the caller streamed the body to a verifier. Nil means
+	// not verified.
+	DKIM []DKIMResult
+}
+
+// DKIMResult is the outcome of verifying one DKIM-Signature (RFC 6376).
+type DKIMResult struct {
+	Domain   string
+	Verified bool
+	Err      string // empty when verified
+}
+
+// Get returns the first header with the given name (case-insensitive), or "".
+func (m *Message) Get(name string) string {
+	for _, h := range m.Headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
+}
+
+// Values returns every value of the named header, in order.
+func (m *Message) Values(name string) []string {
+	var vs []string
+	for _, h := range m.Headers {
+		if strings.EqualFold(h.Name, name) {
+			vs = append(vs, h.Value)
+		}
+	}
+	return vs
+}
+
+// Count returns how many headers have the given name.
+func (m *Message) Count(name string) int {
+	n := 0
+	for _, h := range m.Headers {
+		if strings.EqualFold(h.Name, name) {
+			n++
+		}
+	}
+	return n
+}
