@@ -134,7 +134,9 @@ func TestSizesAndDurations(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v %v, want %v", in, got, err, want)
 		}
 	}
-	if got := D(36 * time.Hour).String(); got != "36h" {
-		t.Errorf("Duration.String() = %q", got)
+	for d, want := range map[time.Duration]string{36 * time.Hour: "36h", 10 * time.Minute: "10m", 30 * time.Second: "30s", 90 * time.Minute: "1h30m", 200 * time.Millisecond: "200ms", 48 * time.Hour: "2d"} {
+		if got := D(d).String(); got != want {
+			t.Errorf("Duration(%v).String() = %q, want %q", d, got, want)
+		}
 	}
 }
