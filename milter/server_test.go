@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -474,5 +475,62 @@ func TestLogLinesStayOneLine(t *testing.T) {
 	}
 	if strings.Contains(logs, "\r") || strings.Contains(logs, "\n{\"msg\":\"decision\",\"action\":\"forged\"") {
 		t.Fatalf("client input split the log output: %q", logs)
+	}
+}
+
+// The server asks the MTA for the macros of every stage (Postfix applies a
+// symbol list to all stages once one is given).
+func TestNegotiationRequestsMacros(t *testing.T) {
+	h := start(t, milter.Options{Engine: newEngine(t, baseConfig)})
+	c := rawConn(t, h.addr)
+	req := make([]byte, 4+1+12)
+	binary.BigEndian.PutUint32(req, 13)
+	req[4] = 'O'
+	binary.BigEndian.PutUint32(req[5:], 6)
+	binary.BigEndian.PutUint32(req[9:], 0x1ff)
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var n uint32
+	if err := binary.Read(c, binary.BigEndian, &n); err != nil {
+		t.Fatal(err)
+	}
+	resp := make([]byte, n)
+	if _, err := io.ReadFull(c, resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp[0] != 'O' || len(resp) < 13 {
+		t.Fatalf("negotiation reply %q", resp)
+	}
+	actions := gomilter.OptAction(binary.BigEndian.Uint32(resp[5:]))
+	if actions&(gomilter.OptSetSymList|gomilter.OptAddHeader|gomilter.OptChangeHeader) != gomilter.OptSetSymList|gomilter.OptAddHeader|gomilter.OptChangeHeader {
+		t.Fatalf("actions %#x lack symlist or header changes", actions)
+	}
+	lists := map[gomilter.Stage]string{}
+	for rest := resp[13:]; len(rest) > 4; {
+		stage := gomilter.Stage(binary.BigEndian.Uint32(rest))
+		end := 4
+		for end < len(rest) && rest[end] != 0 {
+			end++
+		}
+		lists[stage] = string(rest[4:end])
+		rest = rest[min(end+1, len(rest)):]
+	}
+	for stage, want := range map[gomilter.Stage][]string{
+		gomilter.StageConnect:  {"{client_addr}"},
+		gomilter.StageHelo:     {"{client_addr}"},
+		gomilter.StageMailFrom: {"{auth_authen}", "{auth_type}", "{client_addr}", "{mail_addr}", "i"},
+		gomilter.StageRcptTo:   {"{auth_authen}", "{rcpt_addr}", "i"},
+		gomilter.StageData:     {"i"},
+		gomilter.StageEOH:      {"i", "{auth_authen}"},
+		gomilter.StageEOM:      {"i", "{auth_authen}", "{client_addr}"},
+	} {
+		got := strings.Fields(lists[stage])
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("stage %d macros %q lack %q", stage, lists[stage], w)
+			}
+		}
 	}
 }
