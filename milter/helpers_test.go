@@ -37,7 +37,7 @@ limits:
   account_messages: ["100/1h"]
 `
 
-func newEngine(t *testing.T, yaml string) *scoring.Engine {
+func newEngine(t testing.TB, yaml string) *scoring.Engine {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), "test.yaml")
 	if err != nil {
@@ -73,7 +73,7 @@ func (b *logBuffer) String() string {
 }
 
 // decisions returns the decision log lines, decoded.
-func (b *logBuffer) decisions(t *testing.T) []map[string]any {
+func (b *logBuffer) decisions(t testing.TB) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
@@ -103,7 +103,7 @@ type harness struct {
 }
 
 // start serves a milter on 127.0.0.1:0 until the test ends.
-func start(t *testing.T, opts milter.Options) *harness {
+func start(t testing.TB, opts milter.Options) *harness {
 	t.Helper()
 	logs := &logBuffer{}
 	if opts.Logger == nil {
@@ -126,7 +126,7 @@ func start(t *testing.T, opts milter.Options) *harness {
 }
 
 // session opens a negotiated client session, as Postfix does.
-func (h *harness) session(t *testing.T) *gomilter.ClientSession {
+func (h *harness) session(t testing.TB) *gomilter.ClientSession {
 	t.Helper()
 	c := gomilter.NewClientWithOptions("tcp", h.addr, gomilter.ClientOptions{
 		ActionMask:   gomilter.OptAddHeader | gomilter.OptChangeHeader,
@@ -142,7 +142,7 @@ func (h *harness) session(t *testing.T) *gomilter.ClientSession {
 }
 
 // connect sends the connect and HELO stages.
-func connect(t *testing.T, s *gomilter.ClientSession, clientAddr string) {
+func connect(t testing.TB, s *gomilter.ClientSession, clientAddr string) {
 	t.Helper()
 	if err := s.Macros(gomilter.CodeConn, "{client_addr}", clientAddr, "{client_name}", "client.example.net"); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ type result struct {
 
 // send runs one transaction up to end of message (or up to the first
 // refusal at MAIL) and finishes it with ABORT, as Postfix does.
-func send(t *testing.T, s *gomilter.ClientSession, m message) result {
+func send(t testing.TB, s *gomilter.ClientSession, m message) result {
 	t.Helper()
 	var r result
 	var err error
@@ -217,14 +217,14 @@ func send(t *testing.T, s *gomilter.ClientSession, m message) result {
 	return r
 }
 
-func abort(t *testing.T, s *gomilter.ClientSession) {
+func abort(t testing.TB, s *gomilter.ClientSession) {
 	t.Helper()
 	if err := s.Abort(); err != nil {
 		t.Fatalf("abort: %v", err)
 	}
 }
 
-func mustContinue(t *testing.T, stage string) func(*gomilter.Action, error) {
+func mustContinue(t testing.TB, stage string) func(*gomilter.Action, error) {
 	return func(a *gomilter.Action, err error) {
 		t.Helper()
 		if err != nil {
@@ -237,7 +237,7 @@ func mustContinue(t *testing.T, stage string) func(*gomilter.Action, error) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
