@@ -34,6 +34,11 @@ type backend struct {
 var _ gomilter.Milter = (*backend)(nil)
 
 func (s *Server) newBackend(c *sessionConn) *backend {
+	if c == nil {
+		// Not expected with go-milter v0.5.0 (see chanListener); the session
+		// still works, but a graceful stop cannot see its messages.
+		s.log.Warn("milter backend created without its connection")
+	}
 	return &backend{
 		srv:  s,
 		conn: c,
