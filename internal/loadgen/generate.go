@@ -186,12 +186,14 @@ func generateOne(i int, opts GenerateOptions) *Message {
 	text := generateText(rng, opts.BodySize)
 	var body strings.Builder
 	if multipart {
+		half := len(text) / 2
+		half += strings.Index(text[half:], "\r\n") + 2 // split at a line end
 		fmt.Fprintf(&body, "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n", boundary)
 		body.WriteString("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-		body.WriteString(text[:len(text)/2])
+		body.WriteString(text[:half])
 		fmt.Fprintf(&body, "\r\n--%s\r\n", boundary)
 		body.WriteString("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n<html><body><p>\r\n")
-		body.WriteString(text[len(text)/2:])
+		body.WriteString(text[half:])
 		fmt.Fprintf(&body, "</p></body></html>\r\n--%s--\r\n", boundary)
 	} else {
 		body.WriteString(text)

@@ -17,6 +17,7 @@ import (
 
 // Report is what one run measured. Latencies are in milliseconds.
 type Report struct {
+	Label           string    `json:"label,omitempty"` // "no-op" for the in-process ceiling
 	Target          string    `json:"target"`
 	Started         time.Time `json:"started"`
 	ElapsedSeconds  float64   `json:"elapsed_seconds"`
@@ -230,8 +231,12 @@ func modificationName(c milter.ModifyActCode) string {
 func (rep *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
-	fmt.Fprintf(w, "target %s: %d messages in %.2fs = %.1f messages/s (concurrency %d, %d messages per connection)\n",
-		rep.Target, rep.Messages, rep.ElapsedSeconds, rep.Rate, rep.Concurrency, rep.MessagesPerConn)
+	label := rep.Label
+	if label == "" {
+		label = "target"
+	}
+	fmt.Fprintf(w, "%s %s: %d messages in %.2fs = %.1f messages/s (concurrency %d, %d messages per connection)\n",
+		label, rep.Target, rep.Messages, rep.ElapsedSeconds, rep.Rate, rep.Concurrency, rep.MessagesPerConn)
 	if rep.Failed > 0 {
 		fmt.Fprintf(w, "failed: %d messages\n", rep.Failed)
 	}
@@ -318,4 +323,55 @@ func percent(n, of int64) string {
 		return ""
 	}
 	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of))
+}
+
+// Summary is the outcome of one invocation: one run, or a no-op ceiling run
+// and a run against the target with the same load.
+type Summary struct {
+	Runs []*Report `json:"runs"`
+	// RatioToNoOp is the target's rate divided by the no-op ceiling's, when
+	// both were measured.
+	RatioToNoOp float64 `json:"ratio_to_noop,omitempty"`
+}
+
+// NewSummary builds a summary from noop (may be nil) and target (may be nil)
+// and computes the ratio when both are there.
+func NewSummary(noop, target *Report) *Summary {
+	s := &Summary{}
+	for _, r := range []*Report{noop, target} {
+		if r != nil {
+			s.Runs = append(s.Runs, r)
+		}
+	}
+	if noop != nil && target != nil && noop.Rate > 0 {
+		s.RatioToNoOp = target.Rate / noop.Rate
+	}
+	return s
+}
+
+// Failed returns the number of messages of all runs that ended in an error.
+func (s *Summary) Failed() int64 {
+	var n int64
+	for _, r := range s.Runs {
+		n += r.Failed
+	}
+	return n
+}
+
+// WriteText writes every run's report and the ratio.
+func (s *Summary) WriteText(w io.Writer) error {
+	for i, r := range s.Runs {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if err := r.WriteText(w); err != nil {
+			return err
+		}
+	}
+	if s.RatioToNoOp > 0 {
+		_, err := fmt.Fprintf(w, "\nratio to the no-op ceiling: %.3f (%.1f / %.1f messages/s)\n",
+			s.RatioToNoOp, s.Runs[1].Rate, s.Runs[0].Rate)
+		return err
+	}
+	return nil
 }

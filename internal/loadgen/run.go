@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/emersion/go-milter"
 )
 
 // Options is the load shape of one run.
@@ -153,15 +150,7 @@ func (r *runner) next(ctx context.Context, tokens <-chan struct{}) (int64, bool)
 }
 
 func (r *runner) work(ctx context.Context, tokens <-chan struct{}) {
-	w := &worker{opts: &r.opts, rec: r.rec}
-	w.client = milter.NewClientWithOptions(r.opts.Target.Network, r.opts.Target.Address, milter.ClientOptions{
-		Dialer:       w,
-		ReadTimeout:  r.opts.Timeout,
-		WriteTimeout: r.opts.Timeout,
-		ActionMask:   milter.OptAddHeader | milter.OptChangeHeader,
-		ProtocolMask: 0,
-	})
-	w.dialer = net.Dialer{Timeout: r.opts.DialTimeout}
+	w := newWorker(&r.opts, r.rec)
 	defer w.closeSession()
 	for {
 		n, ok := r.next(ctx, tokens)

@@ -27,6 +27,21 @@ type worker struct {
 
 var _ milter.Dialer = (*worker)(nil)
 
+// newWorker returns a worker for opts (with defaults set) reporting to rec.
+// The client asks for the actions a policy milter needs and all protocol
+// steps (ProtocolMask 0), within what go-milter's version 2 server accepts.
+func newWorker(opts *Options, rec *recorder) *worker {
+	w := &worker{opts: opts, rec: rec, dialer: net.Dialer{Timeout: opts.DialTimeout}}
+	w.client = milter.NewClientWithOptions(opts.Target.Network, opts.Target.Address, milter.ClientOptions{
+		Dialer:       w,
+		ReadTimeout:  opts.Timeout,
+		WriteTimeout: opts.Timeout,
+		ActionMask:   milter.OptAddHeader | milter.OptChangeHeader,
+		ProtocolMask: 0,
+	})
+	return w
+}
+
 // Dial implements milter.Dialer and keeps the connection, so that a broken
 // session can be closed without the QUIT that ClientSession.Close insists
 // on writing first (and that leaks the socket when the write fails).
@@ -349,4 +364,3 @@ func errorKind(err error) string {
 		return "protocol error"
 	}
 }
-
