@@ -44,4 +44,3 @@ func BenchmarkMessage(b *testing.B) {
 		}
 	}
 }
-

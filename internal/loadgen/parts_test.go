@@ -217,7 +217,7 @@ func TestLoadCorpusReadsThePublicCorpus(t *testing.T) {
 	if dir == "" {
 		t.Skip("ABUSEMILTER_CORPUS is not set")
 	}
-	pool, err := LoadCorpus(dir, CorpusOptions{Limit: 300})
+	pool, err := LoadCorpus(dir, CorpusOptions{Limit: 200})
 	if err != nil {
 		t.Fatal(err)
 	}

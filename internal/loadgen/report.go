@@ -247,11 +247,15 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "target rate %.1f messages/s: %s (%d pacing slots missed)\n", rep.TargetRate, state, rep.RateMissed)
 	}
-	fmt.Fprintln(w)
-	p("stage\tcount\tmean ms\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n")
+	header := false
 	for _, l := range rep.Latency {
 		if l.Count == 0 {
 			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			p("stage\tcount\tmean ms\tp50 ms\tp90 ms\tp99 ms\tmax ms\t\n")
+			header = true
 		}
 		p("%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", l.Stage, l.Count, l.Mean, l.P50, l.P90, l.P99, l.Max)
 	}

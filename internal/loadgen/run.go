@@ -158,6 +158,16 @@ func (r *runner) work(ctx context.Context, tokens <-chan struct{}) {
 			return
 		}
 		w.send(n, r.opts.Source.Message(n))
+		if d := w.backoff(); d > 0 {
+			// The milter cannot be reached: do not spin on dial errors.
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -383,5 +384,20 @@ func TestRunRejectsInvalidOptions(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+func TestRunDurationAgainstDeadMilterBacksOff(t *testing.T) {
+	rep, err := Run(context.Background(), Options{
+		Target: Target{Network: "unix", Address: filepath.Join(t.TempDir(), "none.sock")}, Source: testPool(t, 5),
+		Duration: 300 * time.Millisecond, Concurrency: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spinning on dial errors would fail thousands of messages in 300ms;
+	// backing off from 10ms fails a handful per worker.
+	if rep.Failed == 0 || rep.Failed > 100 || rep.Errors["open: no such socket"] != rep.Failed {
+		t.Errorf("failed %d, errors %v", rep.Failed, rep.Errors)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/emersion/go-milter"
 )
@@ -23,6 +24,8 @@ type worker struct {
 	conn   net.Conn // the connection under sess, closed directly on errors
 	sess   *milter.ClientSession
 	used   int // transactions on sess
+	// dialFailures counts failures to open a session in a row.
+	dialFailures int
 }
 
 var _ milter.Dialer = (*worker)(nil)
@@ -60,6 +63,15 @@ func (w *worker) closeSession() {
 		_ = w.sess.Close()
 	}
 	w.dropSession()
+}
+
+// backoff returns how long to wait before the next message after sessions
+// failed to open: 10ms doubling up to 1s; zero when the last open worked.
+func (w *worker) backoff() time.Duration {
+	if w.dialFailures == 0 {
+		return 0
+	}
+	return min(10*time.Millisecond<<min(w.dialFailures-1, 7), time.Second)
 }
 
 // dropSession closes the connection without a word, after an error.
@@ -223,10 +235,11 @@ func (w *worker) open(m *Message) (ok, verdictGiven bool) {
 	t := w.opts.Now()
 	sess, err := w.client.Session()
 	if err != nil {
-		stage := StageOpen
-		w.fail(stage, err)
+		w.dialFailures++
+		w.fail(StageOpen, err)
 		return false, false
 	}
+	w.dialFailures = 0
 	w.rec.observe(StageOpen, w.opts.Now().Sub(t))
 	w.sess = sess
 
