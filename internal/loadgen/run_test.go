@@ -32,10 +32,11 @@ type policyMilter struct {
 }
 
 type serverStats struct {
-	mails, ends, rejects, deferredRcpts atomic.Int64
-	macroFaults                         atomic.Int64
-	mu                                  sync.Mutex
-	faults                              []string
+	connects, mails, ends, rejects atomic.Int64
+	deferredRcpts                  atomic.Int64
+	macroFaults                    atomic.Int64
+	mu                             sync.Mutex
+	faults                         []string
 }
 
 func (s *serverStats) fault(format string, args ...any) {
@@ -48,6 +49,7 @@ func (s *serverStats) fault(format string, args ...any) {
 }
 
 func (p *policyMilter) Connect(host, family string, port uint16, addr net.IP, m *milter.Modifier) (milter.Response, error) {
+	p.stats.connects.Add(1)
 	if m.Macros["{client_addr}"] != addr.String() {
 		p.stats.fault("connect: {client_addr} %q, CONNECT address %v", m.Macros["{client_addr}"], addr)
 	}
@@ -238,6 +240,11 @@ func TestRunVerdictCountsAreExact(t *testing.T) {
 				t.Errorf("%d macro faults, first: %v", n, stats.faults)
 			}
 			for _, l := range rep.Latency {
+				// 4 messages per connection: at least 130/4 connections, at
+				// most one more per worker for its last, partial one.
+				if l.Stage == StageOpen && (l.Count != uint64(stats.connects.Load()) || l.Count < count/4 || l.Count > count/4+6) {
+					t.Errorf("%d connections opened (server saw %d) for %d messages, 4 per connection", l.Count, stats.connects.Load(), count)
+				}
 				if l.Stage == StageMessage && l.Count != count {
 					t.Errorf("message latency has %d samples, want %d", l.Count, count)
 				}

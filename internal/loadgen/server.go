@@ -13,7 +13,7 @@ import (
 // LocalServer is a go-milter server running in this process on a loopback
 // port or a unix socket in a fresh temporary directory.
 type LocalServer struct {
-	Target Target
+	Target Target // where clients reach it
 	ln     net.Listener
 	dir    string
 	done   chan error
