@@ -19,29 +19,29 @@ type LocalServer struct {
 	done   chan error
 }
 
-// NoOpActions and NoOpSymList are what the no-op milter negotiates: the
-// actions and macro requests of a real header-adding policy milter, so that
-// the measured ceiling includes the same negotiation.
-var (
-	NoOpActions = milter.OptAddHeader | milter.OptChangeHeader | milter.OptSetSymList
-	NoOpSymList = map[milter.Stage][]string{
-		milter.StageConnect:  {"j", "{daemon_name}", "{client_addr}", "{client_name}"},
-		milter.StageHelo:     {"{client_addr}", "{client_name}"},
-		milter.StageMailFrom: {"i", "{auth_type}", "{auth_authen}", "{client_addr}", "{client_name}", "{mail_addr}"},
-		milter.StageRcptTo:   {"i", "{auth_authen}", "{rcpt_addr}"},
-		milter.StageEOH:      {"i", "{auth_authen}"},
-		milter.StageEOM:      {"i", "{auth_authen}", "{client_addr}"},
-	}
-)
-
-// StartNoOp starts a milter that accepts every message (milter.NoOpMilter)
-// on network "tcp" (127.0.0.1, a free port) or "unix".
-func StartNoOp(network string) (*LocalServer, error) {
-	return StartServer(network, &milter.Server{
+// NewNoOpServer returns a go-milter server whose milter accepts every message
+// (milter.NoOpMilter) and that negotiates what a header-adding policy milter
+// negotiates: the add/change header actions and a macro list per stage, so
+// that a ceiling measured with it includes the same negotiation.
+func NewNoOpServer() *milter.Server {
+	return &milter.Server{
 		NewMilter: func() milter.Milter { return milter.NoOpMilter{} },
-		Actions:   NoOpActions,
-		SymList:   NoOpSymList,
-	})
+		Actions:   milter.OptAddHeader | milter.OptChangeHeader | milter.OptSetSymList,
+		SymList: map[milter.Stage][]string{
+			milter.StageConnect:  {"j", "{daemon_name}", "{client_addr}", "{client_name}"},
+			milter.StageHelo:     {"{client_addr}", "{client_name}"},
+			milter.StageMailFrom: {"i", "{auth_type}", "{auth_authen}", "{client_addr}", "{client_name}", "{mail_addr}"},
+			milter.StageRcptTo:   {"i", "{auth_authen}", "{rcpt_addr}"},
+			milter.StageEOH:      {"i", "{auth_authen}"},
+			milter.StageEOM:      {"i", "{auth_authen}", "{client_addr}"},
+		},
+	}
+}
+
+// StartNoOp starts NewNoOpServer on network "tcp" (127.0.0.1, a free port)
+// or "unix".
+func StartNoOp(network string) (*LocalServer, error) {
+	return StartServer(network, NewNoOpServer())
 }
 
 // StartServer serves srv on network "tcp" (127.0.0.1, a free port) or
