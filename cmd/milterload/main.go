@@ -1,0 +1,220 @@
+// Command milterload drives a milter with Postfix-like load and reports
+// throughput, latency per protocol stage and the verdict mix.
+//
+//	milterload --noop --count 20000
+//	milterload --target inet:127.0.0.1:7357 --noop --duration 30s
+//	milterload --target unix:/run/abusemilter/milter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
+//
+// Exit status: 0 when every message got a verdict, 1 when some failed
+// (connection or protocol errors, counted in the report), 2 for bad flags
+// or a message source or server that could not be set up.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/loadgen"
+)
+
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are the command-line flags.
+type options struct {
+	target      string
+	noop        bool
+	noopNetwork string
+	json        bool
+
+	concurrency int
+	count       int64
+	duration    time.Duration
+	rate        float64
+	perConn     int
+	timeout     time.Duration
+	dialTimeout time.Duration
+
+	corpus      string
+	corpusLimit int
+	pool        int
+	accounts    int
+	forged      float64
+	minRcpt     int
+	maxRcpt     int
+	bodySize    int
+	seed        uint64
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("milterload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: milterload [--target inet:HOST:PORT | unix:/PATH] [--noop] [flags]\n\n"+
+			"Drives a milter as Postfix would (CONNECT, HELO, then per message MAIL, RCPT, headers,\n"+
+			"body, end of message and ABORT; several messages per milter connection) and reports\n"+
+			"messages/s, latency per stage, verdicts and errors. --noop measures an in-process\n"+
+			"milter that accepts everything, the ceiling; with --target too, both run with the\n"+
+			"same load and the ratio is printed.\n\n"+
+			"Exit status: 0 every message got a verdict, 1 some failed, 2 bad flags or set-up.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.target, "target", "", "milter address: inet:HOST:PORT or unix:/PATH")
+	fs.BoolVar(&o.noop, "noop", false, "measure an in-process no-op milter (before the target, if any)")
+	fs.StringVar(&o.noopNetwork, "noop-network", "tcp", "network of the no-op milter: tcp (127.0.0.1) or unix")
+	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "milter connections in parallel")
+	fs.Int64Var(&o.count, "count", 0, "messages to send per run (default 10000 when no --duration)")
+	fs.DurationVar(&o.duration, "duration", 0, "run for this long (with --count: whichever ends first)")
+	fs.Float64Var(&o.rate, "rate", 0, "target messages/s, paced open-loop (0: as fast as the milter answers)")
+	fs.IntVar(&o.perConn, "messages-per-conn", 10, "messages per milter connection before it is closed")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "read and write timeout per milter packet")
+	fs.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "timeout to connect to the milter")
+	fs.StringVar(&o.corpus, "corpus", "", "send the .eml files under this directory instead of generated messages")
+	fs.IntVar(&o.corpusLimit, "corpus-limit", 0, "read at most this many corpus files (0: all)")
+	fs.IntVar(&o.pool, "pool", 1000, "distinct generated messages (cycled)")
+	fs.IntVar(&o.accounts, "accounts", 100, "distinct sending accounts (logins userN@customerM.example)")
+	fs.Float64Var(&o.forged, "forged", 0.05, "share of generated messages with a From domain the account does not own")
+	fs.IntVar(&o.minRcpt, "min-rcpt", 1, "recipients per generated message, at least")
+	fs.IntVar(&o.maxRcpt, "max-rcpt", 5, "recipients per message, at most")
+	fs.IntVar(&o.bodySize, "body-size", 4000, "approximate body size of generated messages in bytes")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated messages")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (the milter address goes in --target)", fs.Arg(0))
+	}
+	if o.target == "" && !o.noop {
+		return nil, errors.New("nothing to measure: give --target, --noop or both")
+	}
+	if o.noopNetwork != "tcp" && o.noopNetwork != "unix" {
+		return nil, fmt.Errorf("--noop-network %q: want tcp or unix", o.noopNetwork)
+	}
+	if o.count == 0 && o.duration == 0 {
+		o.count = 10000
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "milterload: %v\n", err)
+		return exitUsage
+	}
+	summary, err := measure(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "milterload: %v\n", err)
+		return exitUsage
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(summary)
+	} else {
+		err = summary.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "milterload: write report: %v\n", err)
+		return exitFailed
+	}
+	if summary.Failed() > 0 {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// measure builds the message source and runs the no-op ceiling and the
+// target, in that order, with the same load.
+func measure(ctx context.Context, o *options, stderr io.Writer) (*loadgen.Summary, error) {
+	var target loadgen.Target
+	if o.target != "" {
+		var err error
+		if target, err = loadgen.ParseTarget(o.target); err != nil {
+			return nil, err
+		}
+	}
+	source, err := buildSource(o)
+	if err != nil {
+		return nil, err
+	}
+	load := loadgen.Options{
+		Source:          source,
+		Concurrency:     o.concurrency,
+		Count:           o.count,
+		Duration:        o.duration,
+		Rate:            o.rate,
+		MessagesPerConn: o.perConn,
+		Timeout:         o.timeout,
+		DialTimeout:     o.dialTimeout,
+	}
+	var noopReport, targetReport *loadgen.Report
+	if o.noop {
+		srv, err := loadgen.StartNoOp(o.noopNetwork)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stderr, "milterload: measuring the no-op milter at %s\n", srv.Target)
+		opts := load
+		opts.Target = srv.Target
+		noopReport, err = loadgen.Run(ctx, opts)
+		if closeErr := srv.Close(); closeErr != nil {
+			fmt.Fprintf(stderr, "milterload: stop the no-op milter: %v\n", closeErr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		noopReport.Label = "no-op"
+	}
+	if o.target != "" && ctx.Err() == nil {
+		fmt.Fprintf(stderr, "milterload: measuring %s\n", target)
+		opts := load
+		opts.Target = target
+		if targetReport, err = loadgen.Run(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
+	return loadgen.NewSummary(noopReport, targetReport), nil
+}
+
+func buildSource(o *options) (loadgen.Source, error) {
+	var pool loadgen.Pool
+	var err error
+	if o.corpus != "" {
+		pool, err = loadgen.LoadCorpus(o.corpus, loadgen.CorpusOptions{Limit: o.corpusLimit, MaxRcpt: o.maxRcpt})
+	} else {
+		pool, err = loadgen.Generate(loadgen.GenerateOptions{
+			Count: o.pool, Accounts: o.accounts, ForgedShare: o.forged,
+			MinRcpt: o.minRcpt, MaxRcpt: o.maxRcpt, BodySize: o.bodySize, Seed: o.seed,
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Validate(); err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
