@@ -184,7 +184,9 @@ func newReporter(format string, stdout, stderr io.Writer) (reporter, error) {
 	case "text", "":
 		return &textReporter{w: stdout}, nil
 	case "json":
-		return &jsonReporter{enc: json.NewEncoder(stdout)}, nil
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		return &jsonReporter{enc: enc}, nil
 	case "csv":
 		w := csv.NewWriter(stdout)
 		return &csvReporter{w: w, stderr: stderr}, nil

@@ -33,6 +33,8 @@ type options struct {
 	NoProgress        bool
 	Inputs            []string
 	Stdin             io.Reader
+	// rules, when set, replaces the built-in rule set (tests only).
+	rules []scoring.Rule
 }
 
 // clockMode says which time rules see.
@@ -174,6 +176,9 @@ func newScan(opts options) (*scan, error) {
 	s.accounts = configuredAccounts(s.cfg, s.dir)
 	s.bodyCap = s.cfg.Message.BodySample.Bytes
 	s.engineOpt = app.EngineOptions(s.cfg)
+	if opts.rules != nil {
+		s.engineOpt.Rules = opts.rules
+	}
 	if opts.Account != "" {
 		if s.fixed, s.fixedHow = s.resolveAccount(opts.Account); s.fixed == nil {
 			return nil, fmt.Errorf("--account %q: no such login or account in the config", opts.Account)
