@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -184,7 +183,7 @@ func (s *scan) newWorker() *worker {
 // process evaluates one message.
 func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *record {
 	r := &record{Seq: seq, Source: m.Source, Offset: m.Offset, Format: m.Format, Size: m.Size(), Truncated: m.Truncated}
-	msg, err := mailbox.ParseMessage(bytes.NewReader(m.Data), w.s.bodyCap)
+	msg, err := parseRaw(m.Data, w.s.bodyCap)
 	if err != nil {
 		r.Problem = &mailbox.Problem{Source: m.Source, Offset: m.Offset, InMbox: m.Format == mailbox.Mbox, Kind: mailbox.NoHeaders, Err: err}
 		return r
@@ -222,6 +221,13 @@ func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *reco
 		r.Account = w.engine.Identify(env).Name()
 	}
 	return r
+}
+
+// parseRaw turns a raw message into what the rules see. It is the one
+// place that names the parser: mailbox.ParseBytes, or equally
+// mailbox.ParseMessage(bytes.NewReader(data), bodyCap) (one copy more).
+func parseRaw(data []byte, bodyCap int64) (*scoring.Message, error) {
+	return mailbox.ParseBytes(data, bodyCap)
 }
 
 // identify picks the account a message is scanned as.
@@ -270,10 +276,22 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 	if domain == "" {
 		name = "sender:unknown"
 	}
+	// The raw header values are the cache key: parsing them costs more
+	// than the lookup, and senders repeat.
+	var key strings.Builder
+	key.WriteString(domain + "\x00" + env.MailFrom)
+	for _, h := range adhocHeaders {
+		for _, v := range msg.Values(h) {
+			key.WriteString("\x00" + h + ":" + v)
+		}
+	}
+	if a := w.adhoc[key.String()]; a != nil {
+		return a
+	}
 	domains := []string{domain}
 	_, d := identity.SplitAddress(identity.NormalizeAddress(env.MailFrom))
 	domains = append(domains, d)
-	for _, h := range []string{"From", "Sender", "Resent-From", "Resent-Sender"} {
+	for _, h := range adhocHeaders {
 		for _, v := range msg.Values(h) {
 			addrs, err := scoring.ParseAddressList(v)
 			if err != nil {
@@ -284,10 +302,6 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 				domains = append(domains, d)
 			}
 		}
-	}
-	key := strings.Join(domains, " ")
-	if a := w.adhoc[key]; a != nil {
-		return a
 	}
 	a := &identity.Account{Name: name, AdHoc: true}
 	for _, d := range domains {
@@ -300,9 +314,12 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 	if len(w.adhoc) > 10000 {
 		clear(w.adhoc)
 	}
-	w.adhoc[key] = a
+	w.adhoc[key.String()] = a
 	return a
 }
+
+// adhocHeaders name the authors and senders an ad-hoc account may use.
+var adhocHeaders = []string{"From", "Sender", "Resent-From", "Resent-Sender"}
 
 // envelopeSender is the envelope sender the message was sent with: its
 // Return-Path, else the mbox From_ line's address, else the From address.

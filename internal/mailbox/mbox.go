@@ -24,7 +24,8 @@ type splitter struct {
 	atStart   bool // nothing read yet
 	eof       bool
 	readErr   error
-	lastStart bool // the last chunk ended a line (the next one starts one)
+	lastStart bool   // the last chunk ended a line (the next one starts one)
+	scratch   []byte // reused to collect each message, copied out once
 }
 
 func newSplitter(r *bufio.Reader, source string, mbox bool, opts *Options) *splitter {
@@ -100,7 +101,14 @@ func (s *splitter) next() (*Message, *Problem, error) {
 	if s.eof {
 		return nil, nil, io.EOF
 	}
-	m := &Message{Source: s.source, Format: EML}
+	m := &Message{Source: s.source, Format: EML, Data: s.scratch[:0]}
+	defer func() {
+		// Collect in the reused buffer, hand out an exact-size copy.
+		if cap(m.Data) <= 4<<20 {
+			s.scratch = m.Data[:0]
+		}
+		m.Data = bytes.Clone(m.Data)
+	}()
 	if s.mbox {
 		m.Format = Mbox
 		if s.atStart {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -21,11 +22,6 @@ var ErrNoHeaders = errors.New("message has no header block")
 // MTAs do. It is the scanner's stand-in for the scoring package's own
 // parser; only this function needs to change to use that one.
 func ParseMessage(r io.Reader, bodyCap int64) (*scoring.Message, error) {
-	if br, ok := r.(*bytes.Reader); ok && br.Size() > 0 {
-		data := make([]byte, br.Len())
-		n, _ := br.Read(data)
-		return parseBytes(data[:n], bodyCap)
-	}
 	br := bufio.NewReaderSize(r, readBufSize)
 	var data []byte
 	for {
@@ -41,7 +37,7 @@ func ParseMessage(r io.Reader, bodyCap int64) (*scoring.Message, error) {
 	sample := make([]byte, bodyCap)
 	n, _ := io.ReadFull(br, sample)
 	data = append(data, sample[:n]...)
-	m, err := parseBytes(data, bodyCap)
+	m, err := ParseBytes(data, bodyCap)
 	if err != nil {
 		return nil, err
 	}
@@ -54,14 +50,17 @@ func ParseMessage(r io.Reader, bodyCap int64) (*scoring.Message, error) {
 	return m, nil
 }
 
-// parseBytes parses a message held in memory. The body sample shares no
-// memory with data.
-func parseBytes(data []byte, bodyCap int64) (*scoring.Message, error) {
+// ParseBytes is ParseMessage for a message held in memory that the caller
+// hands over (it must not change data afterwards): no copy is made, and the
+// body sample is a slice of data. The header block is converted to one
+// string, of which every name and value is a substring.
+func ParseBytes(data []byte, bodyCap int64) (*scoring.Message, error) {
 	if !startsWithHeader(data) {
 		return nil, ErrNoHeaders
 	}
-	m := &scoring.Message{Headers: make([]scoring.Header, 0, 32)}
-	pos := 0
+	// Find where the header block ends: a blank line, or a line that is
+	// neither a header nor a continuation.
+	pos, bodyStart := 0, len(data)
 	for pos < len(data) {
 		end := bytes.IndexByte(data[pos:], '\n')
 		if end < 0 {
@@ -71,53 +70,53 @@ func parseBytes(data []byte, bodyCap int64) (*scoring.Message, error) {
 		}
 		line := data[pos:end]
 		if isBlank(line) {
-			pos = end
+			bodyStart = end
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if len(m.Headers) == 0 {
+		if line[0] != ' ' && line[0] != '\t' {
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || !validName(bytes.TrimRight(line[:colon], " \t")) {
+				bodyStart = pos // not a header: it belongs to the body
 				break
 			}
-			// A continuation line: extend the previous header's raw value.
-			h := &m.Headers[len(m.Headers)-1]
-			h.Value = h.Value + lineBreak(data, pos) + string(trimEOL(line))
-			pos = end
-			continue
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validName(bytes.TrimRight(line[:colon], " \t")) {
-			break // not a header: the header block ends here
-		}
-		name := string(bytes.TrimRight(line[:colon], " \t"))
-		value := bytes.TrimLeft(trimEOL(line[colon+1:]), " \t")
-		m.Headers = append(m.Headers, scoring.Header{Name: name, Value: string(value)})
 		pos = end
 	}
-	body := data[pos:]
+	headerEnd := min(pos, len(data))
+	block := string(data[:headerEnd])
+	m := &scoring.Message{Headers: make([]scoring.Header, 0, 24)}
+	for i := 0; i < len(block); {
+		// One field: its first line and every continuation line.
+		end := i
+		for {
+			nl := strings.IndexByte(block[end:], '\n')
+			if nl < 0 {
+				end = len(block)
+				break
+			}
+			end += nl + 1
+			if end >= len(block) || (block[end] != ' ' && block[end] != '\t') {
+				break
+			}
+		}
+		field := strings.TrimSuffix(strings.TrimSuffix(block[i:end], "\n"), "\r")
+		i = end
+		colon := strings.IndexByte(field, ':')
+		if colon <= 0 {
+			continue // a continuation line before any header
+		}
+		name := strings.TrimRight(field[:colon], " \t")
+		value := strings.TrimLeft(field[colon+1:], " \t")
+		m.Headers = append(m.Headers, scoring.Header{Name: name, Value: value})
+	}
+	body := data[bodyStart:]
 	m.BodySize = int64(len(body))
 	if int64(len(body)) > bodyCap {
 		body = body[:bodyCap]
 		m.BodyTruncated = true
 	}
-	m.Body = bytes.Clone(body)
-	if m.Body == nil {
-		m.Body = []byte{}
-	}
+	m.Body = body[:len(body):len(body)]
 	return m, nil
-}
-
-// lineBreak returns the line ending that preceded position pos ("\r\n" or
-// "\n"), so folded values keep their folding as received.
-func lineBreak(data []byte, pos int) string {
-	if pos >= 2 && data[pos-2] == '\r' {
-		return "\r\n"
-	}
-	return "\n"
-}
-
-func trimEOL(b []byte) []byte {
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 func validName(b []byte) bool {

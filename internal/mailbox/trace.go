@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"bytes"
 	"net/mail"
 	"strings"
 	"time"
@@ -33,12 +34,23 @@ var receiverPrefixes = []string{
 // IsReceiverHeader reports whether a header of this name is one a
 // receiving system adds (trace, filtering results, mail-store fields).
 func IsReceiverHeader(name string) bool {
-	n := strings.ToLower(name)
-	if receiverHeaders[n] {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return false
+	}
+	lower := buf[:len(name)]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	if receiverHeaders[string(lower)] {
 		return true
 	}
 	for _, p := range receiverPrefixes {
-		if strings.HasPrefix(n, p) {
+		if bytes.HasPrefix(lower, []byte(p)) {
 			return true
 		}
 	}
@@ -112,16 +124,38 @@ func ReceivedTime(v string) (time.Time, bool) {
 // ParseDate parses an RFC 5322 date, tolerating folding, a trailing
 // comment such as "(PDT)" and a missing weekday.
 func ParseDate(s string) (time.Time, bool) {
-	s = strings.Join(strings.Fields(s), " ")
-	if t, err := mail.ParseDate(s); err == nil {
+	s = strings.TrimSpace(s)
+	if strings.ContainsAny(s, "\r\n\t") || strings.Contains(s, "  ") {
+		s = strings.Join(strings.Fields(s), " ")
+	}
+	// The common forms first: net/mail tries a dozen layouts in turn, and
+	// every failed attempt costs an error allocation.
+	if i := strings.IndexByte(s, ','); i == 3 {
+		if t, err := time.Parse("Mon, 2 Jan 2006 15:04:05 -0700", strings.TrimSpace(cutComment(s))); err == nil {
+			return t, true
+		}
+	} else if t, err := time.Parse("2 Jan 2006 15:04:05 -0700", strings.TrimSpace(cutComment(s))); err == nil {
 		return t, true
 	}
+	// Try without a trailing comment first: net/mail accepts it only in
+	// some forms, and failed attempts cost an error allocation each.
 	if i := strings.IndexByte(s, '('); i > 0 {
 		if t, err := mail.ParseDate(strings.TrimSpace(s[:i])); err == nil {
 			return t, true
 		}
 	}
+	if t, err := mail.ParseDate(strings.TrimSpace(s)); err == nil {
+		return t, true
+	}
 	return time.Time{}, false
+}
+
+// cutComment drops a trailing "(comment)".
+func cutComment(s string) string {
+	if i := strings.IndexByte(s, '('); i > 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // NewestReceived returns the time of the topmost Received header that has

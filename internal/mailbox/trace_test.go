@@ -1,6 +1,7 @@
 package mailbox
 
 import (
+	"net/mail"
 	"os"
 	"strings"
 	"testing"
@@ -62,5 +63,21 @@ func TestReceivedHelpers(t *testing.T) {
 	}
 	if !IsReceiverHeader("ARC-Seal") || !IsReceiverHeader("x-spam-status") || IsReceiverHeader("DKIM-Signature") || IsReceiverHeader("From") {
 		t.Error("IsReceiverHeader misclassifies")
+	}
+}
+
+func TestParseDateAgreesWithNetMail(t *testing.T) {
+	for _, s := range []string{
+		"Fri, 20 Nov 2026 10:00:00 +0000", "Fri, 2 Aug 2002 10:00:00 -0700 (PDT)", "2 Aug 2002 10:00:00 +0200",
+		" Thu, 22 Aug 2002 17:00:00 GMT", "Thu, 22 Aug 2002 17:00 +0000", "Mon, 2 Sep 2002 1:02:03 -0000",
+	} {
+		got, ok := ParseDate(s)
+		want, err := mail.ParseDate(strings.TrimSpace(strings.Split(s, "(")[0]))
+		if !ok || err != nil || !got.Equal(want) {
+			t.Errorf("ParseDate(%q) = %v %v; net/mail: %v %v", s, got, ok, want, err)
+		}
+	}
+	if _, ok := ParseDate("yesterday"); ok {
+		t.Error("ParseDate accepted nonsense")
 	}
 }
