@@ -91,12 +91,12 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
 	fs.StringVar(&o.Format, "format", "text", "report `FORMAT`: text, json (JSON lines) or csv")
 	fs.StringVar(&o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse: reject, defer or never")
-	fs.IntVar(&o.Jobs, "j", runtime.NumCPU(), "number of parallel workers")
+	fs.IntVar(&o.Jobs, "j", runtime.NumCPU(), "run `N` parallel workers (default: the number of CPUs)")
 	fs.StringVar(&o.MboxVariant, "mbox-variant", "mboxo", "mbox quoting `VARIANT`: mboxo (\">From \" only) or mboxrd (\">*From \")")
 	fs.BoolVar(&o.NoProgress, "no-progress", false, "never show the progress bar (it shows only when stderr is a terminal)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageText)
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 		fmt.Fprint(stderr, exitText)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -108,4 +108,24 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("no input given (use - for standard input)")
 	}
 	return o, nil
+}
+
+// printFlags lists the flags as they are meant to be written: --long,
+// and -j for the one-letter flag.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		line := "  " + dash + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		if f.DefValue != "" && f.DefValue != "false" && f.Name != "j" {
+			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
+	})
 }

@@ -436,3 +436,23 @@ func TestGoldenFormats(t *testing.T) {
 		golden(t, "golden."+format, r.stdout)
 	}
 }
+
+func TestHeaderlessMessageInMbox(t *testing.T) {
+	box := "From alice@example.com Fri Nov 20 10:00:00 2026\nFrom: alice@example.com\n\none\n\n" +
+		"From alice@example.com Fri Nov 20 10:01:00 2026\nthis message has no header block\n\n" +
+		"From alice@example.com Fri Nov 20 10:02:00 2026\nFrom: Bank <alerts@bank.example>\n\nthree\n\n"
+	path := filepath.Join(t.TempDir(), "box")
+	if err := os.WriteFile(path, []byte(box), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := scanOpts(path)
+	o.Account = "alice"
+	r := runScan(t, o)
+	second, third := strings.Index(box, "From alice@example.com Fri Nov 20 10:01"), strings.Index(box, "From alice@example.com Fri Nov 20 10:02")
+	check(t, "verdicts", verdicts(r.messages), []string{"box:0 accept", fmt.Sprintf("box:%d reject %s", third, forged)})
+	counts(t, r, 2, 1, 0, 1, 1)
+	if len(r.summary.Listed) != 1 || r.summary.Listed[0].Offset != int64(second) || r.summary.Listed[0].Kind != "no-headers" ||
+		!strings.Contains(r.stderr, fmt.Sprintf("box: offset %d: no-headers", second)) {
+		t.Errorf("problem list %+v, stderr %s", r.summary.Listed, r.stderr)
+	}
+}
