@@ -214,3 +214,22 @@ func TestParseMessage(t *testing.T) {
 		t.Errorf("lenient header end: %v %+v", err, m)
 	}
 }
+
+func TestTruncatedGzip(t *testing.T) {
+	gz, err := os.ReadFile(td("sent.mbox.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for e := range ReadStream(context.Background(), "cut.gz", bytes.NewReader(gz[:len(gz)*2/3]), Options{BodyCap: 1 << 20}) {
+		if e.Problem != nil {
+			got = append(got, e.Problem.Error())
+			continue
+		}
+		got = append(got, e.Message.Where())
+	}
+	// Whole messages come out before the cut; the last one is flagged.
+	if len(got) < 2 || !strings.HasPrefix(got[len(got)-2], "cut.gz: offset ") || !strings.Contains(got[len(got)-2], "truncated: input ends early: unexpected EOF") {
+		t.Errorf("entries = %q", got)
+	}
+}

@@ -45,7 +45,11 @@ func (s *splitter) chunk() (b []byte, startsLine bool, err error) {
 	return b, startsLine, err
 }
 
-var fromPrefix = []byte("From ")
+var (
+	fromPrefix = []byte("From ")
+	lfBlank    = []byte("\n")
+	crlfBlank  = []byte("\r\n")
+)
 
 // isBlank reports whether a whole line is empty ("\n" or "\r\n").
 func isBlank(b []byte) bool {
@@ -167,7 +171,10 @@ func (s *splitter) next() (*Message, *Problem, error) {
 				pendingBlank = nil
 			}
 			if startsLine && isBlank(b) {
-				pendingBlank = []byte(string(b))
+				pendingBlank = lfBlank
+				if len(b) == 2 {
+					pendingBlank = crlfBlank
+				}
 				prevBlank = true
 			} else {
 				if s.mbox && startsLine {
