@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+const mailboxes = "../../testdata/mailboxes"
+
+func mb(name string) string { return filepath.Join(mailboxes, name) }
+
+// scanOpts returns options for a test scan with the test config.
+func scanOpts(inputs ...string) options {
+	return options{
+		ConfigPath: mb("abusescan.yaml"), Format: "json", FailOn: "reject", Jobs: 2,
+		Now: "2026-11-20T12:00:00Z", NoProgress: true, Inputs: inputs,
+	}
+}
+
+type result struct {
+	code     int
+	stdout   string
+	stderr   string
+	messages []jsonMessage
+	summary  jsonSummary
+}
+
+func runScan(t *testing.T, o options) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	r := result{code: run(context.Background(), o, &out, &errb)}
+	r.stdout, r.stderr = out.String(), errb.String()
+	if o.Format != "json" {
+		return r
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for i, l := range lines {
+		if l == "" {
+			continue
+		}
+		if i == len(lines)-1 {
+			if err := json.Unmarshal([]byte(l), &r.summary); err != nil || !r.summary.Summary {
+				t.Fatalf("last line is not a summary: %v: %s", err, l)
+			}
+			continue
+		}
+		var m jsonMessage
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, l)
+		}
+		r.messages = append(r.messages, m)
+	}
+	return r
+}
+
+// verdicts lists "where verdict RULES" for each message.
+func verdicts(ms []jsonMessage) []string {
+	var out []string
+	for _, m := range ms {
+		where := filepath.Base(m.File)
+		if m.Format == "mbox" {
+			where = fmt.Sprintf("%s:%d", where, m.Offset)
+		}
+		out = append(out, strings.TrimSpace(where+" "+m.Verdict+" "+strings.Join(m.Rules, ",")))
+	}
+	return out
+}
+
+func check(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s:\ngot:\n  %s\nwant:\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func counts(t *testing.T, r result, messages, accepted, deferred, rejected, unreadable int) {
+	t.Helper()
+	s := r.summary
+	if s.Messages != messages || s.Accepted != accepted || s.Deferred != deferred || s.Rejected != rejected || s.Unreadable != unreadable {
+		t.Errorf("summary %d messages %d/%d/%d accepted/deferred/rejected, %d unreadable; want %d %d/%d/%d, %d\nstderr: %s",
+			s.Messages, s.Accepted, s.Deferred, s.Rejected, s.Unreadable, messages, accepted, deferred, rejected, unreadable, r.stderr)
+	}
+}
+
+const forged = "FROM_DOMAIN_NOT_OWNED"
+
+func TestMboxVariantsAndGzip(t *testing.T) {
+	for _, tc := range []struct {
+		file, variant string
+		last          int // the mboxrd escape of ">From " is one byte longer
+	}{
+		{"sent.mbox", "mboxo", 726}, {"sent.mboxrd", "mboxrd", 727}, {"sent.mbox.gz", "", 726},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			o := scanOpts(mb(tc.file))
+			o.Account, o.MboxVariant = "alice", tc.variant
+			r := runScan(t, o)
+			if r.code != exitFound {
+				t.Errorf("exit %d, want %d (a rejected message)", r.code, exitFound)
+			}
+			check(t, "verdicts", verdicts(r.messages), []string{
+				tc.file + ":0 accept", tc.file + ":207 reject " + forged, tc.file + ":463 accept", fmt.Sprintf("%s:%d accept", tc.file, tc.last),
+			})
+			counts(t, r, 4, 3, 0, 1, 0)
+			if m := r.messages[1]; m.Reply != "550 5.7.1 Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)" ||
+				m.From != "service@paypal.com" || strings.Join(m.Recipients, ",") != "victim@example.net,other@example.net" || m.Account != "alice" {
+				t.Errorf("forged message: %+v", m)
+			}
+		})
+	}
+}
+
+func TestMaildirAndSenderAccounts(t *testing.T) {
+	// Without --account, the account comes from the sender: alice's mail
+	// is alice's; the forged PayPal address belongs to no account and the
+	// engine treats it as a login equal to that address (login_is_address).
+	r := runScan(t, scanOpts(mb("maildir")))
+	check(t, "verdicts", verdicts(r.messages), []string{
+		"1700000001.M1P1.host:2,S accept", "1700000002.M2P1.host:2,S accept", "1700000003.M3P1.host accept",
+	})
+	if got := []string{r.messages[0].Account, r.messages[1].Account, r.messages[2].Account}; strings.Join(got, " ") != "alice service@paypal.com alice" {
+		t.Errorf("accounts = %q", got)
+	}
+	counts(t, r, 3, 3, 0, 0, 0)
+	if r.code != exitOK {
+		t.Errorf("exit %d, want 0", r.code)
+	}
+	o := scanOpts(mb("maildir"))
+	o.Account = "alice"
+	r = runScan(t, o)
+	check(t, "verdicts as alice", verdicts(r.messages), []string{
+		"1700000001.M1P1.host:2,S accept", "1700000002.M2P1.host:2,S reject " + forged, "1700000003.M3P1.host accept",
+	})
+}
+
+func TestTruncatedMbox(t *testing.T) {
+	o := scanOpts(mb("truncated.mbox"))
+	o.Account = "alice"
+	r := runScan(t, o)
+	check(t, "verdicts", verdicts(r.messages), []string{"truncated.mbox:0 accept", "truncated.mbox:207 accept"})
+	counts(t, r, 2, 2, 0, 0, 0)
+	if r.summary.Problems["truncated"] != 1 || !r.messages[1].Truncated || r.messages[0].Truncated {
+		t.Errorf("truncation not reported: %+v", r.summary.Problems)
+	}
+	if !strings.Contains(r.stderr, "truncated.mbox: offset 207: truncated") {
+		t.Errorf("stderr lacks the warning with file and offset: %s", r.stderr)
+	}
+	if r.code != exitOK {
+		t.Errorf("exit %d, want 0", r.code)
+	}
+}
+
+func TestMixedDirectory(t *testing.T) {
+	o := scanOpts(mb("mixed"))
+	o.Account, o.Jobs = "alice", 3
+	r := runScan(t, o)
+	check(t, "verdicts", verdicts(r.messages), []string{
+		"a-message.eml accept",
+		"e-forged.msg reject " + forged,
+		"1700000008.M8P9.host:2,S accept",
+		"1700000009.M9P9.host reject " + forged,
+		"f-archive:0 accept",
+		"f-archive:207 accept",
+	})
+	counts(t, r, 6, 4, 0, 2, 3)
+	for _, want := range []string{"b-empty: empty", "c-binary.png: binary", "d-notes.txt: no-headers"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q: %s", want, r.stderr)
+		}
+	}
+}
+
+func TestStdin(t *testing.T) {
+	data, err := os.ReadFile(mb("sent.mbox.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := scanOpts("-")
+	o.Account, o.Stdin = "alice", bytes.NewReader(data)
+	r := runScan(t, o)
+	check(t, "verdicts", verdicts(r.messages), []string{"-:0 accept", "-:207 reject " + forged, "-:463 accept", "-:726 accept"})
+	counts(t, r, 4, 3, 0, 1, 0)
+}
+
+// strikesLock reports whether the in-memory limiter locks accounts on
+// strikes yet (the ratelimit package is being extended in parallel).
+func strikesLock() bool {
+	lim := ratelimit.NewMemory(ratelimit.Policy{Strikes: ratelimit.StrikePolicy{Threshold: 1, Window: time.Hour}}, nil)
+	d, _ := lim.CheckAndCharge(context.Background(), ratelimit.Request{Account: "a", Outcome: ratelimit.Strike, MessageID: "<1@x>"})
+	d2, _ := lim.CheckAndCharge(context.Background(), ratelimit.Request{Account: "a"})
+	return d.NewlyLocked || d2.Locked
+}
+
+func TestReplayRates(t *testing.T) {
+	o := scanOpts(mb("burst.mbox"))
+	o.Account, o.ReplayRates, o.FailOn = "alice", true, "defer"
+	r := runScan(t, o)
+	// 3/1h: by Date the 4th and 5th message (b4 10:03, b5 10:04) are
+	// deferred although they come first and fifth in the file.
+	last := "burst.mbox:1310 accept"
+	if strikesLock() {
+		// Two strikes (threshold 2) lock alice: the 12:00 message is deferred.
+		last = "burst.mbox:1310 defer ACCOUNT_LOCKED"
+	}
+	check(t, "verdicts", verdicts(r.messages), []string{
+		"burst.mbox:0 defer ACCOUNT_MSG_RATE",
+		"burst.mbox:183 accept",
+		"burst.mbox:365 accept",
+		"burst.mbox:549 accept",
+		"burst.mbox:731 defer ACCOUNT_MSG_RATE",
+		"burst.mbox:914 reject " + forged,
+		"burst.mbox:1112 reject " + forged,
+		last,
+	})
+	if r.code != exitFound {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if m := r.messages[0]; m.Replay == nil || m.Replay.Verdict != "defer" || m.Replay.Rule != "ACCOUNT_MSG_RATE" || m.Replay.RetryAfter != 56*60 {
+		t.Errorf("replay of b5: %+v (want retry after 56m: b1 at 10:00 ages out at 11:00)", m.Replay)
+	}
+	if strikesLock() && (len(r.summary.Locks) != 1 || r.summary.Locks[0].Account != "alice" || r.summary.Locks[0].At != "2026-11-20T10:31:00Z") {
+		t.Errorf("locks = %+v", r.summary.Locks)
+	}
+	// Without replay the rules alone decide.
+	o.ReplayRates = false
+	r = runScan(t, o)
+	counts(t, r, 8, 6, 0, 2, 0)
+}
+
+// probeRule records what the engine saw: its clock and the header names.
+func probeRule() scoring.Rule {
+	return scoring.Rule{ID: "PROBE", Clause: scoring.ForgedHeaders, Score: 0, Check: func(c *scoring.Check) (string, bool) {
+		var names []string
+		for _, h := range c.Msg.Headers {
+			names = append(names, h.Name)
+		}
+		return c.Now.UTC().Format(time.RFC3339) + " " + strings.Join(names, ","), true
+	}}
+}
+
+func probe(t *testing.T, o options) []string {
+	t.Helper()
+	o.rules = []scoring.Rule{probeRule()}
+	r := runScan(t, o)
+	var out []string
+	for _, m := range r.messages {
+		if len(m.Findings) != 1 {
+			t.Fatalf("%s: findings %+v", m.File, m.Findings)
+		}
+		out = append(out, m.Findings[0].Reason)
+	}
+	return out
+}
+
+func TestAsReceivedAndClock(t *testing.T) {
+	o := scanOpts(mb("received.eml"))
+	o.Account = "alice"
+	check(t, "as stored", probe(t, o), []string{"2026-11-20T12:00:00Z Return-Path,Delivered-To,Received,X-Spam-Status,Authentication-Results,Received,From,To,Subject,Date,Message-ID"})
+	o.AsReceived, o.Now = true, "received"
+	check(t, "as received", probe(t, o), []string{"2026-11-20T11:00:05Z Received,From,To,Subject,Date,Message-ID"})
+
+	// Each message is judged at its own Received time, whatever the worker.
+	var mbox strings.Builder
+	var want []string
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 200 {
+		at := base.Add(time.Duration(i) * 7 * time.Minute)
+		fmt.Fprintf(&mbox, "From a@example.com Thu Jan  1 00:00:00 2026\nReceived: from x by mx.example.net; %s\nFrom: a@example.com\n\nbody %d\n\n", at.Format(time.RFC1123Z), i)
+		want = append(want, at.Format(time.RFC3339)+" From")
+	}
+	path := filepath.Join(t.TempDir(), "clock.mbox")
+	if err := os.WriteFile(path, []byte(mbox.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o = scanOpts(path)
+	o.AsReceived, o.Now, o.Jobs, o.AccountFromSender = true, "received", 4, true
+	check(t, "per-message clock", probe(t, o), want)
+}
+
+func TestAccountFromSender(t *testing.T) {
+	o := scanOpts(mb("sent.mbox"))
+	o.AccountFromSender = true
+	r := runScan(t, o)
+	// alice's messages are alice's (the config's owner of example.com);
+	// the PayPal one gets an account of its own, so the identity rule stays
+	// quiet and only content rules could refuse it.
+	check(t, "verdicts", verdicts(r.messages), []string{"sent.mbox:0 accept", "sent.mbox:207 accept", "sent.mbox:463 accept", "sent.mbox:726 accept"})
+	if got := r.messages[1].Account; got != "sender:paypal.com" {
+		t.Errorf("account of the PayPal message = %q", got)
+	}
+	if got := r.messages[0].Account; got != "alice" {
+		t.Errorf("account of alice's message = %q", got)
+	}
+}
+
+func TestExitCodesAndUsage(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("mode: loud\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*options)
+		code int
+		msg  string
+	}{
+		{"fail-on never", func(o *options) { o.FailOn = "never" }, exitOK, ""},
+		{"fail-on defer", func(o *options) { o.FailOn = "defer" }, exitFound, ""},
+		{"bad format", func(o *options) { o.Format = "xml" }, exitUsage, `--format "xml"`},
+		{"bad fail-on", func(o *options) { o.FailOn = "maybe" }, exitUsage, `--fail-on "maybe"`},
+		{"bad now", func(o *options) { o.Now = "yesterday" }, exitUsage, `--now "yesterday"`},
+		{"bad variant", func(o *options) { o.MboxVariant = "mboxcl" }, exitUsage, `mbox variant "mboxcl"`},
+		{"missing input", func(o *options) { o.Inputs = []string{"/nonexistent/box"} }, exitUsage, `input "/nonexistent/box"`},
+		{"unknown account", func(o *options) { o.Account = "mallory" }, exitUsage, `--account "mallory"`},
+		{"both account modes", func(o *options) { o.Account, o.AccountFromSender = "alice", true }, exitUsage, "exclude each other"},
+		{"bad config", func(o *options) { o.ConfigPath = bad }, exitUsage, "mode"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := scanOpts(mb("sent.mbox"))
+			o.Account = "alice"
+			tc.mod(&o)
+			var out, errb bytes.Buffer
+			r := result{code: run(context.Background(), o, &out, &errb), stderr: errb.String()}
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", r.code, r.stderr, tc.code, tc.msg)
+			}
+		})
+	}
+	var errb bytes.Buffer
+	if _, err := parseArgs([]string{"--config", "x.yaml", "--bogus"}, &errb); err == nil {
+		t.Error("unknown flag accepted")
+	}
+	if _, err := parseArgs([]string{"--format", "json"}, &errb); err == nil {
+		t.Error("no input accepted")
+	}
+	errb.Reset()
+	o, err := parseArgs([]string{"--config", "c.yaml", "--account-from-sender", "-j", "3", "--now", "received", "a", "-"}, &errb)
+	if err != nil || o.ConfigPath != "c.yaml" || !o.AccountFromSender || o.Jobs != 3 || o.Now != "received" || strings.Join(o.Inputs, " ") != "a -" {
+		t.Errorf("parseArgs = %+v, %v", o, err)
+	}
+	errb.Reset()
+	if _, err := parseArgs([]string{"--help"}, &errb); err != flag.ErrHelp || !strings.Contains(errb.String(), "Exit status:") || !strings.Contains(errb.String(), "--fail-on") {
+		t.Errorf("help: %v\n%s", err, errb.String())
+	}
+}
+
+func TestOrderIndependentOfWorkers(t *testing.T) {
+	var first string
+	for _, j := range []int{1, 2, 7} {
+		o := scanOpts(mb("mixed"), mb("burst.mbox"), mb("sent.mbox"), mb("maildir"))
+		o.Account, o.Jobs = "alice", j
+		r := runScan(t, o)
+		if j == 1 {
+			first = r.stdout
+			continue
+		}
+		if r.stdout != first {
+			t.Errorf("-j %d output differs from -j 1", j)
+		}
+	}
+}
+
+func TestTextReport(t *testing.T) {
+	o := scanOpts(mb("mixed"))
+	o.Account, o.Format = "alice", "text"
+	r := runScan(t, o)
+	lines := strings.Split(r.stdout, "\n")
+	want := []string{
+		mb("mixed/e-forged.msg") + "  2026-11-20T10:05:00Z  service@paypal.com  victim@example.net,other@example.net  reject  " + forged,
+		mb("mixed/nested/deeper/Maildir/new/1700000009.M9P9.host") + "  2026-11-20T10:05:00Z  service@paypal.com  victim@example.net,other@example.net  reject  " + forged,
+		"",
+		"scanned 6 messages: 4 accepted, 0 deferred, 2 rejected",
+	}
+	check(t, "text", lines[:4], want)
+	for _, s := range []string{"top rules:", forged + "  ", "top senders", "service@paypal.com", "unreadable inputs: 3"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("text summary lacks %q:\n%s", s, r.stdout)
+		}
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < len(gl) || i < len(wl); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Fatalf("%s differs at line %d (go test -update rewrites it):\ngot:  %s\nwant: %s", path, i+1, g, w)
+			}
+		}
+	}
+}
+
+func TestGoldenFormats(t *testing.T) {
+	// The test config without strikes, so that the golden files do not
+	// depend on whether the limiter locks accounts.
+	cfg, err := os.ReadFile(mb("abusescan.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noStrikes := filepath.Join(t.TempDir(), "config.yaml")
+	data := strings.Replace(string(cfg), "threshold: 2", "threshold: 0", 1)
+	if err := os.WriteFile(noStrikes, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"json", "csv"} {
+		o := scanOpts(mb("mixed"), mb("burst.mbox"))
+		o.ConfigPath, o.Account, o.Format, o.ReplayRates = noStrikes, "alice", format, true
+		r := runScan(t, o)
+		if r.code != exitFound {
+			t.Errorf("%s: exit %d, want 1", format, r.code)
+		}
+		golden(t, "golden."+format, r.stdout)
+	}
+}
+
+func TestHeaderlessMessageInMbox(t *testing.T) {
+	box := "From alice@example.com Fri Nov 20 10:00:00 2026\nFrom: alice@example.com\n\none\n\n" +
+		"From alice@example.com Fri Nov 20 10:01:00 2026\nthis message has no header block\n\n" +
+		"From alice@example.com Fri Nov 20 10:02:00 2026\nFrom: Bank <alerts@bank.example>\n\nthree\n\n"
+	path := filepath.Join(t.TempDir(), "box")
+	if err := os.WriteFile(path, []byte(box), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := scanOpts(path)
+	o.Account = "alice"
+	r := runScan(t, o)
+	second, third := strings.Index(box, "From alice@example.com Fri Nov 20 10:01"), strings.Index(box, "From alice@example.com Fri Nov 20 10:02")
+	check(t, "verdicts", verdicts(r.messages), []string{"box:0 accept", fmt.Sprintf("box:%d reject %s", third, forged)})
+	counts(t, r, 2, 1, 0, 1, 1)
+	if len(r.summary.Listed) != 1 || r.summary.Listed[0].Offset != int64(second) || r.summary.Listed[0].Kind != "no-headers" ||
+		!strings.Contains(r.stderr, fmt.Sprintf("box: offset %d: no-headers", second)) {
+		t.Errorf("problem list %+v, stderr %s", r.summary.Listed, r.stderr)
+	}
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/internal/mailbox"
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+var noAddr netip.Addr
+
+// record is what the report needs of one message (or unreadable input): no
+// body, so that records can be kept for a rate replay.
+type record struct {
+	Seq          int
+	Source       string
+	Offset       int64
+	Format       mailbox.Format
+	Date         time.Time // from the Date header; zero when missing or unreadable
+	From         string    // first From address, lowercase
+	Recipients   []string
+	EnvelopeFrom string
+	MessageID    string
+	Account      string
+	Size         int64
+	Truncated    bool
+	// Rules is the engine's verdict; Verdict is the final one (the rules'
+	// verdict, or the replayed limiter's when --replay-rates changed it).
+	Rules   scoring.Verdict
+	Verdict scoring.Verdict
+	Replay  *replayResult
+	Problem *mailbox.Problem // set for an input that could not be read
+}
+
+// isMessage reports whether the record is a scanned message (not a problem).
+func (r *record) isMessage() bool { return r.Problem == nil }
+
+// where names the record for reports: "file" or "file:offset" in an mbox.
+func (r *record) where() string {
+	if r.Format == mailbox.Mbox || (r.Problem != nil && r.Problem.InMbox) {
+		return fmt.Sprintf("%s:%d", r.Source, r.Offset)
+	}
+	return r.Source
+}
+
+// job is one walk entry travelling through the worker pool; done receives
+// its record, and the collector reads jobs in input order.
+type job struct {
+	seq   int
+	entry mailbox.Entry
+	done  chan *record
+}
+
+// execute walks the inputs, evaluates messages on s.opts.Jobs workers and
+// hands records to emit in input order. With --replay-rates records are
+// collected, replayed in Date order, then emitted in input order.
+func (s *scan) execute(ctx context.Context, stderr io.Writer, prog *progress, emit func(*record) error, sum *summary) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := s.opts.Jobs
+	work := make(chan *job, jobs*4)
+	order := make(chan *job, jobs*16+64)
+
+	go func() {
+		defer close(order)
+		defer close(work)
+		seq := 0
+		walkOpts := mailbox.Options{BodyCap: s.bodyCap, Variant: s.variant}
+		if prog != nil {
+			walkOpts.OnRead = prog.read
+		}
+		for e := range mailbox.Walk(ctx, s.opts.Inputs, s.opts.Stdin, walkOpts) {
+			j := &job{seq: seq, entry: e, done: make(chan *record, 1)}
+			seq++
+			if e.Problem != nil {
+				j.done <- problemRecord(j.seq, e.Problem)
+			}
+			select {
+			case order <- j:
+			case <-ctx.Done():
+				return
+			}
+			if e.Message != nil {
+				select {
+				case work <- j:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := s.newWorker()
+			for j := range work {
+				j.done <- w.process(ctx, j.seq, j.entry.Message)
+			}
+		}()
+	}
+	defer wg.Wait()
+
+	var kept []*record
+	for j := range order {
+		var r *record
+		select {
+		case r = <-j.done:
+		case <-ctx.Done():
+			return nil
+		}
+		if r.Problem != nil {
+			// Unreadable input, or a warning about the message that follows.
+			fmt.Fprintf(stderr, "abusescan: warning: %v\n", r.Problem)
+			sum.problem(r.Problem)
+			continue
+		}
+		prog.message()
+		if s.opts.ReplayRates {
+			kept = append(kept, r)
+			continue
+		}
+		if err := emit(r); err != nil {
+			cancel()
+			return fmt.Errorf("writing report: %w", err)
+		}
+	}
+	if !s.opts.ReplayRates {
+		return nil
+	}
+	sum.Locks = s.replay(ctx, kept)
+	for _, r := range kept {
+		if err := emit(r); err != nil {
+			return fmt.Errorf("writing report: %w", err)
+		}
+	}
+	return nil
+}
+
+func problemRecord(seq int, p *mailbox.Problem) *record {
+	return &record{Seq: seq, Source: p.Source, Offset: p.Offset, Problem: p}
+}
+
+// worker owns one engine. With --now received the engine's clock reads
+// the worker's now field, which the worker sets before each message: the
+// engine reads its clock only inside the call, on the calling goroutine,
+// so no other goroutine ever sees it.
+type worker struct {
+	s      *scan
+	engine *scoring.Engine
+	now    time.Time
+	adhoc  map[string]*identity.Account // --account-from-sender accounts by From domain
+}
+
+func (s *scan) newWorker() *worker {
+	w := &worker{s: s, adhoc: make(map[string]*identity.Account)}
+	opts := s.engineOpt
+	switch s.clock {
+	case clockFixed:
+		fixed := s.fixedNow
+		opts.Now = func() time.Time { return fixed }
+	case clockReceived:
+		opts.Now = func() time.Time { return w.now }
+	}
+	// No DNS offline, and no limiter: rates are replayed apart, in Date order.
+	opts.Resolver = nil
+	w.engine = scoring.NewEngine(s.dir, nil, opts)
+	return w
+}
+
+// process evaluates one message.
+func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *record {
+	r := &record{Seq: seq, Source: m.Source, Offset: m.Offset, Format: m.Format, Size: m.Size(), Truncated: m.Truncated}
+	msg, err := parseRaw(m.Data, w.s.bodyCap)
+	if err != nil {
+		r.Problem = &mailbox.Problem{Source: m.Source, Offset: m.Offset, InMbox: m.Format == mailbox.Mbox, Kind: mailbox.NoHeaders, Err: err}
+		return r
+	}
+	msg.BodySize += m.Skipped
+	msg.BodyTruncated = msg.BodyTruncated || m.Skipped > 0
+
+	newest, hasNewest := mailbox.NewestReceived(msg.Headers)
+	env := &scoring.Envelope{MailFrom: envelopeSender(msg, m.EnvelopeFrom)}
+	r.EnvelopeFrom = env.MailFrom
+	if w.s.opts.AsReceived {
+		msg.Headers = mailbox.StripTrace(msg.Headers, w.s.cfg.Rules.OwnMTAs)
+	}
+	r.From = firstAddress(msg.Get("From"))
+	if t, ok := mailbox.ParseDate(msg.Get("Date")); ok {
+		r.Date = t.UTC()
+	}
+	r.MessageID = strings.TrimSpace(msg.Get("Message-Id"))
+	env.Rcpts = recipients(msg)
+	r.Recipients = env.Rcpts
+
+	switch {
+	case hasNewest:
+		w.now = newest
+	case !r.Date.IsZero():
+		w.now = r.Date
+	default:
+		w.now = time.Now()
+	}
+	id := w.identify(env, msg, r.From)
+	r.Rules = w.engine.CheckMessage(ctx, env, msg, id)
+	r.Verdict = r.Rules
+	r.Account = id.Name()
+	if r.Account == "" {
+		r.Account = w.engine.Identify(env).Name()
+	}
+	return r
+}
+
+// parseRaw turns a raw message into what the rules see. It is the one
+// place that names the parser: mailbox.ParseBytes, or equally
+// mailbox.ParseMessage(bytes.NewReader(data), bodyCap) (one copy more).
+func parseRaw(data []byte, bodyCap int64) (*scoring.Message, error) {
+	return mailbox.ParseBytes(data, bodyCap)
+}
+
+// identify picks the account a message is scanned as.
+func (w *worker) identify(env *scoring.Envelope, msg *scoring.Message, from string) scoring.Identity {
+	s := w.s
+	switch {
+	case s.fixed != nil:
+		env.AuthLogin = s.opts.Account
+		return scoring.Identity{Account: s.fixed, How: s.fixedHow}
+	case s.opts.AccountFromSender:
+		_, domain := identity.SplitAddress(from)
+		if domain == "" {
+			_, domain = identity.SplitAddress(identity.NormalizeAddress(env.MailFrom))
+		}
+		for _, a := range s.accounts {
+			if domain != "" && !a.AnySender && a.OwnsDomain(domain) {
+				env.AuthLogin = a.Name
+				return scoring.Identity{Account: a, How: identity.ByLogin}
+			}
+		}
+		a := w.adhocAccount(domain, env, msg)
+		env.AuthLogin = a.Name
+		return scoring.Identity{Account: a, How: identity.ByLogin}
+	}
+	sender := env.MailFrom
+	if sender == "" {
+		sender = from
+	}
+	for _, a := range s.accounts {
+		if !a.AnySender && a.MaySendAs(sender) {
+			env.AuthLogin = a.Name
+			return scoring.Identity{Account: a, How: identity.ByLogin}
+		}
+	}
+	// No account covers the sender: let the engine decide, as if the
+	// sender had logged in with its address.
+	env.AuthLogin = identity.NormalizeAddress(sender)
+	return scoring.Identity{}
+}
+
+// adhocAccount makes the account of --account-from-sender for a domain no
+// configured account owns: it may send as every domain the message itself
+// names as its author or sender, so that only content rules judge.
+func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring.Message) *identity.Account {
+	name := "sender:" + domain
+	if domain == "" {
+		name = "sender:unknown"
+	}
+	// The raw header values are the cache key: parsing them costs more
+	// than the lookup, and senders repeat.
+	var key strings.Builder
+	key.WriteString(domain + "\x00" + env.MailFrom)
+	for _, h := range adhocHeaders {
+		for _, v := range msg.Values(h) {
+			key.WriteString("\x00" + h + ":" + v)
+		}
+	}
+	if a := w.adhoc[key.String()]; a != nil {
+		return a
+	}
+	domains := []string{domain}
+	_, d := identity.SplitAddress(identity.NormalizeAddress(env.MailFrom))
+	domains = append(domains, d)
+	for _, h := range adhocHeaders {
+		for _, v := range msg.Values(h) {
+			addrs, err := scoring.ParseAddressList(v)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				_, d := identity.SplitAddress(strings.ToLower(a.Address))
+				domains = append(domains, d)
+			}
+		}
+	}
+	a := &identity.Account{Name: name, AdHoc: true}
+	for _, d := range domains {
+		if d != "" && a.AddSendAs(d) != nil {
+			// A domain the account syntax refuses: allow any sender rather
+			// than make the identity rule fire on a parse quirk.
+			a.AnySender = true
+		}
+	}
+	if len(w.adhoc) > 10000 {
+		clear(w.adhoc)
+	}
+	w.adhoc[key.String()] = a
+	return a
+}
+
+// adhocHeaders name the authors and senders an ad-hoc account may use.
+var adhocHeaders = []string{"From", "Sender", "Resent-From", "Resent-Sender"}
+
+// envelopeSender is the envelope sender the message was sent with: its
+// Return-Path, else the mbox From_ line's address, else the From address.
+func envelopeSender(msg *scoring.Message, fromLine string) string {
+	for _, rp := range msg.Values("Return-Path") {
+		v := strings.TrimSpace(rp)
+		if v == "<>" {
+			return "" // the null sender of a bounce
+		}
+		if a, err := mail.ParseAddress(v); err == nil && strings.Contains(a.Address, "@") {
+			return a.Address
+		}
+		if v = strings.Trim(v, "<>"); identity.IsAddress(v) && !strings.ContainsAny(v, " <>") {
+			return v
+		}
+	}
+	if fromLine != "" && identity.IsAddress(fromLine) {
+		return fromLine
+	}
+	return firstAddress(msg.Get("From"))
+}
+
+// firstAddress returns the first address of an address-list header, lowercase.
+func firstAddress(v string) string {
+	if v == "" {
+		return ""
+	}
+	addrs, err := scoring.ParseAddressList(v)
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	return strings.ToLower(addrs[0].Address)
+}
+
+// recipients lists the addresses of To, Cc and Bcc, each once, as the
+// envelope recipients of a submission would be.
+func recipients(msg *scoring.Message) []string {
+	var out []string
+	seen := make(map[string]bool)
+	for _, name := range []string{"To", "Cc", "Bcc"} {
+		for _, v := range msg.Values(name) {
+			addrs, err := scoring.ParseAddressList(v)
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				addr := strings.ToLower(a.Address)
+				if !seen[addr] {
+					seen[addr] = true
+					out = append(out, addr)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// configuredAccounts lists the directory's accounts by name: those of the
+// config and those that sender login maps add.
+func configuredAccounts(cfg *config.Config, dir *identity.Directory) []*identity.Account {
+	names := make(map[string]bool)
+	for name := range cfg.Identity.Accounts {
+		names[name] = true
+	}
+	for _, path := range cfg.Identity.SenderLoginMaps {
+		entries, err := identity.ReadLoginMapFile(path)
+		if err != nil {
+			continue // app.Directory already read it successfully
+		}
+		for _, e := range entries {
+			for _, l := range e.Logins {
+				names[strings.ToLower(l)] = true
+			}
+		}
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	var out []*identity.Account
+	for _, n := range sorted {
+		if a := dir.Account(n); a != nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
