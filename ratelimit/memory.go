@@ -152,7 +152,7 @@ func (m *Memory) strike(req Request, now time.Time) (n int, newly, would bool) {
 	n = len(st)
 	if sp.Threshold > 0 && n >= sp.Threshold && !prev {
 		if req.Monitor {
-			return n, false, true
+			return n, false, n == sp.Threshold // report the crossing once
 		}
 		l := Lock{Reason: formatInt(int64(n)) + " strikes within " + FormatWindow(sp.Window), By: "auto", At: now}
 		if sp.LockFor > 0 {

@@ -114,7 +114,10 @@ local function strike()
   local n = redis.call('ZCARD', acct.strikes)
   local threshold = tonumber(ARGV[5])
   if threshold > 0 and n >= threshold and not prev then
-    if ARGV[8] == '1' then return n, 0, 1 end
+    if ARGV[8] == '1' then
+      if n == threshold then return n, 0, 1 end
+      return n, 0, 0
+    end
     local lock_for = tonumber(ARGV[7])
     local untl = 0
     if lock_for > 0 then untl = now + lock_for end
