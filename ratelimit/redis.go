@@ -340,8 +340,11 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (De
 		}
 		return r.decide(req, subs, []reply{rep}), nil
 	}
+	// One pipeline, one call per subject (each in its own slot).
 	pipe := r.client.Pipeline()
 	cmds := make([]*redis.Cmd, len(subs))
+	argv := make([][]any, len(subs))
+	keyv := make([][]string, len(subs))
 	for i, s := range subs {
 		keys, args := r.appendSubject(nil, r.header(req, callID, false, 1), s)
 		if s.subj.Kind == KindAccount {
@@ -349,38 +352,30 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (De
 		} else {
 			args = appendRecipients(args, nil)
 		}
+		keyv[i], argv[i] = keys, args
 		cmds[i] = checkScript.EvalSha(ctx, pipe, keys, args...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isNoScript(err) {
-		return Decision{}, err
-	} else if err != nil {
-		// First use on some master: load the script there and retry once.
-		return r.callEval(ctx, req, subs, callID, rcpts)
+	_, _ = pipe.Exec(ctx) // errors are looked at per call
+	// A master that does not know the script yet (first use, or after a
+	// restart) answers NOSCRIPT: only those calls are sent again, with EVAL,
+	// so that no subject is charged twice.
+	var retry redis.Pipeliner
+	for i, c := range cmds {
+		if isNoScript(c.Err()) {
+			if retry == nil {
+				retry = r.client.Pipeline()
+			}
+			cmds[i] = checkScript.Eval(ctx, retry, keyv[i], argv[i]...)
+		}
+	}
+	if retry != nil {
+		_, _ = retry.Exec(ctx)
 	}
 	return r.splitDecision(req, subs, callID, cmds)
 }
 
 func isNoScript(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
-}
-
-// callEval is the Cluster path's fallback: the same pipeline with EVAL.
-func (r *Redis) callEval(ctx context.Context, req Request, subs []scriptSubject, callID string, rcpts []string) (Decision, error) {
-	pipe := r.client.Pipeline()
-	cmds := make([]*redis.Cmd, len(subs))
-	for i, s := range subs {
-		keys, args := r.appendSubject(nil, r.header(req, callID, false, 1), s)
-		if s.subj.Kind == KindAccount {
-			args = appendRecipients(args, rcpts)
-		} else {
-			args = appendRecipients(args, nil)
-		}
-		cmds[i] = checkScript.Eval(ctx, pipe, keys, args...)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return Decision{}, err
-	}
-	return r.splitDecision(req, subs, callID, cmds)
 }
 
 // splitDecision combines the per-slot replies of a Cluster call and starts

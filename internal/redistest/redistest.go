@@ -113,7 +113,8 @@ func (s *Server) WaitReady() {
 	s.t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		if out, err := s.Do("PING"); err == nil && strings.Contains(out, "PONG") {
+		out, err := s.Do("PING")
+		if (err == nil && strings.Contains(out, "PONG")) || (err != nil && strings.Contains(err.Error(), "NOAUTH")) {
 			return
 		}
 		if time.Now().After(deadline) {
