@@ -110,7 +110,7 @@ func (c *Config) validateRedis(e *errorList) {
 	}
 	e.duration("redis.timeout", r.Timeout)
 	if r.Timeout.err == nil && r.Timeout.Duration > 0 && (r.Timeout.Duration < 10*time.Millisecond || r.Timeout.Duration > 10*time.Second) {
-		e.add("redis.timeout", "%s is out of range (10ms to 10s)", r.Timeout)
+		e.add("redis.timeout", "%s is out of range (10ms to 10s)", r.Timeout.Duration)
 	}
 	t := r.TLS
 	if t.CAFile != "" {
