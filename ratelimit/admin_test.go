@@ -258,3 +258,42 @@ func TestParseSubject(t *testing.T) {
 }
 
 var _ = redistest.WaitFor
+
+func TestUsageEventsAndRecent(t *testing.T) {
+	ctx := context.Background()
+	for _, sm := range bothStores(t) {
+		t.Run(sm.name, func(t *testing.T) {
+			ev := make(events, 100)
+			p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(5, time.Minute)}}}
+			s := sm.make(t, p, ratelimit.Options{OnEvent: func(e ratelimit.Event) { ev <- e }, UsageThresholds: []float64{0.8, 1}})
+			for i := range 5 {
+				if d, err := s.CheckAndCharge(ctx, msg("a", "")); err != nil || !d.Allowed {
+					t.Fatalf("message %d: %+v %v", i, d, err)
+				}
+				if _, ok := s.Recent("a"); ok {
+					t.Fatalf("Recent refuses an account below its limit")
+				}
+			}
+			if e := ev.next(t, ratelimit.EventUsage); e.Threshold != 0.8 || e.Used != 4 || e.Dimension != ratelimit.AccountMessages {
+				t.Fatalf("first usage event %+v", e)
+			}
+			if e := ev.next(t, ratelimit.EventUsage); e.Threshold != 1 || e.Used != 5 {
+				t.Fatalf("second usage event %+v", e)
+			}
+			d, err := s.CheckAndCharge(ctx, msg("a", ""))
+			if err != nil || d.Allowed {
+				t.Fatalf("6th message: %+v %v", d, err)
+			}
+			r, ok := s.Recent("a")
+			if !ok || r.Exceeded != ratelimit.AccountMessages || r.RetryAfter <= 0 || r.RetryAfter > time.Minute {
+				t.Fatalf("Recent after a refusal: %+v %v", r, ok)
+			}
+			if _, ok := s.Recent("b"); ok {
+				t.Fatalf("Recent refuses another account")
+			}
+			if s.Stats().Calls != 6 {
+				t.Fatalf("stats %+v, want 6 calls", s.Stats())
+			}
+		})
+	}
+}

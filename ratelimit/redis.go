@@ -256,6 +256,7 @@ func newCallID() string {
 func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
 	subs, _, exempt := r.policy.subjects(req)
 	if exempt {
+		r.stats.observe(0, nil)
 		return Decision{Allowed: true, Exempt: true}, nil
 	}
 	start := time.Now()

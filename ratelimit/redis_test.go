@@ -218,7 +218,20 @@ func TestRedisFaults(t *testing.T) {
 	if d, err := r.CheckAndCharge(ctx, msg("a", "")); err != nil || !d.Allowed {
 		t.Fatalf("before the fault: %+v %v", d, err)
 	}
+	if d, _ := r.CheckAndCharge(ctx, msg("c", "")); !d.Allowed {
+		t.Fatalf("c refused")
+	}
+	if d, _ := r.CheckAndCharge(ctx, msg("c", "")); !d.Allowed {
+		t.Fatalf("c refused")
+	}
+	if d, _ := r.CheckAndCharge(ctx, msg("c", "")); d.Allowed {
+		t.Fatalf("c admitted past its limit")
+	}
 	srv.Kill()
+	// Early refusal needs no I/O: it works with the server gone.
+	if d, ok := r.Recent("c"); !ok || d.Exceeded != ratelimit.AccountMessages {
+		t.Fatalf("Recent with redis down: %+v %v", d, ok)
+	}
 	for i := range 20 {
 		start := time.Now()
 		_, err := r.CheckAndCharge(ctx, msg("a", ""))
@@ -319,6 +332,14 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 			t.Errorf("key %s missing; keys:\n%s", w, keys)
 		}
 	}
+	// Times are whole microseconds, written out in full (no 1.7e+15).
+	at, err := srv.Do("HGET", "ttl:{acct:alice@example.com}:lock", "at")
+	if _, perr := strconv.ParseInt(at, 10, 64); err != nil || perr != nil {
+		t.Errorf("lock time %q (%v, %v)", at, err, perr)
+	}
+	if l, err := r.Locked(ctx); err != nil || len(l) != 1 || l[0].Lock.By != "auto" || time.Since(l[0].Lock.At) > time.Minute {
+		t.Errorf("Locked() after an automatic lock: %+v %v", l, err)
+	}
 	for _, k := range strings.Split(keys, "\n") {
 		if ttl, err := srv.Do("PTTL", k); err != nil || ttl == "-1" {
 			t.Errorf("key %s has no TTL (%s %v)", k, ttl, err)
@@ -342,6 +363,7 @@ func BenchmarkRedisCheckAndCharge(b *testing.B) {
 	}
 	defer r.Close()
 	var n atomic.Int64
+	b.SetParallelism(8) // 8 goroutines per CPU: many milter sessions at once
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -97,7 +97,7 @@ end
 local strike_window = tonumber(ARGV[6])
 local function count_strikes()
   if not acct or strike_window <= 0 then return 0 end
-  return redis.call('ZCOUNT', acct.strikes, '(' .. (now - strike_window), '+inf')
+  return redis.call('ZCOUNT', acct.strikes, string.format('(%d', now - strike_window), '+inf')
 end
 
 -- add a strike (one per Message-ID per window); lock at the threshold
@@ -182,7 +182,7 @@ end
 
 -- check every window; refuse at the first one exceeded
 for _, c in ipairs(checks) do
-  local from = '(' .. (now - c.window)
+  local from = string.format('(%d', now - c.window)
   c.used = redis.call('ZCOUNT', c.key, from, '+inf')
   if c.cost > 0 and c.used + c.cost > c.limit then
     local retry = c.window
