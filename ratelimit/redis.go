@@ -143,9 +143,6 @@ func NewRedis(ro RedisOptions, policy Policy, opts Options) (*Redis, error) {
 	if len(uo.Addrs) == 0 {
 		return nil, errors.New("redis: no url and no addrs")
 	}
-	if uo.MasterName != "" {
-		uo.SentinelUsername, uo.SentinelPassword = "", ""
-	}
 	client := redis.NewUniversalClient(uo)
 	return NewRedisClient(client, ro.KeyPrefix, ro.Timeout, policy, opts), nil
 }

@@ -68,7 +68,9 @@ func newRedis(t testing.TB, ro ratelimit.RedisOptions, p ratelimit.Policy, o rat
 	return r
 }
 
-func rate(limit int64, w time.Duration) ratelimit.Rate { return ratelimit.Rate{Limit: limit, Window: w} }
+func rate(limit int64, w time.Duration) ratelimit.Rate {
+	return ratelimit.Rate{Limit: limit, Window: w}
+}
 
 var clientIP = netip.MustParseAddr("192.0.2.7")
 
@@ -165,7 +167,7 @@ func TestLimitSemantics(t *testing.T) {
 		},
 		{
 			name:   "new recipients count once per window",
-			limits: ratelimit.Limits{ratelimit.AccountNewRecipients: {rate(3, 24 * time.Hour)}},
+			limits: ratelimit.Limits{ratelimit.AccountNewRecipients: {rate(3, 24*time.Hour)}},
 			steps: []step{
 				{req: msg("a", "", "A@r.example", "b@r.example"), allowed: true},
 				{req: msg("a", "", "a+tag@r.example", "b@r.example", "c@r.example"), allowed: true},

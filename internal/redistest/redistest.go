@@ -334,7 +334,8 @@ func StartTLS(t testing.TB) (*Server, *tls.Config) {
 		}
 		if exited || time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			if strings.Contains(string(log), "not compiled") || strings.Contains(string(log), "TLS support") {
+			if exited && strings.Contains(strings.ToLower(string(log)), "tls") {
+				// A build feature, not a missing tool: skip even in CI.
 				t.Skipf("this redis-server build has no TLS support: %s", log)
 			}
 			t.Fatalf("TLS redis-server on port %d did not answer: %v", port, err)
