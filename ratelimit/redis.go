@@ -380,15 +380,23 @@ func isNoScript(err error) bool {
 // the follow-up for a refusal.
 func (r *Redis) splitDecision(req Request, subs []scriptSubject, callID string, cmds []*redis.Cmd) (Decision, error) {
 	reps := make([]reply, len(cmds))
+	var callErr error
 	for i, c := range cmds {
 		res, err := c.Slice()
-		if err != nil {
-			return Decision{}, err
+		if err == nil {
+			reps[i], err = parseReply(res)
 		}
-		if reps[i], err = parseReply(res); err != nil {
-			return Decision{}, err
+		if err != nil {
+			reps[i].status = "error"
+			callErr = errors.Join(callErr, err)
 		}
 		reps[i].subject = i
+	}
+	if callErr != nil {
+		// Some slot did not answer: take back what the others charged (the
+		// caller applies its fail mode).
+		r.followUp(req, subs, callID, reps, false)
+		return Decision{}, callErr
 	}
 	d := r.decide(req, subs, reps)
 	if !d.Allowed || d.Exempt {
@@ -406,10 +414,11 @@ func (r *Redis) followUp(req Request, subs []scriptSubject, callID string, reps 
 		ctx, cancel := context.WithTimeout(context.Background(), 5*r.timeout)
 		defer cancel()
 		pipe := r.client.Pipeline()
-		for i, rep := range reps {
+		for _, rep := range reps {
 			if rep.status != "ok" {
 				continue
 			}
+			i := rep.subject
 			costs := map[string]int64{}
 			var keys []string
 			for _, u := range rep.usage {
