@@ -69,11 +69,11 @@ func TestStrikesAndLocks(t *testing.T) {
 			if !d.NewlyLocked || d.Strikes != 3 {
 				t.Fatalf("third strike: %+v, want newly locked", d)
 			}
-			if e := ev.next(t, ratelimit.EventLock); e.Subject != ratelimit.Account("a") || e.Lock == nil || e.Lock.By != "auto" {
+			if e := ev.next(t, ratelimit.EventLock); e.Subject != ratelimit.Account("a") || e.Lock == nil || e.Lock.By != "auto" || e.Lock.Reason != "3 strikes within 1h" {
 				t.Fatalf("lock event %+v", e)
 			}
 			d, err := s.CheckAndCharge(ctx, msg("a", ""))
-			if err != nil || !d.Locked || d.Lock == nil || d.Lock.By != "auto" || d.Allowed {
+			if err != nil || !d.Locked || d.Lock == nil || d.Lock.By != "auto" || d.Lock.Reason != "3 strikes within 1h" || d.Allowed {
 				t.Fatalf("message of a locked account: %+v %v", d, err)
 			}
 			if d.RetryAfter < time.Hour || d.RetryAfter > 2*time.Hour {

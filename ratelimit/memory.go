@@ -154,7 +154,7 @@ func (m *Memory) strike(req Request, now time.Time) (n int, newly, would bool) {
 		if req.Monitor {
 			return n, false, n == sp.Threshold // report the crossing once
 		}
-		l := Lock{Reason: formatInt(int64(n)) + " strikes within " + FormatWindow(sp.Window), By: "auto", At: now}
+		l := Lock{Reason: strikeReason(n, sp.Window), By: "auto", At: now}
 		if sp.LockFor > 0 {
 			l.Until = now.Add(sp.LockFor)
 		}
@@ -311,6 +311,11 @@ func (m *Memory) lockEvents(req Request, d *Decision, now time.Time) {
 	if d.WouldLock {
 		m.events.emit(Event{Kind: EventWouldLock, Subject: Account(req.Account), Strikes: d.Strikes, At: now})
 	}
+}
+
+// strikeReason is the reason of an automatic lock.
+func strikeReason(n int, window time.Duration) string {
+	return formatInt(int64(n)) + " strikes within " + FormatWindow(window)
 }
 
 func dedupe(xs []string) []string {

@@ -286,7 +286,7 @@ func (r *Redis) header(req Request, callID string, strikeOnRefusal bool, nsubs i
 	sp := r.policy.Strikes
 	return []any{mode, callID, r.opts.offset().Microseconds(), req.MessageID,
 		sp.Threshold, sp.Window.Microseconds(), sp.LockFor.Microseconds(), boolArg(req.Monitor),
-		boolArg(strikeOnRefusal), openLockTTL.Milliseconds(), nsubs}
+		boolArg(strikeOnRefusal), openLockTTL.Milliseconds(), nsubs, FormatWindow(sp.Window)}
 }
 
 func boolArg(b bool) string {
@@ -609,7 +609,7 @@ func (r *Redis) decide(req Request, subs []scriptSubject, reps []reply) Decision
 		}
 	}
 	if d.NewlyLocked {
-		lk := &Lock{Reason: "strikes", By: "auto", At: now}
+		lk := &Lock{Reason: strikeReason(d.Strikes, r.policy.Strikes.Window), By: "auto", At: now}
 		if r.policy.Strikes.LockFor > 0 {
 			lk.Until = now.Add(r.policy.Strikes.LockFor)
 		}

@@ -9,7 +9,8 @@
 --   4 Message-ID (strike de-duplication), 5 strike threshold, 6 strike window
 --   (us), 7 auto-lock duration (us, 0 = until unlocked), 8 monitor ("1": never
 --   lock), 9 strike on refusal ("1"), 10 TTL of an open-ended lock (ms),
---   11 subject count, then per subject its kind ("a", "s", "c") and the
+--   11 subject count, 12 the strike window as people write it ("1h"),
+--   then per subject its kind ("a", "s", "c") and the
 --   configured rates of its dimensions ("LIMIT:WINDOW_US,..."; account: msgs,
 --   rcpts, newrcpts; sender and client: msgs), then the recipient count and
 --   the (normalised) recipients.
@@ -50,7 +51,7 @@ end
 
 -- subjects
 local subjects, acct = {}, nil
-local ki, ai = 1, 12
+local ki, ai = 1, 13
 for i = 1, tonumber(ARGV[11]) do
   local kind = ARGV[ai]
   local s = {kind = kind, index = i - 1}
@@ -121,7 +122,7 @@ local function strike()
     local lock_for = tonumber(ARGV[7])
     local untl = 0
     if lock_for > 0 then untl = now + lock_for end
-    redis.call('HSET', acct.lock, 'reason', n .. ' strikes within ' .. math.floor(strike_window / 1000000) .. 's',
+    redis.call('HSET', acct.lock, 'reason', n .. ' strikes within ' .. ARGV[12],
       'by', 'auto', 'at', now, 'until', untl)
     if untl > 0 then
       redis.call('PEXPIRE', acct.lock, math.ceil(lock_for / 1000))
@@ -227,11 +228,14 @@ for _, key in ipairs(order) do
 end
 if acct and acct.seen_window and #rcpts > 0 then
   local args = {}
-  for _, r in ipairs(rcpts) do
+  for i, r in ipairs(rcpts) do
     args[#args + 1] = now
     args[#args + 1] = r
+    if #args >= 400 or i == #rcpts then
+      redis.call('ZADD', acct.seen, unpack(args))
+      args = {}
+    end
   end
-  redis.call('ZADD', acct.seen, unpack(args))
   redis.call('ZREMRANGEBYSCORE', acct.seen, '-inf', now - acct.seen_window)
   redis.call('PEXPIRE', acct.seen, math.ceil(acct.seen_window / 1000) + 1000)
 end

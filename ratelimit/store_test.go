@@ -192,6 +192,27 @@ func TestLimitSemantics(t *testing.T) {
 			},
 		},
 	}
+	many := make([]string, 1500)
+	for i := range many {
+		many[i] = fmt.Sprintf("r%d@big.example", i)
+	}
+	cases = append(cases, struct {
+		name   string
+		limits ratelimit.Limits
+		policy func(*ratelimit.Policy)
+		steps  []step
+	}{
+		name: "a message with many recipients",
+		limits: ratelimit.Limits{
+			ratelimit.AccountRecipients:    {rate(3000, time.Hour)},
+			ratelimit.AccountNewRecipients: {rate(2000, 24 * time.Hour)},
+		},
+		steps: []step{
+			{req: msg("a", "", many...), allowed: true},
+			{req: msg("a", "", many...), allowed: true}, // nobody new: 3000 recipients, 1500 new
+			{req: msg("a", "", "x@big.example"), exceeded: ratelimit.AccountRecipients},
+		},
+	})
 	for _, sm := range bothStores(t) {
 		for _, tc := range cases {
 			t.Run(sm.name+"/"+tc.name, func(t *testing.T) {
@@ -215,6 +236,22 @@ func TestLimitSemantics(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+func BenchmarkMemoryCheckAndCharge(b *testing.B) {
+	p := ratelimit.Policy{Limits: ratelimit.Limits{
+		ratelimit.AccountMessages:   {rate(1<<40, time.Hour), rate(1<<40, time.Minute)},
+		ratelimit.AccountRecipients: {rate(1<<40, time.Hour)},
+		ratelimit.SenderMessages:    {rate(1<<40, time.Hour)},
+	}}
+	m := ratelimit.NewMemory(p, nil)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		req := msg(fmt.Sprintf("acct%d", i%1000), "s@x.example", "r1@r.example", "r2@r.example")
+		if _, err := m.CheckAndCharge(context.Background(), req); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
