@@ -205,7 +205,7 @@ func TestLimitSemantics(t *testing.T) {
 		name: "a message with many recipients",
 		limits: ratelimit.Limits{
 			ratelimit.AccountRecipients:    {rate(3000, time.Hour)},
-			ratelimit.AccountNewRecipients: {rate(2000, 24 * time.Hour)},
+			ratelimit.AccountNewRecipients: {rate(2000, 24*time.Hour)},
 		},
 		steps: []step{
 			{req: msg("a", "", many...), allowed: true},
