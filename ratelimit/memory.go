@@ -2,145 +2,330 @@ package ratelimit
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"time"
-
-	"github.com/abusemilter/abusemilter/internal/identity"
 )
 
-// Memory is the embedded in-memory store: exact sliding-log counters for one
-// host. It is safe for concurrent use.
+// Memory is the embedded in-memory store for one host: the same semantics
+// as the Redis store (exact sliding logs, strikes, locks, runtime overrides
+// and exemptions, the admin API) kept in maps. It is safe for concurrent
+// use.
 type Memory struct {
 	policy Policy
 	now    func() time.Time
+	opts   Options
 
-	mu     sync.Mutex
-	events map[string][]time.Time // counter key -> charge times, oldest first
-	locks  map[string]*Lock
-	recent map[string]Decision // account -> last refusal, until its RetryAfter
-	until  map[string]time.Time
+	mu        sync.Mutex
+	logs      map[logKey][]time.Time          // charge times, oldest first
+	seen      map[string]map[string]time.Time // account -> recipient -> last sent
+	strikes   map[string]map[string]time.Time // account -> Message-ID -> strike time
+	locks     map[string]Lock
+	overrides map[Subject]map[Dimension]Override
+	exempt    map[Subject]Exemption
+	audit     map[Subject][]AuditEntry
+
+	recent recentCache
+	stats  callStats
+	events *eventQueue
 }
 
-var _ Limiter = (*Memory)(nil)
+type logKey struct {
+	subj Subject
+	dim  Dimension
+}
+
+var (
+	_ Limiter = (*Memory)(nil)
+	_ Admin   = (*Memory)(nil)
+)
 
 // NewMemory returns an in-memory store enforcing policy. now may be nil
-// (time.Now); tests pass their own clock.
+// (time.Now); tests and the offline scanner pass their own clock.
 func NewMemory(policy Policy, now func() time.Time) *Memory {
+	return NewMemoryOptions(policy, now, Options{})
+}
+
+// NewMemoryOptions is NewMemory with options (events, Recent cap).
+func NewMemoryOptions(policy Policy, now func() time.Time, opts Options) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	return &Memory{
-		policy: policy, now: now,
-		events: make(map[string][]time.Time),
-		locks:  make(map[string]*Lock),
-		recent: make(map[string]Decision),
-		until:  make(map[string]time.Time),
+	m := &Memory{
+		policy: policy, now: now, opts: opts.withDefaults(),
+		logs:      make(map[logKey][]time.Time),
+		seen:      make(map[string]map[string]time.Time),
+		strikes:   make(map[string]map[string]time.Time),
+		locks:     make(map[string]Lock),
+		overrides: make(map[Subject]map[Dimension]Override),
+		exempt:    make(map[Subject]Exemption),
+		audit:     make(map[Subject][]AuditEntry),
 	}
+	m.events = newEventQueue(m.opts.OnEvent, &m.stats)
+	return m
 }
 
-type counter struct {
-	dim  Dimension
-	key  string
-	rate Rate
-	cost int64
-}
+func (m *Memory) clock() time.Time { return m.now().Add(m.opts.offset()) }
 
-// CheckAndCharge implements Limiter.
-func (m *Memory) CheckAndCharge(_ context.Context, req Request) (Decision, error) {
-	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// Stats returns the call counters (the breaker never opens).
+func (m *Memory) Stats() Stats { return m.stats.snapshot(false) }
 
-	var d Decision
-	if l := m.locks[req.Account]; l != nil {
-		if l.Until.IsZero() || now.Before(l.Until) {
-			d.Locked, d.Lock = true, l
-			m.remember(req.Account, d, now, time.Minute)
-			return d, nil
-		}
-		delete(m.locks, req.Account)
-	}
-	if req.Outcome == Strike {
-		return d, nil
-	}
-	sender := identity.NormalizeAddress(req.Sender)
-	if m.policy.ExemptAccounts[req.Account] || m.policy.ExemptSenders[sender] || m.policy.ExemptClient(req.Client) {
-		d.Allowed, d.Exempt = true, true
-		return d, nil
-	}
-	var cs []counter
-	add := func(dim Dimension, key string, cost int64) {
-		for _, r := range m.policy.RatesFor(dim, req.Account, sender) {
-			cs = append(cs, counter{dim, string(dim) + ":" + key + ":" + r.String(), r, cost})
-		}
-	}
-	add(AccountMessages, req.Account, 1)
-	if sender != "" {
-		add(SenderMessages, sender, 1)
-	}
-	if !req.Authenticated && req.Client.IsValid() {
-		add(ClientMessages, req.Client.String(), 1)
-	}
-	add(AccountRecipients, req.Account, int64(len(req.Recipients)))
-	for _, c := range cs {
-		log := prune(m.events[c.key], now.Add(-c.rate.Window))
-		m.events[c.key] = log
-		if int64(len(log))+c.cost > c.rate.Limit {
-			d.Exceeded, d.Rate = c.dim, c.rate
-			// The window frees enough room once the oldest needed event ages out.
-			idx := int64(len(log)) + c.cost - c.rate.Limit - 1
-			if idx >= 0 && idx < int64(len(log)) {
-				d.RetryAfter = log[idx].Add(c.rate.Window).Sub(now)
-			} else {
-				d.RetryAfter = c.rate.Window
-			}
-			m.remember(req.Account, d, now, d.RetryAfter)
-			return d, nil
-		}
-	}
-	for _, c := range cs {
-		for i := int64(0); i < c.cost; i++ {
-			m.events[c.key] = append(m.events[c.key], now)
-		}
-		d.Usage = append(d.Usage, Usage{Dimension: c.dim, Rate: c.rate, Used: int64(len(m.events[c.key]))})
-	}
-	d.Allowed = true
-	return d, nil
-}
-
-func (m *Memory) remember(account string, d Decision, now time.Time, ttl time.Duration) {
-	m.recent[account] = d
-	m.until[account] = now.Add(ttl)
+// Close implements Limiter.
+func (m *Memory) Close() error {
+	m.events.close()
+	return nil
 }
 
 // Recent implements Limiter.
 func (m *Memory) Recent(account string) (Decision, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	d, ok := m.recent[account]
-	if !ok {
-		return Decision{}, false
-	}
-	now := m.now()
-	if !now.Before(m.until[account]) {
-		delete(m.recent, account)
-		delete(m.until, account)
-		return Decision{}, false
-	}
-	if d.RetryAfter > 0 {
-		d.RetryAfter = m.until[account].Sub(now)
-	}
-	return d, true
+	return m.recent.get(account, m.clock())
 }
 
-// Close implements Limiter.
-func (m *Memory) Close() error { return nil }
-
-// prune drops events older than cutoff from a log kept oldest first.
-func prune(log []time.Time, cutoff time.Time) []time.Time {
-	i := 0
-	for i < len(log) && !log[i].After(cutoff) {
-		i++
+// lockOf returns an account's lock in force, dropping an expired one.
+func (m *Memory) lockOf(account string, now time.Time) *Lock {
+	l, ok := m.locks[account]
+	if !ok {
+		return nil
 	}
-	return log[i:]
+	if !l.Until.IsZero() && !now.Before(l.Until) {
+		delete(m.locks, account)
+		return nil
+	}
+	return &l
+}
+
+// exemptionOf returns a subject's runtime exemption in force.
+func (m *Memory) exemptionOf(s Subject, now time.Time) *Exemption {
+	e, ok := m.exempt[s]
+	if !ok {
+		return nil
+	}
+	if !e.Until.IsZero() && !now.Before(e.Until) {
+		delete(m.exempt, s)
+		return nil
+	}
+	return &e
+}
+
+// ratesOf returns the rates in force: a runtime override, else configured.
+func (m *Memory) ratesOf(s Subject, d Dimension, configured []Rate, now time.Time) ([]Rate, bool) {
+	if o, ok := m.overrides[s][d]; ok {
+		if o.Until.IsZero() || now.Before(o.Until) {
+			return o.Rates, true
+		}
+		delete(m.overrides[s], d)
+	}
+	return configured, false
+}
+
+func (m *Memory) countSince(k logKey, from time.Time) (int64, []time.Time) {
+	log := m.logs[k]
+	i := sort.Search(len(log), func(i int) bool { return log[i].After(from) })
+	return int64(len(log) - i), log[i:]
+}
+
+// strike adds a strike (one per Message-ID per window) and locks at the
+// threshold.
+func (m *Memory) strike(req Request, now time.Time) (n int, newly, would bool) {
+	sp := m.policy.Strikes
+	if sp.Window <= 0 {
+		return 0, false, false
+	}
+	st := m.strikes[req.Account]
+	if st == nil {
+		st = make(map[string]time.Time)
+		m.strikes[req.Account] = st
+	}
+	for id, at := range st {
+		if !at.After(now.Add(-sp.Window)) {
+			delete(st, id)
+		}
+	}
+	member := req.MessageID
+	if member == "" {
+		member = "call:" + newCallID()
+	}
+	_, prev := st[member]
+	if !prev {
+		st[member] = now
+	}
+	n = len(st)
+	if sp.Threshold > 0 && n >= sp.Threshold && !prev {
+		if req.Monitor {
+			return n, false, n == sp.Threshold // report the crossing once
+		}
+		l := Lock{Reason: strikeReason(n, sp.Window), By: "auto", At: now}
+		if sp.LockFor > 0 {
+			l.Until = now.Add(sp.LockFor)
+		}
+		m.locks[req.Account] = l
+		return n, true, false
+	}
+	return n, false, false
+}
+
+func (m *Memory) strikeCount(account string, now time.Time) int {
+	n := 0
+	for _, at := range m.strikes[account] {
+		if at.After(now.Add(-m.policy.Strikes.Window)) {
+			n++
+		}
+	}
+	return n
+}
+
+type memCheck struct {
+	subj Subject
+	dim  Dimension
+	rate Rate
+	cost int64
+	used int64
+}
+
+// CheckAndCharge implements Limiter.
+func (m *Memory) CheckAndCharge(_ context.Context, req Request) (Decision, error) {
+	start := time.Now()
+	d := m.checkAndCharge(req)
+	m.stats.observe(time.Since(start), nil)
+	return d, nil
+}
+
+func (m *Memory) checkAndCharge(req Request) Decision {
+	subs, _, exempt := m.policy.subjects(req)
+	if exempt {
+		return Decision{Allowed: true, Exempt: true}
+	}
+	now := m.clock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var d Decision
+	if l := m.lockOf(req.Account, now); l != nil {
+		d.Locked, d.Lock, d.Strikes = true, l, m.strikeCount(req.Account, now)
+		if !l.Until.IsZero() {
+			d.RetryAfter = l.Until.Sub(now)
+		}
+		m.recent.remember(req.Account, d, now, m.opts.RecentMax)
+		return d
+	}
+	if req.Outcome == Strike {
+		d.Strikes, d.NewlyLocked, d.WouldLock = m.strike(req, now)
+		m.lockEvents(req, &d, now)
+		return d
+	}
+	for _, s := range subs {
+		if m.exemptionOf(s.subj, now) != nil {
+			return Decision{Allowed: true, Exempt: true}
+		}
+	}
+	rcpts := dedupe(normalizeAll(req.Recipients))
+	var checks []memCheck
+	var newRcpts []string
+	newWindow := time.Duration(0)
+	for _, s := range subs {
+		for i, dim := range s.subj.Kind.dimensions() {
+			rates, _ := m.ratesOf(s.subj, dim, s.rates[i], now)
+			cost := int64(1)
+			switch dim {
+			case AccountRecipients:
+				cost = int64(len(req.Recipients))
+			case AccountNewRecipients:
+				for _, r := range rates {
+					newWindow = max(newWindow, r.Window)
+				}
+				if len(rates) > 0 {
+					for _, rc := range rcpts {
+						if last, ok := m.seen[req.Account][rc]; !ok || !last.After(now.Add(-newWindow)) {
+							newRcpts = append(newRcpts, rc)
+						}
+					}
+				}
+				cost = int64(len(newRcpts))
+			}
+			for _, r := range rates {
+				checks = append(checks, memCheck{subj: s.subj, dim: dim, rate: r, cost: cost})
+			}
+		}
+	}
+	for i := range checks {
+		c := &checks[i]
+		used, inWindow := m.countSince(logKey{c.subj, c.dim}, now.Add(-c.rate.Window))
+		c.used = used
+		if c.cost > 0 && used+c.cost > c.rate.Limit {
+			d.Exceeded, d.Rate, d.RetryAfter = c.dim, c.rate, c.rate.Window
+			if idx := used + c.cost - c.rate.Limit - 1; c.cost <= c.rate.Limit && idx < used {
+				d.RetryAfter = inWindow[idx].Add(c.rate.Window).Sub(now)
+			}
+			d.Strikes, d.NewlyLocked, d.WouldLock = m.strike(req, now)
+			m.lockEvents(req, &d, now)
+			m.recent.remember(req.Account, d, now, m.opts.RecentMax)
+			return d
+		}
+	}
+	longest := map[logKey]time.Duration{}
+	costs := map[logKey]int64{}
+	for _, c := range checks {
+		k := logKey{c.subj, c.dim}
+		longest[k] = max(longest[k], c.rate.Window)
+		costs[k] = c.cost
+	}
+	for k, cost := range costs {
+		log := m.logs[k]
+		cut := now.Add(-longest[k])
+		i := sort.Search(len(log), func(i int) bool { return log[i].After(cut) })
+		log = log[i:]
+		for range cost {
+			log = append(log, now)
+		}
+		m.logs[k] = log
+	}
+	if newWindow > 0 {
+		seen := m.seen[req.Account]
+		if seen == nil {
+			seen = make(map[string]time.Time)
+			m.seen[req.Account] = seen
+		}
+		for rc, at := range seen {
+			if !at.After(now.Add(-newWindow)) {
+				delete(seen, rc)
+			}
+		}
+		for _, rc := range rcpts {
+			seen[rc] = now
+		}
+	}
+	d.Allowed = true
+	for _, c := range checks {
+		u := Usage{Dimension: c.dim, Key: c.subj.Name, Rate: c.rate, Used: c.used + c.cost}
+		d.Usage = append(d.Usage, u)
+		usageEvents(m.events, m.opts.UsageThresholds, c.subj, u, c.cost, now)
+	}
+	return d
+}
+
+func (m *Memory) lockEvents(req Request, d *Decision, now time.Time) {
+	if d.NewlyLocked {
+		l := m.locks[req.Account]
+		d.Lock = &l
+		m.events.emit(Event{Kind: EventLock, Subject: Account(req.Account), Lock: &l, Strikes: d.Strikes, At: now})
+	}
+	if d.WouldLock {
+		m.events.emit(Event{Kind: EventWouldLock, Subject: Account(req.Account), Strikes: d.Strikes, At: now})
+	}
+}
+
+// strikeReason is the reason of an automatic lock.
+func strikeReason(n int, window time.Duration) string {
+	return formatInt(int64(n)) + " strikes within " + FormatWindow(window)
+}
+
+func dedupe(xs []string) []string {
+	seen := make(map[string]bool, len(xs))
+	out := xs[:0:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }

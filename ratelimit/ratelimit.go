@@ -1,14 +1,42 @@
 // Package ratelimit owns the per-account counters and account state (strikes,
 // locks, overrides, exemptions) behind one interface, Limiter, with two
 // stores: Redis (shared by every milter of a provider) and in-memory (the
-// embedded default for one host, and for tests of other packages).
+// embedded default for one host, and for tests of other packages). Both also
+// implement Admin, the API of the admin CLI, with the same semantics.
 //
 // Every message costs one atomic call, CheckAndCharge, made at end of message
 // after the rules have decided: a message the rules accepted is checked
 // against every applicable limit and charged to all of them only if none is
 // exceeded; a message the rules rejected is never charged but adds a strike.
-// Limits mean "at most N within any window of length W": no double burst at
-// fixed-window edges.
+//
+// Semantics:
+//   - Limits mean "at most N within any window of length W". Counters are
+//     sliding logs (one sorted-set member per charged unit, scored by its
+//     time), so there is no double burst at fixed-window edges. Time is the
+//     Redis server's clock (TIME inside the script), so every milter agrees.
+//   - Dimensions: account messages, account recipients (one per envelope
+//     recipient), messages per envelope sender (normalised: case and +tag),
+//     messages per client IP (unauthenticated clients only), and new
+//     recipients per account: a recipient counts once when the account has
+//     not sent to it within the longest window of that limit.
+//   - A refusal by a limit, or a rules rejection (Outcome Strike), adds a
+//     strike; a retried message (same Message-ID) strikes once per strike
+//     window. Strikes reaching the threshold lock the account (monitor mode:
+//     Decision.WouldLock and an event, never a lock). Locks, runtime
+//     overrides and exemptions live in the store and are read by the same
+//     call.
+//   - Exemptions (configured or runtime) of the account, the sender or the
+//     client exempt the whole message from every limit; locks still apply.
+//   - Recent serves refusals this instance saw (locks, account limits) until
+//     their retry time, capped by Options.RecentMax, without I/O.
+//   - Faults: each call has a deadline (RedisOptions.Timeout, no retries);
+//     after Options.BreakerFailures consecutive failures the breaker opens
+//     and calls fail at once (wrapping ErrUnavailable) while one probe per
+//     Options.BreakerProbe checks whether Redis is back. The engine applies
+//     its fail mode to every error. A Redis that lost its data simply starts
+//     counting from zero: nobody is locked.
+//
+// See Redis for the key layout and for what Cluster changes.
 package ratelimit
 
 import (

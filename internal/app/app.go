@@ -76,10 +76,20 @@ func Directory(cfg *config.Config) (*identity.Directory, error) {
 	return identity.NewDirectory(accounts, logins, nets, identity.DirectoryOptions{LoginIsAddress: ic.LoginIsAddress})
 }
 
-// Limiter builds the rate-limit store the config selects.
+// Limiter builds the rate-limit store the config selects: the shared Redis
+// store when the config has a redis section, else the in-memory one. Both
+// also implement ratelimit.Admin.
 func Limiter(cfg *config.Config) (ratelimit.Limiter, error) {
 	if cfg.Redis != nil {
-		return nil, fmt.Errorf("redis store: not built yet")
+		ro, err := cfg.Redis.StoreOptions()
+		if err != nil {
+			return nil, err
+		}
+		r, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("redis store: %w", err)
+		}
+		return r, nil
 	}
 	return ratelimit.NewMemory(cfg.Policy(), nil), nil
 }

@@ -1,10 +1,25 @@
 package config
 
-import "time"
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
 
-// RedisConfig selects and tunes the shared Redis store.
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// RedisConfig selects and tunes the shared Redis store. Exactly one of url
+// (a single node), addrs with master_name (Sentinel) or addrs with cluster
+// (Cluster seeds) says where it is.
 type RedisConfig struct {
-	// URL is redis://[user@]host:port/db or rediss:// for TLS.
+	// URL is redis://[user@]host:port[/db] or rediss:// for TLS. It must not
+	// contain a password.
 	URL string `yaml:"url"`
 	// Addrs are cluster seed nodes (host:port), or sentinel addresses when
 	// MasterName is set.
@@ -20,6 +35,22 @@ type RedisConfig struct {
 	KeyPrefix string `yaml:"key_prefix"`
 	// Timeout bounds each message's Redis call (default 200ms).
 	Timeout Duration `yaml:"timeout"`
+	// TLS turns TLS on for addrs (rediss:// turns it on for url).
+	TLS RedisTLSConfig `yaml:"tls"`
+}
+
+// RedisTLSConfig tunes TLS to Redis.
+type RedisTLSConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// CAFile holds the PEM certificates that sign the server's; empty means
+	// the system roots.
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify turns certificate checks off (tests only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CertFile and KeyFile are a client certificate, when the server asks.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 func (c *Config) validateRedis(e *errorList) {
@@ -27,14 +58,136 @@ func (c *Config) validateRedis(e *errorList) {
 	if r == nil {
 		return
 	}
-	if r.URL == "" && len(r.Addrs) == 0 {
-		e.add("redis", "set url, or addrs (cluster seeds, or sentinels with master_name)")
+	switch {
+	case r.URL == "" && len(r.Addrs) == 0:
+		e.add("redis", "set url, or addrs (cluster seeds with cluster: true, or sentinels with master_name)")
+	case r.URL != "" && len(r.Addrs) > 0:
+		e.add("redis", "set url or addrs, not both")
+	case len(r.Addrs) > 0 && r.MasterName == "" && !r.Cluster:
+		e.add("redis.addrs", "say what the addresses are: master_name (Sentinel) or cluster: true")
+	case r.MasterName != "" && r.Cluster:
+		e.add("redis.master_name", "Sentinel and cluster exclude each other")
+	}
+	if r.URL != "" {
+		u, err := url.Parse(r.URL)
+		switch {
+		case err != nil:
+			e.add("redis.url", "not a URL (want redis://host:port or rediss://host:port)")
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			e.add("redis.url", "scheme %q: want redis or rediss", u.Scheme)
+		case u.User != nil && hasPassword(u.User):
+			e.add("redis.url", "must not contain a password: use password_file or password_env")
+		case u.Host == "":
+			e.add("redis.url", "no host")
+		}
+	}
+	for i, a := range r.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			e.add(fmt.Sprintf("redis.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if r.PasswordFile != "" && r.PasswordEnv != "" {
+		e.add("redis.password_file", "set password_file or password_env, not both")
+	}
+	if r.PasswordFile != "" {
+		if _, err := os.Stat(r.PasswordFile); err != nil {
+			e.add("redis.password_file", "%v", err)
+		}
+	}
+	if r.PasswordEnv != "" {
+		if _, ok := os.LookupEnv(r.PasswordEnv); !ok {
+			e.add("redis.password_env", "environment variable %q is not set", r.PasswordEnv)
+		}
 	}
 	if r.KeyPrefix == "" {
 		r.KeyPrefix = "am:"
+	}
+	if strings.ContainsAny(r.KeyPrefix, "{} \t\r\n") {
+		e.add("redis.key_prefix", "%q must not contain braces or white space", r.KeyPrefix)
 	}
 	if r.Timeout.Duration == 0 && r.Timeout.err == nil {
 		r.Timeout = D(200 * time.Millisecond)
 	}
 	e.duration("redis.timeout", r.Timeout)
+	if r.Timeout.err == nil && r.Timeout.Duration > 0 && (r.Timeout.Duration < 10*time.Millisecond || r.Timeout.Duration > 10*time.Second) {
+		e.add("redis.timeout", "%s is out of range (10ms to 10s)", r.Timeout.Duration)
+	}
+	t := r.TLS
+	if t.CAFile != "" {
+		if _, err := os.Stat(t.CAFile); err != nil {
+			e.add("redis.tls.ca_file", "%v", err)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		e.add("redis.tls.cert_file", "cert_file and key_file go together")
+	}
+}
+
+func hasPassword(u *url.Userinfo) bool {
+	_, ok := u.Password()
+	return ok
+}
+
+// password reads the Redis password from its file or environment variable.
+// Errors name the file or variable, never the value.
+func (r *RedisConfig) password() (string, error) {
+	switch {
+	case r.PasswordFile != "":
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("redis.password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case r.PasswordEnv != "":
+		v, ok := os.LookupEnv(r.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("redis.password_env: environment variable %q is not set", r.PasswordEnv)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// StoreOptions turns a validated Redis section into store options, reading
+// the password and the TLS files.
+func (r *RedisConfig) StoreOptions() (ratelimit.RedisOptions, error) {
+	pw, err := r.password()
+	if err != nil {
+		return ratelimit.RedisOptions{}, err
+	}
+	ro := ratelimit.RedisOptions{
+		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster,
+		Username: r.Username, Password: pw, KeyPrefix: r.KeyPrefix, Timeout: r.Timeout.Duration,
+	}
+	t := r.TLS
+	if t.Enabled || t.CAFile != "" || t.InsecureSkipVerify || t.CertFile != "" || strings.HasPrefix(r.URL, "rediss://") {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return ro, fmt.Errorf("redis.tls.ca_file: %w", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return ro, fmt.Errorf("redis.tls.ca_file: %q holds no PEM certificate", t.CAFile)
+			}
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return ro, fmt.Errorf("redis.tls.cert_file: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		if cfg.ServerName == "" && r.URL != "" {
+			if u, err := url.Parse(r.URL); err == nil {
+				cfg.ServerName = u.Hostname()
+			}
+		}
+		ro.TLS = cfg
+	}
+	if ro.URL == "" && len(ro.Addrs) == 0 {
+		return ro, errors.New("redis: no url and no addrs")
+	}
+	return ro, nil
 }

@@ -1,0 +1,67 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRedisSectionErrors(t *testing.T) {
+	cases := map[string][]string{
+		"redis: {}\n": {"redis: set url"},
+		"redis:\n  url: redis://:hunter2@127.0.0.1:7000\n":                          {"redis.url: must not contain a password"},
+		"redis:\n  url: http://127.0.0.1:7000\n":                                    {"redis.url: scheme \"http\""},
+		"redis:\n  addrs: [127.0.0.1:7000, nope]\n  cluster: true\n":                {"redis.addrs[1]: \"nope\" is not host:port"},
+		"redis:\n  addrs: [127.0.0.1:7000]\n":                                       {"redis.addrs: say what"},
+		"redis:\n  url: redis://127.0.0.1:7000\n  timeout: 30s\n":                   {"redis.timeout: 30s is out of range"},
+		"redis:\n  url: redis://127.0.0.1:7000\n  password_env: AM_NO_SUCH_VAR_X\n": {"redis.password_env: environment variable \"AM_NO_SUCH_VAR_X\" is not set"},
+		"redis:\n  url: redis://127.0.0.1:7000\n  key_prefix: \"a{b\"\n":            {"redis.key_prefix:"},
+		"limits:\n  account_messages: [\"10/1h\", \"x/1h\"]\n":                      {"limits.account_messages[1]:"},
+		"strikes:\n  threshold: 3\n  window: 0\n":                                   {"strikes.window: must be positive"},
+	}
+	for in, wants := range cases {
+		_, err := Parse([]byte(in), "t.yaml")
+		if err == nil {
+			t.Errorf("%q: no error", in)
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %v\nwant it to contain %q", in, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the password is in the error: %v", in, err)
+		}
+	}
+}
+
+func TestRedisStoreOptions(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte("redis:\n  addrs: [127.0.0.1:7000, 127.0.0.1:7001]\n  master_name: mymaster\n  password_file: "+pw+"\n  timeout: 150ms\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := c.Redis.StoreOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro.Password != "from-file" || ro.MasterName != "mymaster" || ro.KeyPrefix != "am:" || ro.Timeout != 150*time.Millisecond || ro.TLS != nil {
+		t.Fatalf("options %+v", ro)
+	}
+	t.Setenv("AM_TEST_REDIS_PW", "from-env")
+	c, err = Parse([]byte("redis:\n  url: rediss://redis.example:6380\n  password_env: AM_TEST_REDIS_PW\n  key_prefix: \"x:\"\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err = c.Redis.StoreOptions()
+	if err != nil || ro.Password != "from-env" || ro.TLS == nil || ro.TLS.ServerName != "redis.example" || ro.Timeout != 200*time.Millisecond || ro.KeyPrefix != "x:" {
+		t.Fatalf("options %+v %v", ro, err)
+	}
+}

@@ -1,0 +1,303 @@
+package ratelimit
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnavailable is wrapped by every error a store returns because it could
+// not answer: the breaker is open, the deadline passed, the server is gone.
+var ErrUnavailable = errors.New("rate store unavailable")
+
+// Options tune a store beyond its Policy. The zero value is usable.
+type Options struct {
+	// OnEvent receives lock, unlock and usage-threshold events. It runs on
+	// its own goroutine; events that find its queue full are dropped (and
+	// counted in Stats), so a slow receiver never delays a decision.
+	OnEvent func(Event)
+	// UsageThresholds are the fractions of a limit whose crossing raises an
+	// EventUsage (default 0.8; 1.0 means "now full").
+	UsageThresholds []float64
+	// RecentMax caps how long Recent keeps serving a refusal (default 1m),
+	// so that an admin reset or unlock reaches every milter soon.
+	RecentMax time.Duration
+	// BreakerFailures consecutive failures open the circuit breaker
+	// (default 3); while open, calls fail at once, and one probe call is let
+	// through every BreakerProbe (default 1s) until one succeeds.
+	BreakerFailures int
+	BreakerProbe    time.Duration
+	// ClockOffset, for tests only, is added to the store's clock (the Redis
+	// server clock) on every call.
+	ClockOffset func() time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if len(o.UsageThresholds) == 0 {
+		o.UsageThresholds = []float64{0.8}
+	}
+	if o.RecentMax <= 0 {
+		o.RecentMax = time.Minute
+	}
+	if o.BreakerFailures <= 0 {
+		o.BreakerFailures = 3
+	}
+	if o.BreakerProbe <= 0 {
+		o.BreakerProbe = time.Second
+	}
+	return o
+}
+
+func (o Options) offset() time.Duration {
+	if o.ClockOffset == nil {
+		return 0
+	}
+	return o.ClockOffset()
+}
+
+// EventKind says what happened.
+type EventKind string
+
+// The kinds of Event.
+const (
+	EventLock      EventKind = "lock"       // an account was locked (by strikes or an admin)
+	EventWouldLock EventKind = "would_lock" // monitor mode: strikes reached the threshold
+	EventUnlock    EventKind = "unlock"     // an admin unlocked an account
+	EventUsage     EventKind = "usage"      // a limit's use crossed a threshold
+)
+
+// Event is a notable change of account state.
+type Event struct {
+	Kind      EventKind
+	Subject   Subject
+	Lock      *Lock     // EventLock
+	Dimension Dimension // EventUsage
+	Rate      Rate      // EventUsage
+	Used      int64     // EventUsage
+	Threshold float64   // EventUsage
+	Strikes   int
+	At        time.Time
+}
+
+// Stats are a store's call counters, for metrics.
+type Stats struct {
+	Calls         uint64        // CheckAndCharge calls
+	Errors        uint64        // calls that returned an error (fail-fast included)
+	FailFast      uint64        // calls refused at once by the open breaker
+	BreakerOpen   bool          // the breaker is open now
+	BreakerOpens  uint64        // times the breaker opened
+	LatencyTotal  time.Duration // summed latency of calls that reached the store
+	LatencyMax    time.Duration
+	EventsDropped uint64
+}
+
+// callStats counts calls; safe for concurrent use.
+type callStats struct {
+	calls, errors, failFast, opens, latency, latencyMax, dropped atomic.Uint64
+}
+
+func (c *callStats) observe(d time.Duration, err error) {
+	c.calls.Add(1)
+	if err != nil {
+		c.errors.Add(1)
+	}
+	c.latency.Add(uint64(d))
+	for {
+		old := c.latencyMax.Load()
+		if uint64(d) <= old || c.latencyMax.CompareAndSwap(old, uint64(d)) {
+			return
+		}
+	}
+}
+
+func (c *callStats) snapshot(open bool) Stats {
+	return Stats{
+		Calls: c.calls.Load(), Errors: c.errors.Load(), FailFast: c.failFast.Load(),
+		BreakerOpen: open, BreakerOpens: c.opens.Load(),
+		LatencyTotal: time.Duration(c.latency.Load()), LatencyMax: time.Duration(c.latencyMax.Load()),
+		EventsDropped: c.dropped.Load(),
+	}
+}
+
+// breaker is a circuit breaker: after enough consecutive failures it opens
+// and lets one probe call through per probe interval until one succeeds.
+type breaker struct {
+	failures int
+	probe    time.Duration
+
+	mu        sync.Mutex
+	failed    int
+	open      bool
+	nextProbe time.Time
+	probing   bool
+}
+
+// allow reports whether a call may go to the store now.
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open {
+		return true
+	}
+	if b.probing || now.Before(b.nextProbe) {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+// done records a call's result; it reports whether the breaker opened.
+func (b *breaker) done(now time.Time, ok bool) (opened bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+	if ok {
+		b.failed, b.open = 0, false
+		return false
+	}
+	b.failed++
+	if b.failed >= b.failures {
+		opened = !b.open
+		b.open, b.nextProbe = true, now.Add(b.probe)
+	}
+	return opened
+}
+
+func (b *breaker) isOpen() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open
+}
+
+// recentCache remembers refusals until they expire.
+type recentCache struct {
+	mu sync.Mutex
+	m  map[string]recentEntry
+}
+
+type recentEntry struct {
+	d     Decision
+	until time.Time
+}
+
+func (c *recentCache) put(account string, d Decision, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]recentEntry)
+	}
+	c.m[account] = recentEntry{d, until}
+}
+
+func (c *recentCache) forget(account string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, account)
+}
+
+func (c *recentCache) get(account string, now time.Time) (Decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[account]
+	if !ok {
+		return Decision{}, false
+	}
+	if !now.Before(e.until) {
+		delete(c.m, account)
+		return Decision{}, false
+	}
+	if e.d.RetryAfter > 0 {
+		e.d.RetryAfter = e.until.Sub(now)
+	}
+	return e.d, true
+}
+
+// remember caches a refusal for Recent: a lock until it ends, an exceeded
+// account limit until its retry time, both capped by max. Refusals by sender
+// or client limits are not cached: Recent knows only the account.
+func (c *recentCache) remember(account string, d Decision, now time.Time, max time.Duration) {
+	ttl := max
+	switch {
+	case d.Locked:
+		if d.Lock != nil && !d.Lock.Until.IsZero() && d.Lock.Until.Sub(now) < ttl {
+			ttl = d.Lock.Until.Sub(now)
+		}
+	case d.Exceeded == AccountMessages || d.Exceeded == AccountRecipients || d.Exceeded == AccountNewRecipients:
+		if d.RetryAfter < ttl {
+			ttl = d.RetryAfter
+		}
+	default:
+		return
+	}
+	if ttl > 0 {
+		c.put(account, d, now.Add(ttl))
+	}
+}
+
+// eventQueue delivers events to a callback on one goroutine.
+type eventQueue struct {
+	ch    chan Event
+	stats *callStats
+	done  chan struct{}
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newEventQueue(fn func(Event), stats *callStats) *eventQueue {
+	if fn == nil {
+		return nil
+	}
+	q := &eventQueue{ch: make(chan Event, 256), stats: stats, done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		for ev := range q.ch {
+			fn(ev)
+		}
+	}()
+	return q
+}
+
+// emit queues an event without blocking.
+func (q *eventQueue) emit(ev Event) {
+	if q == nil {
+		return
+	}
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return
+	}
+	select {
+	case q.ch <- ev:
+	default:
+		q.stats.dropped.Add(1)
+	}
+}
+
+func (q *eventQueue) close() {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		close(q.ch)
+	}
+	q.mu.Unlock()
+	<-q.done
+}
+
+// usageEvents raises EventUsage for every threshold a charge crossed.
+func usageEvents(q *eventQueue, thresholds []float64, subj Subject, u Usage, cost int64, at time.Time) {
+	if q == nil || cost <= 0 || u.Rate.Limit <= 0 {
+		return
+	}
+	for _, t := range thresholds {
+		mark := t * float64(u.Rate.Limit)
+		if float64(u.Used-cost) < mark && float64(u.Used) >= mark {
+			q.emit(Event{Kind: EventUsage, Subject: subj, Dimension: u.Dimension, Rate: u.Rate, Used: u.Used, Threshold: t, At: at})
+		}
+	}
+}

@@ -1,0 +1,637 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/abusemilter/abusemilter/internal/identity"
+)
+
+//go:embed script.lua
+var checkSource string
+
+// checkScript is the one call per message; refundScript takes back the
+// charges of a call (Cluster only, see Redis).
+var (
+	checkScript  = redis.NewScript(checkSource)
+	refundScript = redis.NewScript(`
+for i, key in ipairs(KEYS) do
+  local members = {}
+  for j = 1, tonumber(ARGV[i + 1]) do members[#members + 1] = ARGV[1] .. ':' .. j end
+  if #members > 0 then redis.call('ZREM', key, unpack(members)) end
+end
+return 0`)
+)
+
+// openLockTTL bounds the life of a lock without an end: every key has a TTL.
+const openLockTTL = 365 * 24 * time.Hour
+
+// RedisOptions select and tune the connection to Redis.
+type RedisOptions struct {
+	// URL is redis://[user@]host:port[/db] or rediss:// (TLS). It must not
+	// carry a password: set Password.
+	URL string
+	// Addrs are Cluster seed nodes, or Sentinel addresses with MasterName.
+	Addrs      []string
+	MasterName string
+	Cluster    bool
+	Username   string
+	Password   string // never logged, never in an error
+	// TLS, when set, is used for every connection (rediss:// sets a default).
+	TLS *tls.Config
+	// KeyPrefix starts every key (default "am:").
+	KeyPrefix string
+	// Timeout bounds each call, dial included (default 200ms).
+	Timeout time.Duration
+}
+
+// Redis is the shared store: counters and account state in Redis, so every
+// milter of a provider sees the same counts, locks, overrides and
+// exemptions. It is safe for concurrent use.
+//
+// Each message costs one round trip: one Lua script (EVALSHA, EVAL when the
+// server lost it) reads the account's lock and exemptions, checks every
+// applicable limit against the server's clock and charges all of them only
+// if none is exceeded, or adds a strike. Counters are sliding logs in sorted
+// sets: "at most N within any window of length W".
+//
+// Keys are readable and share the prefix; each subject's keys carry one
+// hash tag, e.g. am:{acct:alice@example.com}:msgs, am:{sender:a@b.example}:msgs,
+// am:{client:192.0.2.1}:msgs. On a single node or behind Sentinel one script
+// call covers every subject, so a message is charged everywhere or nowhere.
+// On Cluster the subjects live in different slots: the store sends one
+// script call per subject in a single pipeline (still one round trip). Each
+// call checks and charges its own subject; when any of them refuses (or
+// finds an exemption), the charges the others made are taken back by a
+// follow-up call made in the background, and the refusal's strike is added
+// then. So a refusal never leaves a charge behind for longer than that
+// follow-up takes, and no limit ever admits more than it allows: the only
+// error is a brief over-count of at most one message per refused message in
+// flight.
+type Redis struct {
+	client  redis.UniversalClient
+	cluster bool
+	prefix  string
+	timeout time.Duration
+	policy  Policy
+	opts    Options
+
+	stats   callStats
+	breaker breaker
+	recent  recentCache
+	events  *eventQueue
+
+	follow sync.WaitGroup // background refunds
+}
+
+var (
+	_ Limiter = (*Redis)(nil)
+	_ Admin   = (*Redis)(nil)
+)
+
+// NewRedis connects to Redis as ro says. It does not wait for the server:
+// a Redis that is down at start is a Redis that is down, handled by the fail
+// mode until it answers.
+func NewRedis(ro RedisOptions, policy Policy, opts Options) (*Redis, error) {
+	if ro.Timeout <= 0 {
+		ro.Timeout = 200 * time.Millisecond
+	}
+	uo := &redis.UniversalOptions{
+		Addrs:      ro.Addrs,
+		MasterName: ro.MasterName,
+		Username:   ro.Username,
+		Password:   ro.Password,
+		TLSConfig:  ro.TLS,
+		// The mail path cannot wait: fail within the deadline, never retry
+		// (the breaker and the fail mode decide), keep pool waits short.
+		DialTimeout:     ro.Timeout,
+		ReadTimeout:     ro.Timeout,
+		WriteTimeout:    ro.Timeout,
+		PoolTimeout:     ro.Timeout,
+		MaxRetries:      -1,
+		MaxRedirects:    3,
+		DisableIdentity: true,
+		IsClusterMode:   ro.Cluster,
+	}
+	if ro.URL != "" {
+		o, err := redis.ParseURL(ro.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", redactErr(err, ro.URL))
+		}
+		if o.Password != "" {
+			return nil, errors.New("redis url: must not contain a password (set it apart)")
+		}
+		uo.Addrs, uo.DB = []string{o.Addr}, o.DB
+		if uo.Username == "" {
+			uo.Username = o.Username
+		}
+		if uo.TLSConfig == nil {
+			uo.TLSConfig = o.TLSConfig
+		}
+	}
+	if len(uo.Addrs) == 0 {
+		return nil, errors.New("redis: no url and no addrs")
+	}
+	client := redis.NewUniversalClient(uo)
+	return NewRedisClient(client, ro.KeyPrefix, ro.Timeout, policy, opts), nil
+}
+
+// redactErr drops a URL's text from an error that might quote it.
+func redactErr(err error, url string) error {
+	return errors.New(strings.ReplaceAll(err.Error(), url, "<url>"))
+}
+
+// NewRedisClient wraps an existing client (tests, or a caller that builds
+// its own). Close closes the client.
+func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Duration, policy Policy, opts Options) *Redis {
+	if prefix == "" {
+		prefix = "am:"
+	}
+	if timeout <= 0 {
+		timeout = 200 * time.Millisecond
+	}
+	opts = opts.withDefaults()
+	r := &Redis{client: client, prefix: prefix, timeout: timeout, policy: policy, opts: opts}
+	_, r.cluster = client.(*redis.ClusterClient)
+	r.breaker = breaker{failures: opts.BreakerFailures, probe: opts.BreakerProbe}
+	r.events = newEventQueue(opts.OnEvent, &r.stats)
+	return r
+}
+
+// Client returns the underlying client (tests and diagnostics).
+func (r *Redis) Client() redis.UniversalClient { return r.client }
+
+// Stats returns the call counters.
+func (r *Redis) Stats() Stats { return r.stats.snapshot(r.breaker.isOpen()) }
+
+// Close waits for background follow-ups, stops event delivery and closes
+// the connections.
+func (r *Redis) Close() error {
+	r.follow.Wait()
+	r.events.close()
+	return r.client.Close()
+}
+
+// Recent implements Limiter.
+func (r *Redis) Recent(account string) (Decision, bool) {
+	return r.recent.get(account, time.Now())
+}
+
+// base returns the hash-tagged key stem of a subject.
+func (r *Redis) base(s Subject) string {
+	return r.prefix + "{" + string(s.Kind) + ":" + s.Name + "}"
+}
+
+// subjectKeys returns a subject's keys in the layout the script expects.
+func (r *Redis) subjectKeys(s Subject) []string {
+	b := r.base(s)
+	switch s.Kind {
+	case KindAccount:
+		return []string{b + ":msgs", b + ":rcpts", b + ":newrcpts", b + ":seen", b + ":strikes", b + ":lock", b + ":override", b + ":exempt"}
+	case KindSender:
+		return []string{b + ":msgs", b + ":override", b + ":exempt"}
+	}
+	return []string{b + ":msgs", b + ":exempt"}
+}
+
+// scriptSubject is one subject of a call with its configured rates.
+type scriptSubject struct {
+	subj  Subject
+	rates [][]Rate // configured, per dimension of the kind (Kind.dimensions order)
+}
+
+// subjects lists what a request is counted against, or reports that a
+// configured exemption covers it.
+func (p *Policy) subjects(req Request) (subs []scriptSubject, sender string, exempt bool) {
+	sender = identity.NormalizeAddress(req.Sender)
+	if p.ExemptAccounts[req.Account] || (sender != "" && p.ExemptSenders[sender]) || p.ExemptClient(req.Client) {
+		return nil, sender, true
+	}
+	add := func(s Subject) {
+		ss := scriptSubject{subj: s}
+		for _, d := range s.Kind.dimensions() {
+			ss.rates = append(ss.rates, p.RatesFor(d, req.Account, sender))
+		}
+		subs = append(subs, ss)
+	}
+	add(Account(req.Account))
+	if sender != "" {
+		add(Subject{KindSender, sender})
+	}
+	if !req.Authenticated && req.Client.IsValid() {
+		add(Client(req.Client))
+	}
+	return subs, sender, false
+}
+
+func normalizeAll(addrs []string) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = identity.NormalizeAddress(a)
+	}
+	return out
+}
+
+func newCallID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// CheckAndCharge implements Limiter.
+func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
+	subs, _, exempt := r.policy.subjects(req)
+	if exempt {
+		r.stats.observe(0, nil)
+		return Decision{Allowed: true, Exempt: true}, nil
+	}
+	start := time.Now()
+	if !r.breaker.allow(start) {
+		r.stats.calls.Add(1)
+		r.stats.errors.Add(1)
+		r.stats.failFast.Add(1)
+		return Decision{}, fmt.Errorf("redis check for account %q: %w (circuit breaker open)", req.Account, ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	d, err := r.call(ctx, req, subs)
+	elapsed := time.Since(start)
+	r.stats.observe(elapsed, err)
+	if r.breaker.done(time.Now(), err == nil) {
+		r.stats.opens.Add(1)
+	}
+	if err != nil {
+		return Decision{}, fmt.Errorf("redis check for account %q: %w: %w", req.Account, ErrUnavailable, err)
+	}
+	return d, nil
+}
+
+// header writes the fixed ARGV of a call.
+func (r *Redis) header(req Request, callID string, strikeOnRefusal bool, nsubs int) []any {
+	mode := "charge"
+	if req.Outcome == Strike {
+		mode = "strike"
+	}
+	sp := r.policy.Strikes
+	return []any{mode, callID, r.opts.offset().Microseconds(), req.MessageID,
+		sp.Threshold, sp.Window.Microseconds(), sp.LockFor.Microseconds(), boolArg(req.Monitor),
+		boolArg(strikeOnRefusal), openLockTTL.Milliseconds(), nsubs, FormatWindow(sp.Window)}
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// appendSubject adds a subject's keys and arguments to a call.
+func (r *Redis) appendSubject(keys []string, args []any, s scriptSubject) ([]string, []any) {
+	keys = append(keys, r.subjectKeys(s.subj)...)
+	args = append(args, string(s.subj.Kind[0]))
+	for _, rt := range s.rates {
+		args = append(args, formatRates(rt))
+	}
+	return keys, args
+}
+
+func appendRecipients(args []any, rcpts []string) []any {
+	args = append(args, len(rcpts))
+	for _, rc := range rcpts {
+		args = append(args, rc)
+	}
+	return args
+}
+
+// call makes the round trip: one script call, or on Cluster one per subject
+// in one pipeline.
+func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (Decision, error) {
+	callID := newCallID()
+	rcpts := normalizeAll(req.Recipients)
+	if !r.cluster || req.Outcome == Strike {
+		if req.Outcome == Strike {
+			subs = subs[:1] // strikes and locks live with the account
+		}
+		keys, args := []string(nil), r.header(req, callID, true, len(subs))
+		for _, s := range subs {
+			keys, args = r.appendSubject(keys, args, s)
+		}
+		args = appendRecipients(args, rcpts)
+		res, err := checkScript.Run(ctx, r.client, keys, args...).Slice()
+		if err != nil {
+			return Decision{}, err
+		}
+		rep, err := parseReply(res)
+		if err != nil {
+			return Decision{}, err
+		}
+		return r.decide(req, subs, []reply{rep}), nil
+	}
+	// One pipeline, one call per subject (each in its own slot).
+	pipe := r.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(subs))
+	argv := make([][]any, len(subs))
+	keyv := make([][]string, len(subs))
+	for i, s := range subs {
+		keys, args := r.appendSubject(nil, r.header(req, callID, false, 1), s)
+		if s.subj.Kind == KindAccount {
+			args = appendRecipients(args, rcpts)
+		} else {
+			args = appendRecipients(args, nil)
+		}
+		keyv[i], argv[i] = keys, args
+		cmds[i] = checkScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // errors are looked at per call
+	// A master that does not know the script yet (first use, or after a
+	// restart) answers NOSCRIPT: only those calls are sent again, with EVAL,
+	// so that no subject is charged twice.
+	var retry redis.Pipeliner
+	for i, c := range cmds {
+		if isNoScript(c.Err()) {
+			if retry == nil {
+				retry = r.client.Pipeline()
+			}
+			cmds[i] = checkScript.Eval(ctx, retry, keyv[i], argv[i]...)
+		}
+	}
+	if retry != nil {
+		_, _ = retry.Exec(ctx)
+	}
+	return r.splitDecision(req, subs, callID, cmds)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// splitDecision combines the per-slot replies of a Cluster call and starts
+// the follow-up for a refusal.
+func (r *Redis) splitDecision(req Request, subs []scriptSubject, callID string, cmds []*redis.Cmd) (Decision, error) {
+	reps := make([]reply, len(cmds))
+	var callErr error
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if err == nil {
+			reps[i], err = parseReply(res)
+		}
+		if err != nil {
+			reps[i].status = "error"
+			callErr = errors.Join(callErr, err)
+		}
+		reps[i].subject = i
+	}
+	if callErr != nil {
+		// Some slot did not answer: take back what the others charged (the
+		// caller applies its fail mode).
+		r.followUp(req, subs, callID, reps, false)
+		return Decision{}, callErr
+	}
+	d := r.decide(req, subs, reps)
+	if !d.Allowed || d.Exempt {
+		r.followUp(req, subs, callID, reps, !d.Exempt)
+	}
+	return d, nil
+}
+
+// followUp takes back the charges of a split call that was refused (or
+// exempted elsewhere) and adds the refusal's strike, in the background.
+func (r *Redis) followUp(req Request, subs []scriptSubject, callID string, reps []reply, addStrike bool) {
+	r.follow.Add(1)
+	go func() {
+		defer r.follow.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*r.timeout)
+		defer cancel()
+		pipe := r.client.Pipeline()
+		for _, rep := range reps {
+			if rep.status != "ok" {
+				continue
+			}
+			i := rep.subject
+			costs := map[string]int64{}
+			var keys []string
+			for _, u := range rep.usage {
+				key := r.base(subs[i].subj) + ":" + u.dim.logSuffix()
+				if _, seen := costs[key]; !seen {
+					keys = append(keys, key)
+					costs[key] = u.cost
+				}
+			}
+			args := []any{callID}
+			for _, k := range keys {
+				args = append(args, costs[k])
+			}
+			if len(keys) > 0 {
+				refundScript.Eval(ctx, pipe, keys, args...)
+			}
+		}
+		if addStrike && reps[0].status != "locked" {
+			sreq := req
+			sreq.Outcome = Strike
+			keys, args := r.appendSubject(nil, r.header(sreq, callID, false, 1), subs[0])
+			args = appendRecipients(args, nil)
+			checkScript.Eval(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx) // best effort: a lost refund only over-counts
+	}()
+}
+
+// reply is a parsed script reply.
+type reply struct {
+	subject                int
+	status                 string
+	now                    time.Time
+	strikes                int
+	newlyLocked, wouldLock bool
+	lock                   *Lock
+	exceeded               Dimension
+	exceededSubject        int
+	rate                   Rate
+	retry                  time.Duration
+	usage                  []replyUsage
+}
+
+type replyUsage struct {
+	subject int
+	dim     Dimension
+	rate    Rate
+	used    int64
+	cost    int64
+}
+
+var scriptDims = map[string]Dimension{"msgs": AccountMessages, "rcpts": AccountRecipients, "newrcpts": AccountNewRecipients}
+
+func usToTime(us int64) time.Time { return time.UnixMicro(us) }
+
+// parseReply reads a script reply, checking every element's type.
+func parseReply(res []any) (reply, error) {
+	var rep reply
+	bad := func(i int) error { return fmt.Errorf("unexpected script reply %v (element %d)", res, i) }
+	str := func(i int) (string, bool) {
+		if i >= len(res) {
+			return "", false
+		}
+		s, ok := res[i].(string)
+		return s, ok
+	}
+	num := func(i int) (int64, bool) {
+		if i >= len(res) {
+			return 0, false
+		}
+		n, ok := res[i].(int64)
+		return n, ok
+	}
+	var ok bool
+	if rep.status, ok = str(0); !ok {
+		return rep, bad(0)
+	}
+	for i := 1; i <= 4; i++ {
+		if _, ok := num(i); !ok {
+			return rep, bad(i)
+		}
+	}
+	now, _ := num(1)
+	strikes, _ := num(2)
+	newly, _ := num(3)
+	would, _ := num(4)
+	rep.now, rep.strikes, rep.newlyLocked, rep.wouldLock = usToTime(now), int(strikes), newly == 1, would == 1
+	switch rep.status {
+	case "locked":
+		reason, ok1 := str(5)
+		by, ok2 := str(6)
+		at, ok3 := num(7)
+		until, ok4 := num(8)
+		if !ok1 || !ok2 || !ok3 || !ok4 {
+			return rep, bad(5)
+		}
+		rep.lock = &Lock{Reason: reason, By: by, At: usToTime(at)}
+		if until > 0 {
+			rep.lock.Until = usToTime(until)
+		}
+	case "exempt", "strike":
+	case "over":
+		idx, ok1 := num(5)
+		dim, ok2 := str(6)
+		limit, ok3 := num(7)
+		window, ok4 := num(8)
+		retry, ok5 := num(9)
+		if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+			return rep, bad(5)
+		}
+		rep.exceededSubject, rep.exceeded = int(idx), scriptDims[dim]
+		rep.rate = Rate{Limit: limit, Window: time.Duration(window) * time.Microsecond}
+		rep.retry = time.Duration(retry) * time.Microsecond
+	case "ok":
+		for i := 5; i+5 < len(res); i += 6 {
+			idx, ok1 := num(i)
+			dim, ok2 := str(i + 1)
+			limit, ok3 := num(i + 2)
+			window, ok4 := num(i + 3)
+			used, ok5 := num(i + 4)
+			cost, ok6 := num(i + 5)
+			if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
+				return rep, bad(i)
+			}
+			rep.usage = append(rep.usage, replyUsage{int(idx), scriptDims[dim], Rate{limit, time.Duration(window) * time.Microsecond}, used, cost})
+		}
+	default:
+		return rep, bad(0)
+	}
+	return rep, nil
+}
+
+// dimensionOf maps a script dimension of a subject kind to a Dimension.
+func dimensionOf(kind SubjectKind, d Dimension) Dimension {
+	switch kind {
+	case KindSender:
+		return SenderMessages
+	case KindClient:
+		return ClientMessages
+	}
+	return d
+}
+
+// decide turns replies (one, or one per subject on Cluster) into a Decision,
+// fills the Recent cache and raises events.
+func (r *Redis) decide(req Request, subs []scriptSubject, reps []reply) Decision {
+	var d Decision
+	subjectOf := func(rep reply, idx int) Subject {
+		if len(reps) > 1 {
+			return subs[rep.subject].subj
+		}
+		return subs[idx].subj
+	}
+	acct := reps[0]
+	now := acct.now
+	d.Strikes = acct.strikes
+	d.NewlyLocked, d.WouldLock = acct.newlyLocked, acct.wouldLock
+	switch {
+	case acct.status == "locked":
+		d.Locked, d.Lock = true, acct.lock
+		if acct.lock.Until.After(now) {
+			d.RetryAfter = acct.lock.Until.Sub(now)
+		}
+	case acct.status == "strike":
+	default:
+		for _, rep := range reps {
+			if rep.status == "exempt" {
+				return Decision{Allowed: true, Exempt: true}
+			}
+		}
+		for _, rep := range reps {
+			if rep.status == "over" {
+				s := subjectOf(rep, rep.exceededSubject)
+				d.Exceeded, d.Rate, d.RetryAfter = dimensionOf(s.Kind, rep.exceeded), rep.rate, rep.retry
+				break
+			}
+		}
+		if d.Exceeded == "" {
+			d.Allowed = true
+			for _, rep := range reps {
+				for _, u := range rep.usage {
+					s := subjectOf(rep, u.subject)
+					us := Usage{Dimension: dimensionOf(s.Kind, u.dim), Key: s.Name, Rate: u.rate, Used: u.used}
+					d.Usage = append(d.Usage, us)
+					usageEvents(r.events, r.opts.UsageThresholds, s, us, u.cost, now)
+				}
+			}
+		}
+	}
+	if d.NewlyLocked {
+		lk := &Lock{Reason: strikeReason(d.Strikes, r.policy.Strikes.Window), By: "auto", At: now}
+		if r.policy.Strikes.LockFor > 0 {
+			lk.Until = now.Add(r.policy.Strikes.LockFor)
+		}
+		d.Lock = lk
+		r.events.emit(Event{Kind: EventLock, Subject: Account(req.Account), Lock: lk, Strikes: d.Strikes, At: now})
+	}
+	if d.WouldLock {
+		r.events.emit(Event{Kind: EventWouldLock, Subject: Account(req.Account), Strikes: d.Strikes, At: now})
+	}
+	if d.Locked || d.Exceeded != "" {
+		r.recent.remember(req.Account, d, time.Now(), r.opts.RecentMax)
+	}
+	return d
+}
+
+// serverNow reads the Redis clock (plus the test offset).
+func (r *Redis) serverNow(ctx context.Context) (time.Time, error) {
+	t, err := r.client.Time(ctx).Result()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("redis time: %w", err)
+	}
+	return t.Add(r.opts.offset()), nil
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }
