@@ -133,8 +133,10 @@ func impersonationRules() []Rule {
 				if b, named := c.lex.brandNamed(a.Name); named {
 					claim = b.Domain
 				}
+				// A person's freemail address is no brand claim; a brand's own
+				// domain is.
 				for _, b := range c.lex.brands {
-					if isBrandDomain(d, b) {
+					if isBrandDomain(d, b) && !freemailDomains[registrable(d)] {
 						claim = b.Domain
 					}
 				}
@@ -243,6 +245,10 @@ func foreignNameInDisplay(name, fromDomain string) string {
 		}
 		suffix, icann := publicsuffix.PublicSuffix(host)
 		if !icann || suffix == host || strings.ContainsAny(host, "/") {
+			continue
+		}
+		// "R.Hughes" is an initial and a name, not a domain under .hughes.
+		if label := strings.TrimSuffix(host, "."+suffix); len(label) < 2 || strings.HasSuffix(label, ".") {
 			continue
 		}
 		if registrable(host) != own {

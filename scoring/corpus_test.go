@@ -1,0 +1,214 @@
+package scoring_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+var corpusReport = flag.String("corpus-report", "", "write per-rule firing counts on the real-mail corpus to this markdown file")
+
+// corpusMessage is one received message turned back into a submission.
+type corpusMessage struct {
+	class string // ham, hard-ham or spam
+	name  string
+	env   *scoring.Envelope
+	msg   *scoring.Message
+	acct  *identity.Account
+	now   time.Time
+}
+
+// loadCorpus reads $ABUSEMILTER_CORPUS (skipping the test without it):
+// every .eml under a ham, hard-ham or spam folder.
+func loadCorpus(t testing.TB) []corpusMessage {
+	root := os.Getenv("ABUSEMILTER_CORPUS")
+	if root == "" {
+		t.Skip("ABUSEMILTER_CORPUS is not set; skipping the real-mail corpus")
+	}
+	var out []corpusMessage
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".eml") {
+			return err
+		}
+		class := filepath.Base(filepath.Dir(path))
+		if class != "ham" && class != "hard-ham" && class != "spam" {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		m, err := scoring.ParseMessage(f, 64<<10)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		cm, err := asSubmission(m)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		cm.class, cm.name = class, filepath.Base(path)
+		out = append(out, cm)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no messages under %q (want ham/, hard-ham/, spam/ folders of .eml files)", root)
+	}
+	return out
+}
+
+// asSubmission treats a received message as sent by an account that owns
+// its From domain: receiving servers' trace headers are set aside, the
+// clock is the newest Received time, the envelope sender is the From
+// address and the recipients are the To and Cc addresses. A message
+// distributed by a mailing list (List-Id, List-Post, Mailing-List,
+// X-Mailman-Version) was resubmitted by the list server, so its account is
+// a forwarder that may send as anyone.
+func asSubmission(m *scoring.Message) (corpusMessage, error) {
+	now, ok := scoring.ReceivedTime(m.Headers)
+	if !ok { // no trace at all: the message's own Date, else a fixed day
+		if now, ok = dateOf(m); !ok {
+			now = time.Date(2002, 9, 1, 0, 0, 0, 0, time.UTC)
+		}
+	}
+	kept, _ := scoring.StripTrace(m.Headers)
+	m.Headers = kept
+	from := firstAddress(m.Get("From"))
+	acct := &identity.Account{Name: "corpus"}
+	if _, d := identity.SplitAddress(from); d != "" {
+		if err := acct.AddSendAs(d); err != nil {
+			acct.AddSendAs(from) // an odd domain the pattern parser refuses: own the address
+		}
+	}
+	if listDistributed(m) {
+		acct.Forwarder, acct.AnySender = true, true
+	} else if sender := firstAddress(m.Get("Sender")); sender != "" {
+		acct.AddSendAs(sender) // the agent that submitted it (RFC 5322 3.6.2)
+	}
+	env := &scoring.Envelope{AuthLogin: "corpus", MailFrom: from}
+	for _, h := range []string{"To", "Cc"} {
+		for _, v := range m.Values(h) {
+			if addrs, err := mail.ParseAddressList(v); err == nil {
+				for _, a := range addrs {
+					if len(env.Rcpts) < 100 {
+						env.Rcpts = append(env.Rcpts, a.Address)
+					}
+				}
+			}
+		}
+	}
+	if len(env.Rcpts) == 0 {
+		env.Rcpts = []string{"recipient@example.net"}
+	}
+	return corpusMessage{env: env, msg: m, acct: acct, now: now}, nil
+}
+
+// listDistributed reports whether a mailing list resubmitted the message:
+// list headers (RFC 2369, RFC 2919), Mailman/ezmlm markers, or
+// Precedence: bulk/list with a Sender outside the From domain.
+func listDistributed(m *scoring.Message) bool {
+	for _, h := range []string{"List-Id", "List-Post", "List-Unsubscribe", "Mailing-List", "X-Mailman-Version", "X-BeenThere", "X-Loop"} {
+		if m.Get(h) != "" {
+			return true
+		}
+	}
+	prec := strings.ToLower(strings.TrimSpace(m.Get("Precedence")))
+	return (prec == "bulk" || prec == "list") && m.Get("Sender") != ""
+}
+
+func dateOf(m *scoring.Message) (time.Time, bool) {
+	t, err := mail.ParseDate(strings.TrimSpace(m.Get("Date")))
+	return t, err == nil
+}
+
+func firstAddress(v string) string {
+	if a, err := mail.ParseAddress(strings.TrimSpace(v)); err == nil {
+		return strings.ToLower(a.Address)
+	}
+	if lt := strings.LastIndexByte(v, '<'); lt >= 0 {
+		if gt := strings.IndexByte(v[lt:], '>'); gt > 0 {
+			return strings.ToLower(strings.TrimSpace(v[lt+1 : lt+gt]))
+		}
+	}
+	for _, w := range strings.Fields(v) {
+		if strings.Contains(w, "@") {
+			return strings.ToLower(strings.Trim(w, "<>\"(),"))
+		}
+	}
+	return ""
+}
+
+// TestCorpusNoHamRejected is the false-positive bar: no legitimate message
+// of the real-mail corpus may be rejected.
+func TestCorpusNoHamRejected(t *testing.T) {
+	msgs := loadCorpus(t)
+	counts := map[string]map[string]int{}
+	totals := map[string]int{}
+	rejected := map[string]int{}
+	for _, cm := range msgs {
+		now := cm.now
+		e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return now }})
+		v := e.Decide(context.Background(), cm.env, cm.msg, cm.acct)
+		totals[cm.class]++
+		for _, f := range v.Findings {
+			if counts[f.Rule] == nil {
+				counts[f.Rule] = map[string]int{}
+			}
+			counts[f.Rule][cm.class]++
+		}
+		if v.Action == scoring.Reject {
+			rejected[cm.class]++
+			if cm.class != "spam" {
+				t.Errorf("%s/%s rejected: %s (findings %v)", cm.class, cm.name, v.Reply(), findingReasons(v))
+			}
+		}
+	}
+	t.Logf("messages %v, rejected %v", totals, rejected)
+	if *corpusReport != "" {
+		if err := os.WriteFile(*corpusReport, []byte(corpusTable(counts, totals, rejected)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func findingReasons(v scoring.Verdict) []string {
+	var out []string
+	for _, f := range v.Findings {
+		out = append(out, fmt.Sprintf("%s(%g): %s", f.Rule, f.Score, f.Reason))
+	}
+	return out
+}
+
+func corpusTable(counts map[string]map[string]int, totals, rejected map[string]int) string {
+	var b strings.Builder
+	classes := []string{"ham", "hard-ham", "spam"}
+	fmt.Fprintf(&b, "| rule | ham (%d) | hard-ham (%d) | spam (%d) |\n| --- | ---: | ---: | ---: |\n", totals["ham"], totals["hard-ham"], totals["spam"])
+	var rules []string
+	for r := range counts {
+		rules = append(rules, r)
+	}
+	sort.Strings(rules)
+	for _, r := range rules {
+		fmt.Fprintf(&b, "| %s |", r)
+		for _, c := range classes {
+			fmt.Fprintf(&b, " %d |", counts[r][c])
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "| **rejected** | %d | %d | %d |\n", rejected["ham"], rejected["hard-ham"], rejected["spam"])
+	return b.String()
+}
