@@ -67,17 +67,23 @@ func (c *Check) Owns(addr string) bool {
 		return false
 	}
 	if !c.Account.AnySender {
-		return c.Account.MaySendAs(addr)
+		return mayUse(c.Account, addr)
 	}
 	own := *c.Account
 	own.AnySender = false
-	return own.MaySendAs(addr)
+	return mayUse(&own, addr)
+}
+
+// mayUse reports whether the account may send as addr, written with a
+// Unicode (SMTPUTF8) or an ASCII (punycode) domain.
+func mayUse(a *identity.Account, addr string) bool {
+	return a.MaySendAs(addr) || a.MaySendAs(asciiAddress(addr))
 }
 
 // OwnsDomain reports whether the account owns domain d (ignoring "send as
 // anyone").
 func (c *Check) OwnsDomain(d string) bool {
-	return c.Account != nil && c.Account.OwnsDomain(d)
+	return c.Account != nil && (c.Account.OwnsDomain(d) || c.Account.OwnsDomain(domainOf(asciiAddress("x@"+d))))
 }
 
 // forwarder reports whether the account resubmits other people's mail.

@@ -44,7 +44,7 @@ func DefaultBrands() []Brand {
 // cannot legitimately have passed through before submission here.
 var bigProviders = []string{
 	"google.com", "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com",
-	"protection.outlook.com", "office365.com", "yahoo.com", "yahoodns.net", "icloud.com",
+	"protection.outlook.com", "office365.com", "microsoft.com", "yahoo.com", "yahoodns.net", "icloud.com",
 	"me.com", "apple.com", "aol.com", "mail.ru", "yandex.ru", "yandex.net", "gmx.net",
 	"web.de", "zoho.com", "fastmail.com", "messagingengine.com", "protonmail.ch", "proton.me",
 	"amazonses.com", "sendgrid.net", "mailgun.org",
@@ -81,6 +81,29 @@ func registrable(host string) string {
 		return host
 	}
 	return r
+}
+
+// asciiAddress returns addr with its domain in IDNA ASCII form (punycode),
+// or addr unchanged when it has no non-ASCII domain.
+func asciiAddress(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || isASCII(addr[at+1:]) {
+		return addr
+	}
+	d, err := idna.Lookup.ToASCII(strings.ToLower(addr[at+1:]))
+	if err != nil {
+		return addr
+	}
+	return addr[:at+1] + d
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // sameOrSubdomain reports whether d is parent or a subdomain of it.

@@ -27,7 +27,7 @@ func fromDomainNotOwned() Rule {
 			if c.Account == nil || c.Account.AnySender {
 				return "", false
 			}
-			if c.Env.MailFrom != "" && !c.Account.MaySendAs(c.Env.MailFrom) {
+			if c.Env.MailFrom != "" && !mayUse(c.Account, c.Env.MailFrom) {
 				return fmt.Sprintf("envelope sender %q is not an address of account %q", c.Env.MailFrom, c.Account.Name), true
 			}
 			for _, name := range senderHeaders {
@@ -35,7 +35,7 @@ func fromDomainNotOwned() Rule {
 				// salvaged from them still has to be the account's.
 				addrs, _ := c.Addresses(name)
 				for _, a := range addrs {
-					if !c.Account.MaySendAs(a.Address) {
+					if !mayUse(c.Account, a.Address) {
 						return fmt.Sprintf("%s address %q is not an address of account %q", name, strings.ToLower(a.Address), c.Account.Name), true
 					}
 				}
