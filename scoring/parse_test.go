@@ -1,0 +1,80 @@
+package scoring_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+func TestParseMessage(t *testing.T) {
+	raw := "From sender@example.com Fri Nov 27 11:58:00 2026\n" +
+		"Received: from a by b;\r\n\tFri, 27 Nov 2026 11:58:00 +0000\r\n" +
+		"Subject:  folded\n  subject\n" +
+		"X-Empty:\n" +
+		"\n" +
+		"0123456789abcdef"
+	m, err := scoring.ParseMessage(strings.NewReader(raw), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []scoring.Header{
+		{Name: "Received", Value: "from a by b;\r\n\tFri, 27 Nov 2026 11:58:00 +0000"},
+		{Name: "Subject", Value: "folded\n  subject"},
+		{Name: "X-Empty", Value: ""},
+	}
+	if len(m.Headers) != len(want) {
+		t.Fatalf("headers = %q, want %q", m.Headers, want)
+	}
+	for i := range want {
+		if m.Headers[i] != want[i] {
+			t.Errorf("header %d = %q, want %q", i, m.Headers[i], want[i])
+		}
+	}
+	if string(m.Body) != "0123456789" || m.BodySize != 16 || !m.BodyTruncated {
+		t.Errorf("body %q size %d truncated %v, want 10-byte sample of 16", m.Body, m.BodySize, m.BodyTruncated)
+	}
+}
+
+func TestParseMessageTolerance(t *testing.T) {
+	// No blank line: the first line that is not a field starts the body.
+	m, err := scoring.ParseMessage(strings.NewReader("From: a@example.com\nthis is body text\nmore"), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Headers) != 1 || string(m.Body) != "this is body text\nmore" || m.BodyTruncated {
+		t.Fatalf("headers %q body %q", m.Headers, m.Body)
+	}
+	// Headers only, no body, no final newline.
+	m, err = scoring.ParseMessage(strings.NewReader("Subject: x"), 100)
+	if err != nil || len(m.Headers) != 1 || m.BodySize != 0 {
+		t.Fatalf("headers-only: %v %+v", err, m)
+	}
+	for _, bad := range []string{"", "\n\nbody", "not a header line\nFrom: a@b.c\n"} {
+		if _, err := scoring.ParseMessage(strings.NewReader(bad), 100); !errors.Is(err, scoring.ErrNoHeader) {
+			t.Errorf("ParseMessage(%q) err = %v, want ErrNoHeader", bad, err)
+		}
+	}
+}
+
+func TestStripTraceAndReceivedTime(t *testing.T) {
+	m := parse(t, "Return-Path: <x@example.com>\n"+
+		"Received: from mx by mail.example.net; Sat, 28 Nov 2026 10:00:00 +0100\n"+
+		"Received: from pc by mx; Sat, 28 Nov 2026 08:00:00 +0000\n"+
+		"X-Spam-Status: No\nARC-Seal: i=1\nDelivered-To: bob@example.net\n"+
+		"From: Alice <alice@example.com>\nX-Originating-IP: [203.0.113.9]\nSubject: s\n\nbody\n")
+	kept, trace := scoring.StripTrace(m.Headers)
+	var names []string
+	for _, h := range kept {
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, ",") != "From,X-Originating-IP,Subject" || len(trace) != 6 {
+		t.Fatalf("kept %v, %d trace headers", names, len(trace))
+	}
+	got, ok := scoring.ReceivedTime(m.Headers)
+	if !ok || !got.Equal(time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)) {
+		t.Fatalf("ReceivedTime = %v %v, want the newest (topmost) 09:00 UTC", got, ok)
+	}
+}
