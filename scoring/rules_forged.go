@@ -249,7 +249,7 @@ func forgedHeaderRules() []Rule {
 			},
 		},
 		{
-			ID: RulePHPScript, Clause: ForgedHeaders, Score: 5,
+			ID: RulePHPScript, Clause: ForgedHeaders, Score: 6,
 			Summary:        "Signs of mail written by a PHP script (X-PHP-Script, X-PHP-Originating-Script, a PHPMailer or PHP X-Mailer) from an account that declares no web application: a compromised site or an uploaded mailer.",
 			FalsePositives: "Accounts that run a web shop or CMS must declare web_app: true.",
 			Check: func(c *Check) (string, bool) {

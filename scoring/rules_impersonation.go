@@ -73,7 +73,7 @@ func impersonationRules() []Rule {
 			},
 		},
 		{
-			ID: RuleBrandInDomain, Clause: Impersonation, Score: 5,
+			ID: RuleBrandInDomain, Clause: Impersonation, Score: 4,
 			Summary:        "A sender domain that is not the brand's carries a protected brand name as a hyphen-separated part of its name (paypal-secure.com, apple-id-support.net).",
 			FalsePositives: "Businesses named after a common word that is also a brand (apple-orchard.com); scored.",
 			Check: func(c *Check) (string, bool) {
@@ -101,19 +101,30 @@ func impersonationRules() []Rule {
 			},
 		},
 		{
-			ID: RuleBrandDisplayName, Clause: Impersonation, Score: 6,
-			Summary:        "The From display name names a protected brand (\"PayPal Service\") while the From domain is not that brand's.",
-			FalsePositives: "People or shops whose name contains a brand word (\"Apple Valley Dental\"); scored.",
+			ID: RuleBrandDisplayName, Clause: Impersonation, Score: 5,
+			Summary:        "The From display name names a protected brand (\"PayPal Service\") while the From domain is not that brand's, or From holds the brand name and no address at all.",
+			FalsePositives: "People or shops whose name contains a brand word (\"Apple Orchard Farm\"); scored, so that such a name alone never rejects.",
 			Check: func(c *Check) (string, bool) {
-				a, d, ok := c.Author()
-				if !ok || c.lex == nil || a.Name == "" {
+				if c.lex == nil {
 					return "", false
 				}
-				b, named := c.lex.brandNamed(a.Name)
-				if !named || brandFamily(d, b) {
+				name, d := "", ""
+				if a, dom, ok := c.Author(); ok {
+					name, d = a.Name, dom
+				} else if c.Count("From") > 0 {
+					name = DecodeHeader(unfold(c.Msg.Get("From"))) // no address: the whole value is a name
+				}
+				if name == "" {
 					return "", false
 				}
-				return fmt.Sprintf("display name %q names %s, From domain is %q", truncate(a.Name, 60), b.Domain, d), true
+				b, named := c.lex.brandNamed(name)
+				if !named || (d != "" && brandFamily(d, b)) {
+					return "", false
+				}
+				if d == "" {
+					return fmt.Sprintf("From %q names %s and has no address", truncate(name, 60), b.Domain), true
+				}
+				return fmt.Sprintf("display name %q names %s, From domain is %q", truncate(name, 60), b.Domain, d), true
 			},
 		},
 		{
