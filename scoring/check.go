@@ -16,6 +16,20 @@ type addressView struct {
 	err   error
 }
 
+// domain returns a message domain prepared for lookalike checks, once per
+// message.
+func (c *Check) domain(d string) preparedDomain {
+	if p, ok := c.domains[d]; ok {
+		return p
+	}
+	p := prepareDomain(d)
+	if c.domains == nil {
+		c.domains = make(map[string]preparedDomain, 4)
+	}
+	c.domains[d] = p
+	return p
+}
+
 // Addresses returns the addresses of every header with the given name,
 // parsed tolerantly (see From) once per message.
 func (c *Check) Addresses(name string) ([]*mail.Address, error) {

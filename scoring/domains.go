@@ -73,8 +73,10 @@ var urlShorteners = map[string]bool{
 // unqualified name).
 func registrable(host string) string {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if ascii, err := idna.Lookup.ToASCII(host); err == nil {
-		host = ascii
+	if !isASCII(host) {
+		if ascii, err := idna.Lookup.ToASCII(host); err == nil {
+			host = ascii
+		}
 	}
 	r, err := publicsuffix.EffectiveTLDPlusOne(host)
 	if err != nil {
@@ -184,26 +186,43 @@ func newLexEntry(domain string) lexEntry {
 // "paypal.com.example.ru"). d itself and d's subdomains of the reference do
 // not count, nor does the same name under another suffix.
 func lookalikeOf(d string, refs []lexEntry) (lexEntry, string, bool) {
+	return prepareDomain(d).lookalikeOf(refs)
+}
+
+// preparedDomain is a message domain in the forms lookalike checks compare.
+type preparedDomain struct {
+	ascii    string // lowercase IDNA ASCII form
+	reg      string // registrable domain
+	label    string // its name label, Unicode
+	skeleton string
+}
+
+func prepareDomain(d string) preparedDomain {
 	d = strings.ToLower(strings.TrimSuffix(d, "."))
-	if ascii, err := idna.Lookup.ToASCII(d); err == nil {
-		d = ascii
+	if !isASCII(d) {
+		if ascii, err := idna.Lookup.ToASCII(d); err == nil {
+			d = ascii
+		}
 	}
 	reg := registrable(d)
 	label, _ := domainLabel(reg)
-	if utf8.RuneCountInString(label) < 3 {
+	return preparedDomain{ascii: d, reg: reg, label: label, skeleton: skeletonOf(label)}
+}
+
+func (p preparedDomain) lookalikeOf(refs []lexEntry) (lexEntry, string, bool) {
+	if utf8.RuneCountInString(p.label) < 3 {
 		return lexEntry{}, "", false
 	}
-	sk := skeletonOf(label)
 	for _, ref := range refs {
-		if reg == ref.domain || label == ref.label || utf8.RuneCountInString(ref.label) < 4 {
+		if p.reg == ref.domain || p.label == ref.label || utf8.RuneCountInString(ref.label) < 4 {
 			continue
 		}
 		switch {
-		case sk == ref.skeleton:
+		case p.skeleton == ref.skeleton:
 			return ref, "confusable spelling", true
-		case len(ref.skeleton) >= minEditLen && len(sk) >= minEditLen && editDistanceAtMostOne(sk, ref.skeleton):
+		case len(ref.skeleton) >= minEditLen && len(p.skeleton) >= minEditLen && editDistanceAtMostOne(p.skeleton, ref.skeleton):
 			return ref, "one edit away", true
-		case embedsDomain(d, ref.domain):
+		case embedsDomain(p.ascii, ref.domain):
 			return ref, "embeds the domain", true
 		}
 	}
@@ -235,6 +254,9 @@ func embedsDomain(d, ref string) bool {
 // editDistanceAtMostOne reports whether a and b differ by at most one
 // insertion, deletion, substitution or swap of adjacent characters.
 func editDistanceAtMostOne(a, b string) bool {
+	if d := utf8.RuneCountInString(a) - utf8.RuneCountInString(b); d > 1 || d < -1 {
+		return false
+	}
 	ra, rb := []rune(a), []rune(b)
 	if len(ra) > len(rb) {
 		ra, rb = rb, ra

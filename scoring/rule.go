@@ -50,6 +50,14 @@ type Check struct {
 	fromErr    error
 	views      map[string]addressView
 	counts     map[string]int
+	domains    map[string]preparedDomain
+	senders    []senderDomain
+	sendersSet bool
+	dateParsed bool
+	dateValue  time.Time
+	dateOK     bool
+	urls       []string
+	urlsParsed bool
 }
 
 // From returns the addresses of the first From header. When the header

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -67,7 +68,7 @@ func bulkRules() []Rule {
 			Summary:        "The body sample links through a URL shortener (bit.ly, tinyurl.com, ...), hiding the target.",
 			FalsePositives: "Social-media style messages; scored low. Base64-encoded bodies are not searched.",
 			Check: func(c *Check) (string, bool) {
-				for _, host := range bodyURLHosts(c.Msg.Body) {
+				for _, host := range c.urlHosts() {
 					if urlShorteners[registrable(host)] || urlShorteners[host] {
 						return fmt.Sprintf("link through %q", host), true
 					}
@@ -80,7 +81,7 @@ func bulkRules() []Rule {
 			Summary:        "The body sample links to a raw public IP address instead of a host name.",
 			FalsePositives: "Technical mail about servers; private and loopback addresses do not count.",
 			Check: func(c *Check) (string, bool) {
-				for _, host := range bodyURLHosts(c.Msg.Body) {
+				for _, host := range c.urlHosts() {
 					ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
 					if err == nil && ip.IsGlobalUnicast() && !ip.IsPrivate() {
 						return fmt.Sprintf("link to %s", ip), true
@@ -113,33 +114,41 @@ func bulkRules() []Rule {
 // maxURLHosts bounds the links examined per message.
 const maxURLHosts = 200
 
+// urlHosts returns the hosts linked from the body sample, once per message.
+func (c *Check) urlHosts() []string {
+	if !c.urlsParsed {
+		c.urlsParsed = true
+		c.urls = bodyURLHosts(c.Msg.Body)
+	}
+	return c.urls
+}
+
 // bodyURLHosts returns the lowercase hosts of http and https links in a
-// body sample (quoted-printable soft breaks and =3D are tolerated since
-// links are cut at them).
+// body sample (links are cut at quoted-printable soft breaks and "=3D",
+// so encoded bodies still yield their hosts).
 func bodyURLHosts(body []byte) []string {
 	var hosts []string
 	s := body
 	for len(hosts) < maxURLHosts {
-		i := indexFold(s, "http")
-		if i < 0 {
+		j := bytes.Index(s, []byte("://"))
+		if j < 0 {
 			break
 		}
-		rest := s[i+4:]
-		if len(rest) > 0 && (rest[0] == 's' || rest[0] == 'S') {
-			rest = rest[1:]
-		}
-		if len(rest) < 3 || string(rest[:3]) != "://" {
-			s = s[i+4:]
+		scheme := j >= 4 && bytes.EqualFold(s[j-4:j], []byte("http")) ||
+			j >= 5 && bytes.EqualFold(s[j-5:j], []byte("https"))
+		rest := s[j+3:]
+		s = rest
+		if !scheme {
 			continue
 		}
-		rest = rest[3:]
 		end := 0
-		for end < len(rest) && !strings.ContainsRune("/?#:\"'<> \t\r\n=)]\\", rune(rest[end])) {
-			end++
-		}
-		if end < len(rest) && rest[0] == '[' { // IPv6 literal
-			if j := strings.IndexByte(string(rest[:min(len(rest), 64)]), ']'); j > 0 {
-				end = j + 1
+		if len(rest) > 0 && rest[0] == '[' { // IPv6 literal
+			if k := bytes.IndexByte(rest[:min(len(rest), 64)], ']'); k > 0 {
+				end = k + 1
+			}
+		} else {
+			for end < len(rest) && !strings.ContainsRune("/?#:\"'<> \t\r\n=)]\\", rune(rest[end])) {
+				end++
 			}
 		}
 		if end > 0 && end < 256 {
@@ -152,25 +161,4 @@ func bodyURLHosts(body []byte) []string {
 		s = rest[end:]
 	}
 	return hosts
-}
-
-// indexFold finds an ASCII lowercase word in b, ignoring case.
-func indexFold(b []byte, word string) int {
-	for i := 0; i+len(word) <= len(b); i++ {
-		match := true
-		for j := 0; j < len(word); j++ {
-			c := b[i+j]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != word[j] {
-				match = false
-				break
-			}
-		}
-		if match {
-			return i
-		}
-	}
-	return -1
 }

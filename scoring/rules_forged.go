@@ -356,12 +356,14 @@ func dkimState(results []DKIMResult, d string) string {
 
 // date returns the parsed Date header.
 func (c *Check) date() (time.Time, bool) {
-	v := strings.TrimSpace(unfold(c.Msg.Get("Date")))
-	if v == "" {
-		return time.Time{}, false
+	if !c.dateParsed {
+		c.dateParsed = true
+		if v := strings.TrimSpace(unfold(c.Msg.Get("Date"))); v != "" {
+			t, err := mail.ParseDate(v)
+			c.dateValue, c.dateOK = t, err == nil
+		}
 	}
-	t, err := mail.ParseDate(v)
-	return t, err == nil
+	return c.dateValue, c.dateOK
 }
 
 // validMsgID reports whether s is "<left@right>" with both sides non-empty

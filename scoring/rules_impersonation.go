@@ -46,7 +46,7 @@ func impersonationRules() []Rule {
 					return "", false
 				}
 				for _, sd := range c.senderDomains() {
-					if ref, how, ok := lookalikeOf(sd.domain, c.lex.brandLex); ok {
+					if ref, how, ok := c.domain(sd.domain).lookalikeOf(c.lex.brandLex); ok {
 						return fmt.Sprintf("%s domain %q imitates %q (%s)", sd.where, sd.domain, ref.domain, how), true
 					}
 				}
@@ -65,7 +65,7 @@ func impersonationRules() []Rule {
 					if c.OwnsDomain(sd.domain) {
 						continue
 					}
-					if ref, how, ok := lookalikeOf(sd.domain, c.lex.customers); ok && !c.OwnsDomain(ref.domain) {
+					if ref, how, ok := c.domain(sd.domain).lookalikeOf(c.lex.customers); ok && !c.OwnsDomain(ref.domain) {
 						return fmt.Sprintf("%s domain %q imitates customer domain %q (%s)", sd.where, sd.domain, ref.domain, how), true
 					}
 				}
@@ -81,8 +81,8 @@ func impersonationRules() []Rule {
 					return "", false
 				}
 				for _, sd := range c.senderDomains() {
-					reg := registrable(sd.domain)
-					label, _ := domainLabel(reg)
+					p := c.domain(sd.domain)
+					reg, label := p.reg, p.label
 					if !strings.Contains(label, "-") {
 						continue
 					}
@@ -152,7 +152,7 @@ func impersonationRules() []Rule {
 					}
 				}
 				if claim == "" {
-					if ref, _, ok := lookalikeOf(d, c.lex.brandLex); ok {
+					if ref, _, ok := c.domain(d).lookalikeOf(c.lex.brandLex); ok {
 						claim = ref.domain
 					}
 				}
@@ -205,6 +205,10 @@ type senderDomain struct{ where, domain string }
 // senderDomains lists the distinct domains of the envelope sender, From,
 // Sender, Reply-To and Resent-From.
 func (c *Check) senderDomains() []senderDomain {
+	if c.sendersSet {
+		return c.senders
+	}
+	c.sendersSet = true
 	var out []senderDomain
 	seen := map[string]bool{}
 	add := func(where, addr string) {
@@ -225,6 +229,7 @@ func (c *Check) senderDomains() []senderDomain {
 			add(name, a.Address)
 		}
 	}
+	c.senders = out
 	return out
 }
 
