@@ -159,6 +159,7 @@ func TestCorpusNoHamRejected(t *testing.T) {
 	counts := map[string]map[string]int{}
 	totals := map[string]int{}
 	rejected := map[string]int{}
+	decidedBy := map[string]int{}
 	for _, cm := range msgs {
 		now := cm.now
 		e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return now }})
@@ -172,6 +173,7 @@ func TestCorpusNoHamRejected(t *testing.T) {
 		}
 		if v.Action == scoring.Reject {
 			rejected[cm.class]++
+			decidedBy[v.Rule+" ("+cm.class+")"]++
 			if cm.class != "spam" {
 				t.Errorf("%s/%s rejected: %s (findings %v)", cm.class, cm.name, v.Reply(), findingReasons(v))
 			}
@@ -179,10 +181,24 @@ func TestCorpusNoHamRejected(t *testing.T) {
 	}
 	t.Logf("messages %v, rejected %v", totals, rejected)
 	if *corpusReport != "" {
-		if err := os.WriteFile(*corpusReport, []byte(corpusTable(counts, totals, rejected)), 0o644); err != nil {
+		if err := os.WriteFile(*corpusReport, []byte(corpusTable(counts, totals, rejected)+decidedTable(decidedBy)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+func decidedTable(decidedBy map[string]int) string {
+	var keys []string
+	for k := range decidedBy {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("\n| rejections named by | messages |\n| --- | ---: |\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "| %s | %d |\n", k, decidedBy[k])
+	}
+	return b.String()
 }
 
 func findingReasons(v scoring.Verdict) []string {
