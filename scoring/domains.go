@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/mtibben/confusables"
@@ -135,12 +136,23 @@ var digitSwaps = strings.NewReplacer("0", "o", "1", "l", "3", "e", "4", "a", "5"
 
 // skeletonOf is the comparison form of a domain label: the Unicode TR39
 // confusables skeleton, lowercased, digits read as the letters they stand
-// for, hyphens dropped. "pаypa1" (Cyrillic a, digit one) and "paypal"
+// for, i read as l, hyphens and combining marks dropped. "pаypa1" (Cyrillic a, digit one) and "paypal"
 // share a skeleton.
 func skeletonOf(label string) string {
 	s := strings.ToLower(confusables.Skeleton(strings.ToLower(label)))
 	s = digitSwaps.Replace(s)
-	return strings.ReplaceAll(s, "-", "")
+	// Accents and other combining marks ("paypál") do not make a name
+	// different to the eye, nor does i for l.
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '-' || unicode.Is(unicode.Mn, r):
+			return -1
+		case r == 'i':
+			return 'l'
+		}
+		return r
+	}, s)
+	return s
 }
 
 // lexEntry is a reference domain prepared for lookalike comparison.

@@ -177,7 +177,7 @@ func forgedHeaderRules() []Rule {
 				}
 				for _, v := range c.Msg.Values("DKIM-Signature") {
 					d := dkimTag(v, "d")
-					if d == "" || c.Owns("postmaster@"+d) {
+					if d == "" || c.ownsOrgDomain(d) {
 						continue
 					}
 					return fmt.Sprintf("DKIM-Signature d=%q (%s) is not a domain of account %q", d, dkimState(c.Msg.DKIM, d), c.Account.Name), true
@@ -269,6 +269,22 @@ func forgedHeaderRules() []Rule {
 			},
 		},
 	}
+}
+
+// ownsOrgDomain reports whether the account may use domain d, or owns a
+// domain in the same organisational (registrable) domain, as DKIM relaxed
+// alignment counts it (RFC 7489 section 3.1.1).
+func (c *Check) ownsOrgDomain(d string) bool {
+	if c.Owns("postmaster@" + d) {
+		return true
+	}
+	org := registrable(d)
+	for _, own := range c.Account.Domains() {
+		if registrable(own) == org {
+			return true
+		}
+	}
+	return false
 }
 
 // traceClaim looks for a Received "by" host, an Authentication-Results
