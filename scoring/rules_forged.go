@@ -97,7 +97,7 @@ func forgedHeaderRules() []Rule {
 		{
 			ID: RuleTraceProvider, Clause: ForgedHeaders, Score: 8,
 			Summary:        "A Received, Authentication-Results or ARC header written by the client names a big mail provider (Google, Microsoft, Yahoo, Apple, ...) as receiving host or authserv-id.",
-			FalsePositives: "Mail resubmitted from a provider mailbox (redirect, bounce in the mail client) keeps its trace; forwarder accounts are exempt. Received headers from the customer's own hosts (its own domains, private or unqualified names) never count.",
+			FalsePositives: "Mail resubmitted from a provider mailbox (redirect, bounce in the mail client) keeps its trace, and so does mail a Microsoft 365 or Google Workspace tenant relays through the provider (outbound connector, smarthost): configure such accounts as forwarders, which are exempt. Received headers from the customer's own hosts (its own domains, private or unqualified names) never count.",
 			Check: func(c *Check) (string, bool) {
 				if c.forwarder() {
 					return "", false
@@ -170,7 +170,7 @@ func forgedHeaderRules() []Rule {
 		{
 			ID: RuleDKIMForeign, Clause: ForgedHeaders, Score: 6,
 			Summary:        "The client submitted a DKIM-Signature whose d= is a domain the account may not send as: the customer cannot hold that key, so the signature is forged or replayed. Verified over the whole body when the caller streams it (DKIMStream); the reason says verified, failed or not verified.",
-			FalsePositives: "Resubmitted (redirected) messages keep their signatures; forwarder accounts are exempt.",
+			FalsePositives: "Resubmitted (redirected) messages keep their signatures, and a Microsoft 365 or Google Workspace tenant relaying through the provider signs with d=<tenant>.onmicrosoft.com or similar: configure such accounts as forwarders, which are exempt. A d= in the account's own organisational domain is its own.",
 			Check: func(c *Check) (string, bool) {
 				if c.forwarder() || c.Account == nil {
 					return "", false
