@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,84 +71,10 @@ func loadCorpus(t testing.TB) []corpusMessage {
 }
 
 // asSubmission treats a received message as sent by an account that owns
-// its From domain: receiving servers' trace headers are set aside, the
-// clock is the newest Received time, the envelope sender is the From
-// address and the recipients are the To and Cc addresses. A message
-// distributed by a mailing list (List-Id, List-Post, Mailing-List,
-// X-Mailman-Version) was resubmitted by the list server, so its account is
-// a forwarder that may send as anyone.
+// its From domain (scoring.AsReceived).
 func asSubmission(m *scoring.Message) (corpusMessage, error) {
-	now, ok := scoring.ReceivedTime(m.Headers)
-	if !ok { // no trace at all: the message's own Date, else a fixed day
-		if now, ok = dateOf(m); !ok {
-			now = time.Date(2002, 9, 1, 0, 0, 0, 0, time.UTC)
-		}
-	}
-	kept, _ := scoring.StripTrace(m.Headers)
-	m.Headers = kept
-	from := firstAddress(m.Get("From"))
-	acct := &identity.Account{Name: "corpus"}
-	if _, d := identity.SplitAddress(from); d != "" {
-		if err := acct.AddSendAs(d); err != nil {
-			acct.AddSendAs(from) // an odd domain the pattern parser refuses: own the address
-		}
-	}
-	if listDistributed(m) {
-		acct.Forwarder, acct.AnySender = true, true
-	} else if sender := firstAddress(m.Get("Sender")); sender != "" {
-		acct.AddSendAs(sender) // the agent that submitted it (RFC 5322 3.6.2)
-	}
-	env := &scoring.Envelope{AuthLogin: "corpus", MailFrom: from}
-	for _, h := range []string{"To", "Cc"} {
-		for _, v := range m.Values(h) {
-			if addrs, err := mail.ParseAddressList(v); err == nil {
-				for _, a := range addrs {
-					if len(env.Rcpts) < 100 {
-						env.Rcpts = append(env.Rcpts, a.Address)
-					}
-				}
-			}
-		}
-	}
-	if len(env.Rcpts) == 0 {
-		env.Rcpts = []string{"recipient@example.net"}
-	}
-	return corpusMessage{env: env, msg: m, acct: acct, now: now}, nil
-}
-
-// listDistributed reports whether a mailing list resubmitted the message:
-// list headers (RFC 2369, RFC 2919), Mailman/ezmlm markers, or
-// Precedence: bulk/list with a Sender outside the From domain.
-func listDistributed(m *scoring.Message) bool {
-	for _, h := range []string{"List-Id", "List-Post", "List-Unsubscribe", "Mailing-List", "X-Mailman-Version", "X-BeenThere", "X-Loop"} {
-		if m.Get(h) != "" {
-			return true
-		}
-	}
-	prec := strings.ToLower(strings.TrimSpace(m.Get("Precedence")))
-	return (prec == "bulk" || prec == "list") && m.Get("Sender") != ""
-}
-
-func dateOf(m *scoring.Message) (time.Time, bool) {
-	t, err := mail.ParseDate(strings.TrimSpace(m.Get("Date")))
-	return t, err == nil
-}
-
-func firstAddress(v string) string {
-	if a, err := mail.ParseAddress(strings.TrimSpace(v)); err == nil {
-		return strings.ToLower(a.Address)
-	}
-	if lt := strings.LastIndexByte(v, '<'); lt >= 0 {
-		if gt := strings.IndexByte(v[lt:], '>'); gt > 0 {
-			return strings.ToLower(strings.TrimSpace(v[lt+1 : lt+gt]))
-		}
-	}
-	for _, w := range strings.Fields(v) {
-		if strings.Contains(w, "@") {
-			return strings.ToLower(strings.Trim(w, "<>\"(),"))
-		}
-	}
-	return ""
+	r := scoring.AsReceived(m, "corpus", time.Date(2002, 9, 1, 0, 0, 0, 0, time.UTC))
+	return corpusMessage{env: r.Env, msg: m, acct: r.Account, now: r.Now}, nil
 }
 
 // TestCorpusNoHamRejected is the false-positive bar: no legitimate message

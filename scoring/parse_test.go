@@ -78,3 +78,27 @@ func TestStripTraceAndReceivedTime(t *testing.T) {
 		t.Fatalf("ReceivedTime = %v %v, want the newest (topmost) 09:00 UTC", got, ok)
 	}
 }
+
+func TestAsReceived(t *testing.T) {
+	fallback := time.Date(2002, 9, 1, 0, 0, 0, 0, time.UTC)
+	m := parse(t, "Return-Path: <carol@other.org>\n"+
+		"Received: from x by mx.example.net; Mon, 02 Sep 2002 10:00:00 +0000\n"+
+		"From: Carol <carol@other.org>\nTo: bob@example.net, Dan <dan@example.org>\nCc: eve@example.com\n"+
+		"Date: Mon, 02 Sep 2002 09:59:00 +0000\nSubject: hi\n\nbody\n")
+	r := scoring.AsReceived(m, "scan", fallback)
+	if r.Env.MailFrom != "carol@other.org" || strings.Join(r.Env.Rcpts, ",") != "bob@example.net,dan@example.org,eve@example.com" {
+		t.Errorf("envelope %+v", r.Env)
+	}
+	if !r.Account.MaySendAs("someone@other.org") || r.Account.MaySendAs("x@example.net") || r.Account.Forwarder {
+		t.Errorf("account should own other.org only and not be a forwarder: %+v", r.Account)
+	}
+	if !r.Now.Equal(time.Date(2002, 9, 2, 10, 0, 0, 0, time.UTC)) || len(r.Trace) != 2 || m.Get("Received") != "" {
+		t.Errorf("now %v, %d trace headers, Received left: %q", r.Now, len(r.Trace), m.Get("Received"))
+	}
+
+	list := parse(t, "From: carol@other.org\nList-Id: <club.lists.example.com>\nSubject: x\n\nbody\n")
+	r = scoring.AsReceived(list, "scan", fallback)
+	if !r.Account.Forwarder || !r.Account.AnySender || !r.Now.Equal(fallback) || len(r.Env.Rcpts) != 1 {
+		t.Errorf("list post: account %+v now %v rcpts %v; want forwarder, fallback clock, placeholder recipient", r.Account, r.Now, r.Env.Rcpts)
+	}
+}
