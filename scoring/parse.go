@@ -20,7 +20,9 @@ var ErrNoHeader = errors.New("no header field at start of message")
 // line end), a body sample of at most bodyCap bytes, and the full body size.
 // It is tolerant: LF or CRLF line ends, a leading mbox "From " line, and a
 // header section that ends without a blank line (the first line that is not
-// a field starts the body). It fails only when there is no header at all.
+// a field starts the body). Memory stays bounded: a header line is cut at
+// MaxHeaderLine bytes and headers past MaxHeaderSection bytes are dropped.
+// It fails only when there is no header at all or the reader fails.
 func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	br := bufio.NewReader(r)
 	m := &Message{}
@@ -28,9 +30,19 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	cur := -1     // index of the header being read
 	prevEOL := "" // line end of its last line, kept when it is folded
 	var bodyStart []byte
+	headerBytes := 0
 	for {
-		line, err := br.ReadBytes('\n')
+		line, err := readCappedLine(br, MaxHeaderLine)
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("reading message header: %w", err)
+		}
 		if len(line) == 0 && err != nil {
+			break
+		}
+		if headerBytes += len(line); headerBytes > MaxHeaderSection {
+			if err := skipHeaderSection(br); err != nil {
+				return nil, fmt.Errorf("reading message header: %w", err)
+			}
 			break
 		}
 		content := trimEOL(line)
@@ -75,6 +87,44 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	}
 	m.Body, m.BodySize, m.BodyTruncated = sample, int64(len(sample))+rest, rest > 0
 	return m, nil
+}
+
+// Limits of ParseMessage on the header section.
+const (
+	MaxHeaderLine    = 128 << 10 // bytes kept of one physical header line
+	MaxHeaderSection = 4 << 20   // bytes of header section parsed
+)
+
+// readCappedLine reads one line (with its line end) and keeps at most limit
+// bytes of it; the rest of a longer line is read and dropped.
+func readCappedLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if room := limit - len(line); room > 0 {
+			line = append(line, frag[:min(room, len(frag))]...)
+		}
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
+}
+
+// skipHeaderSection drops the rest of an oversized header section, up to
+// and including the blank line that ends it.
+func skipHeaderSection(br *bufio.Reader) error {
+	for {
+		line, err := readCappedLine(br, 2)
+		if len(line) > 0 && (line[0] == '\n' || line[0] == '\r' && len(line) > 1 && line[1] == '\n') {
+			return nil
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // lineEnd returns the line end a line was read with ("\r\n" when none).

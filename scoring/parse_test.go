@@ -2,8 +2,10 @@ package scoring_test
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/abusemilter/abusemilter/scoring"
@@ -100,5 +102,43 @@ func TestAsReceived(t *testing.T) {
 	r = scoring.AsReceived(list, "scan", fallback)
 	if !r.Account.Forwarder || !r.Account.AnySender || !r.Now.Equal(fallback) || len(r.Env.Rcpts) != 1 {
 		t.Errorf("list post: account %+v now %v rcpts %v; want forwarder, fallback clock, placeholder recipient", r.Account, r.Now, r.Env.Rcpts)
+	}
+}
+
+func TestParseMessageBoundsHeaders(t *testing.T) {
+	huge := "X-Huge: " + strings.Repeat("a", 1<<20) + "\n"
+	m, err := scoring.ParseMessage(strings.NewReader("From: a@example.com\n"+huge+"Subject: after\n\nbody"), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Headers) != 3 || len(m.Headers[1].Value) > scoring.MaxHeaderLine || m.Get("Subject") != "after" || string(m.Body) != "body" {
+		t.Fatalf("got %d headers, X-Huge %d bytes, Subject %q, body %q", len(m.Headers), len(m.Headers[1].Value), m.Get("Subject"), m.Body)
+	}
+	// A header section past MaxHeaderSection: the headers read so far are
+	// kept, the rest of the section is dropped, the body is still found.
+	var b strings.Builder
+	b.WriteString("From: a@example.com\n")
+	for b.Len() <= scoring.MaxHeaderSection {
+		b.WriteString("X-Filler: " + strings.Repeat("b", 1000) + "\n")
+	}
+	b.WriteString("\nthe body")
+	m, err = scoring.ParseMessage(strings.NewReader(b.String()), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Get("From") != "a@example.com" || string(m.Body) != "the body" {
+		t.Fatalf("From %q, body %q", m.Get("From"), m.Body)
+	}
+}
+
+func TestParseMessageReadError(t *testing.T) {
+	gone := errors.New("disk gone")
+	for _, r := range []io.Reader{
+		io.MultiReader(strings.NewReader("From: a@example.com\nSubj"), iotest.ErrReader(gone)),
+		io.MultiReader(strings.NewReader("From: a@example.com\n\nbody"), iotest.ErrReader(gone)),
+	} {
+		if _, err := scoring.ParseMessage(r, 100); !errors.Is(err, gone) || !strings.Contains(err.Error(), "reading message") {
+			t.Errorf("err = %v, want a wrapped read error", err)
+		}
 	}
 }
