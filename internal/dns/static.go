@@ -56,3 +56,9 @@ func (s *Static) Asked() []string {
 	defer s.mu.Unlock()
 	return append([]string(nil), s.asked...)
 }
+
+// Both resolvers answer the one query the rules need.
+var (
+	_ Lookuper = (*Static)(nil)
+	_ Lookuper = (*Resolver)(nil)
+)
