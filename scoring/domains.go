@@ -193,10 +193,11 @@ func newLexEntry(domain string) lexEntry {
 
 // lookalikeOf returns the reference entry that domain d imitates, if any:
 // same skeleton with a different spelling (homoglyphs, digit swaps,
-// punycode), an edit distance of one on a name of at least minEditLen
+// punycode), one typing slip away (typoOf) on a name of at least minEditLen
 // characters, or the reference domain embedded in d ("paypal.com-login.net",
 // "paypal.com.example.ru"). d itself and d's subdomains of the reference do
-// not count, nor does the same name under another suffix.
+// not count, nor does the same name under another suffix. See typoOf for
+// the slips counted.
 func lookalikeOf(d string, refs []lexEntry) (lexEntry, string, bool) {
 	return prepareDomain(d).lookalikeOf(refs)
 }
@@ -232,8 +233,8 @@ func (p preparedDomain) lookalikeOf(refs []lexEntry) (lexEntry, string, bool) {
 		switch {
 		case p.skeleton == ref.skeleton:
 			return ref, "confusable spelling", true
-		case len(ref.skeleton) >= minEditLen && len(p.skeleton) >= minEditLen && editDistanceAtMostOne(p.skeleton, ref.skeleton):
-			return ref, "one edit away", true
+		case typoOf(p.skeleton, ref.skeleton):
+			return ref, "one typo away", true
 		case embedsDomain(p.ascii, ref.domain):
 			return ref, "embeds the domain", true
 		}
@@ -241,7 +242,7 @@ func (p preparedDomain) lookalikeOf(refs []lexEntry) (lexEntry, string, bool) {
 	return lexEntry{}, "", false
 }
 
-// minEditLen is the shortest name compared by edit distance: shorter names
+// minEditLen is the shortest name compared for typing slips: shorter names
 // are too often one letter apart by chance (adobe/abode).
 const minEditLen = 6
 
@@ -263,33 +264,48 @@ func embedsDomain(d, ref string) bool {
 	}
 }
 
-// editDistanceAtMostOne reports whether a and b differ by at most one
-// insertion, deletion, substitution or swap of adjacent characters.
-func editDistanceAtMostOne(a, b string) bool {
-	if d := utf8.RuneCountInString(a) - utf8.RuneCountInString(b); d > 1 || d < -1 {
+// typoOf reports whether cand is one typing slip from ref, of the kinds
+// typosquatters use and ordinary words seldom are: a letter left out, one
+// doubled or added (but not a plural "s" at the end), two neighbours
+// swapped, or on names of at least minSubstLen letters one letter changed
+// other than the first (cooking is not booking, finance is not binance).
+// Both names must have at least minEditLen letters (adobe is not abode).
+func typoOf(cand, ref string) bool {
+	a, b := []rune(cand), []rune(ref)
+	if len(a) < minEditLen || len(b) < minEditLen || string(a) == string(b) {
 		return false
 	}
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > len(rb) {
-		ra, rb = rb, ra
+	switch len(a) - len(b) {
+	case 1: // added: a is b with one more letter
+		if string(a[:len(b)]) == string(b) && a[len(a)-1] == 's' {
+			return false // plural
+		}
+		return dropsOne(a, b)
+	case -1: // left out
+		return dropsOne(b, a)
+	case 0:
+		i := 0
+		for i < len(a) && a[i] == b[i] {
+			i++
+		}
+		if i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && string(a[i+2:]) == string(b[i+2:]) {
+			return true // swapped neighbours
+		}
+		return i > 0 && len(b) >= minSubstLen && string(a[i+1:]) == string(b[i+1:])
 	}
-	if len(rb)-len(ra) > 1 {
-		return false
-	}
+	return false
+}
+
+// minSubstLen is the shortest brand name on which a changed letter counts.
+const minSubstLen = 7
+
+// dropsOne reports whether short is long with exactly one letter removed.
+func dropsOne(long, short []rune) bool {
 	i := 0
-	for i < len(ra) && ra[i] == rb[i] {
+	for i < len(short) && long[i] == short[i] {
 		i++
 	}
-	if i == len(ra) {
-		return true // equal, or one appended
-	}
-	if len(ra) == len(rb) {
-		if string(ra[i+1:]) == string(rb[i+1:]) {
-			return true // substitution
-		}
-		return i+1 < len(ra) && ra[i] == rb[i+1] && ra[i+1] == rb[i] && string(ra[i+2:]) == string(rb[i+2:])
-	}
-	return string(ra[i:]) == string(rb[i+1:]) // insertion
+	return string(long[i+1:]) == string(short[i:])
 }
 
 // brandNamed returns the protected brand whose name appears as a whole word

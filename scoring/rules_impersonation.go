@@ -39,8 +39,8 @@ func impersonationRules() []Rule {
 		},
 		{
 			ID: RuleLookalikeBrand, Clause: Impersonation, Score: 10, Decisive: true,
-			Summary:        "A sender domain (envelope, From, Sender, Reply-To, Resent-From) imitates a protected brand's domain: confusable spelling (Unicode TR39 skeleton, punycode, digit swaps like paypa1), one edit away on a name of six or more letters, or the brand domain embedded (paypal.com-login.net). Decisive even when the account owns the lookalike.",
-			FalsePositives: "A customer whose real name is one letter from a protected brand: remove the brand from protected_brands or disable the rule for that account's provider.",
+			Summary:        "A sender domain (envelope, From, Sender, Reply-To, Resent-From) imitates a protected brand's domain: confusable spelling (Unicode TR39 skeleton, punycode, digit swaps like paypa1), one typing slip away on a name of six or more letters (a letter left out, doubled or added, two neighbours swapped, or on names of seven or more one letter other than the first changed; a plural s does not count), or the brand domain embedded (paypal.com-login.net). Decisive even when the account owns the lookalike.",
+			FalsePositives: "A customer whose real name is one slip from a protected brand: list protected_brands explicitly without that brand (the list replaces the built-in one), or lower this rule's score.",
 			Check: func(c *Check) (string, bool) {
 				if c.lex == nil {
 					return "", false
@@ -55,7 +55,7 @@ func impersonationRules() []Rule {
 		},
 		{
 			ID: RuleLookalikeCustomer, Clause: Impersonation, Score: 4,
-			Summary:        "A sender domain the account does not own imitates another customer's domain (confusable spelling or one edit away). Scored only: two customers may really own similar names.",
+			Summary:        "A sender domain the account does not own imitates another customer's domain (confusable spelling or one typing slip away). Scored only: two customers may really own similar names.",
 			FalsePositives: "Similar names owned by unrelated customers (smith-law.com, smithlaw.com).",
 			Check: func(c *Check) (string, bool) {
 				if c.lex == nil || len(c.lex.customers) == 0 {
