@@ -22,8 +22,9 @@ type RulesConfig struct {
 	// ProtectedBrands are domains whose lookalikes are always refused;
 	// empty means the built-in list of big brands (scoring.DefaultBrands).
 	ProtectedBrands []string `yaml:"protected_brands"`
-	// CustomerDomains are customer domains beyond those of the configured
-	// accounts (which are added automatically): lookalikes of them are scored.
+	// CustomerDomains are customer domains beyond those of the account
+	// directory (the application adds the directory's own): lookalikes of
+	// them are scored.
 	CustomerDomains []string `yaml:"customer_domains"`
 }
 
