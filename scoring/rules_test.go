@@ -179,6 +179,7 @@ func ruleCases() []ruleCase {
 		{rule: scoring.RuleDMARCForeign, name: "p=reject domain from send-as-any account", fire: true, account: "hosting", mailFrom: "x@hosting.example", raw: message("Y <someone@yahoo.com>", "", "hi\n")},
 		{rule: scoring.RuleDMARCForeign, name: "organisational sp=reject", fire: true, account: "hosting", mailFrom: "x@hosting.example", raw: message("News <news@mail.bigbank.com>", "", "hi\n")},
 		{rule: scoring.RuleDMARCForeign, name: "p=quarantine", fire: true, account: "hosting", mailFrom: "x@hosting.example", raw: message("Q <q@quarantine.org>", "", "hi\n")},
+		{rule: scoring.RuleDMARCForeign, name: "forwarder resubmitting p=reject mail without its signature", fire: true, account: "fwd", mailFrom: "bounces@lists.example.com", raw: message("Y <someone@yahoo.com>", "", "hi\n")},
 		{rule: scoring.RuleDMARCForeign, name: "p=none", account: "hosting", mailFrom: "x@hosting.example", raw: message("R <r@relaxed.org>", "", "hi\n")},
 		{rule: scoring.RuleDMARCForeign, name: "own domain with p=reject", raw: message(aliceFrom, "", "hi\n")},
 		{rule: scoring.RuleDMARCForeign, name: "DNS failure skips", account: "hosting", mailFrom: "x@hosting.example", raw: message("B <b@broken.example>", "", "hi\n")},
