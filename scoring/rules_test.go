@@ -3,6 +3,7 @@ package scoring_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -292,5 +293,28 @@ func TestEveryRuleHasCases(t *testing.T) {
 		if !fires[r.ID] || !misses[r.ID] {
 			t.Errorf("rule %s: firing case %v, near-miss %v; want both", r.ID, fires[r.ID], misses[r.ID])
 		}
+	}
+}
+
+// TestScoresAndDisableFromConfig: a score override can make a scored rule
+// reject, and a disabled rule does not run.
+func TestScoresAndDisableFromConfig(t *testing.T) {
+	accts := testAccounts(t)
+	env := &scoring.Envelope{AuthLogin: "alice", MailFrom: "alice@example.com", Rcpts: []string{"bob@example.net"}}
+	raw := message("PayPal Service <alice@example.com>", "", "hi\n")
+
+	base := testEngine(t, nil)
+	if v := decide(t, base, env, raw, accts["alice"]); v.Action != scoring.Accept || !hasRule(v, scoring.RuleBrandDisplayName) {
+		t.Fatalf("default: %s %v, want accept with BRAND_DISPLAY_NAME", v.Reply(), findingReasons(v))
+	}
+	strict := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: testSettings(),
+		Scores: map[string]float64{scoring.RuleBrandDisplayName: 10}})
+	if v := decide(t, strict, env, raw, accts["alice"]); v.Action != scoring.Reject || v.Rule != scoring.RuleBrandDisplayName {
+		t.Fatalf("score 10: %s, want reject naming BRAND_DISPLAY_NAME", v.Reply())
+	}
+	off := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: testSettings(),
+		Disabled: map[string]bool{scoring.RuleBrandDisplayName: true}})
+	if v := decide(t, off, env, raw, accts["alice"]); len(v.Findings) != 0 {
+		t.Fatalf("disabled: findings %v, want none", findingReasons(v))
 	}
 }
