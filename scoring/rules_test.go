@@ -318,3 +318,22 @@ func TestScoresAndDisableFromConfig(t *testing.T) {
 		t.Fatalf("disabled: findings %v, want none", findingReasons(v))
 	}
 }
+
+// TestConfiguredBrandsReplaceDefaults: protected_brands replaces the
+// built-in list, and its names count in display names.
+func TestConfiguredBrandsReplaceDefaults(t *testing.T) {
+	accts := testAccounts(t)
+	settings := testSettings()
+	settings.ProtectedBrands = []string{"bigbank.com"}
+	e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: settings})
+	env := &scoring.Envelope{AuthLogin: "hosting", MailFrom: "x@hosting.example", Rcpts: []string{"b@example.net"}}
+	if v := decide(t, e, env, message("Alerts <a@bigbamk.com>", "", "hi\n"), accts["hosting"]); !hasRule(v, scoring.RuleLookalikeBrand) {
+		t.Errorf("bigbamk.com: findings %v, want LOOKALIKE_BRAND of the configured brand", findingReasons(v))
+	}
+	if v := decide(t, e, env, message("Bigbank Alerts <a@hosting.example>", "", "hi\n"), accts["hosting"]); !hasRule(v, scoring.RuleBrandDisplayName) {
+		t.Errorf("display name: findings %v, want BRAND_DISPLAY_NAME", findingReasons(v))
+	}
+	if v := decide(t, e, env, message("PayPal <a@paypa1.com>", "", "hi\n"), accts["hosting"]); hasRule(v, scoring.RuleLookalikeBrand) {
+		t.Errorf("paypa1.com: findings %v; paypal.com is not protected once the list is configured", findingReasons(v))
+	}
+}
