@@ -44,6 +44,10 @@ type Options struct {
 	Rules []Rule
 }
 
+// DefaultDNSBudget bounds the DNS time the rules spend on one message when
+// the settings give no budget.
+const DefaultDNSBudget = 100 * time.Millisecond
+
 // Engine decides about submissions. It is immutable and safe for concurrent
 // use; a config reload builds a new Engine.
 type Engine struct {
@@ -51,6 +55,7 @@ type Engine struct {
 	dir     *identity.Directory
 	limiter ratelimit.Limiter
 	rules   []Rule
+	lex     *lexicon
 }
 
 // NewEngine builds an engine over an account directory and a limiter. A nil
@@ -80,6 +85,9 @@ func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Settings.DNSBudget == 0 {
+		opts.Settings.DNSBudget = DefaultDNSBudget
+	}
 	rules := opts.Rules
 	if rules == nil {
 		rules = DefaultRules()
@@ -94,7 +102,7 @@ func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options)
 		}
 		active = append(active, r)
 	}
-	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active}
+	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active, lex: newLexicon(&opts.Settings)}
 }
 
 // Mode returns the engine's mode.
@@ -207,7 +215,7 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 // Evaluate runs the rules only and returns their findings (sorted by score,
 // highest first) and the total score.
 func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) ([]Finding, float64) {
-	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: e.opts.Now(), Resolver: e.opts.Resolver, Settings: &e.opts.Settings}
+	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: e.opts.Now(), Resolver: e.opts.Resolver, Settings: &e.opts.Settings, lex: e.lex}
 	if e.opts.Settings.DNSBudget > 0 {
 		var cancel context.CancelFunc
 		c.Ctx, cancel = context.WithTimeout(ctx, e.opts.Settings.DNSBudget)
@@ -230,6 +238,13 @@ func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct
 		return findings[i].Score > findings[j].Score
 	})
 	return findings, total
+}
+
+// Decide runs the rules only and turns their findings into a verdict (no
+// rate limits, no mode): what the offline scanner and the golden tests use.
+func (e *Engine) Decide(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) Verdict {
+	findings, score := e.Evaluate(ctx, env, msg, acct)
+	return e.judge(findings, score)
 }
 
 // runRule runs one rule and turns a panic into "did not fire", so that one
@@ -291,7 +306,8 @@ func (e *Engine) finish(v Verdict) Verdict {
 
 // DefaultRules returns the built-in rule set in evaluation order.
 func DefaultRules() []Rule {
-	return []Rule{
-		fromDomainNotOwned(),
-	}
+	var rules []Rule
+	rules = append(rules, impersonationRules()...)
+	rules = append(rules, forgedHeaderRules()...)
+	return append(rules, bulkRules()...)
 }

@@ -43,17 +43,34 @@ type Check struct {
 	Resolver Resolver // may be nil: DNS rules then skip
 	Settings *RuleSettings
 
+	lex *lexicon // reference domains, prepared by the engine
+
 	fromParsed bool
 	from       []*mail.Address
 	fromErr    error
+	views      map[string]addressView
+	counts     map[string]int
+	domains    map[string]preparedDomain
+	senders    []senderDomain
+	sendersSet bool
+	dateParsed bool
+	dateValue  time.Time
+	dateOK     bool
+	urls       []string
+	urlsParsed bool
 }
 
-// From returns the parsed addresses of the first From header (nil and an
-// error when it is missing or unparseable).
+// From returns the addresses of the first From header. When the header
+// does not parse strictly, the addresses that can be salvaged from it are
+// returned with the parse error; nil and an error mean none could be.
 func (c *Check) From() ([]*mail.Address, error) {
 	if !c.fromParsed {
 		c.fromParsed = true
-		c.from, c.fromErr = ParseAddressList(c.Msg.Get("From"))
+		if c.Msg.Count("From") == 0 {
+			c.fromErr = errMissingHeader
+		} else {
+			c.from, c.fromErr = parseAddressesTolerant(c.Msg.Get("From"))
+		}
 	}
 	return c.from, c.fromErr
 }
@@ -67,8 +84,34 @@ type RuleSettings struct {
 	// ProtectedBrands are domains whose lookalikes and display-name claims
 	// are decisive (e.g. paypal.com).
 	ProtectedBrands []string
+	// CustomerDomains are the domains of the provider's customers (from the
+	// account directory): lookalikes of them are scored, not decisive, since
+	// two customers may own similar names.
+	CustomerDomains []string
 	// DNSBudget bounds the DNS time spent on one message.
 	DNSBudget time.Duration
+}
+
+// Brands returns the protected brands: the configured domains (each known
+// in display names by its name label when that has at least five
+// letters), or DefaultBrands when none are configured.
+func (s *RuleSettings) Brands() []Brand {
+	if len(s.ProtectedBrands) == 0 {
+		return DefaultBrands()
+	}
+	brands := make([]Brand, 0, len(s.ProtectedBrands))
+	for _, d := range s.ProtectedBrands {
+		d = strings.ToLower(strings.Trim(d, ". "))
+		if d == "" {
+			continue
+		}
+		b := Brand{Domain: d}
+		if label, _ := domainLabel(registrable(d)); len(label) >= 5 {
+			b.Names = []string{label}
+		}
+		brands = append(brands, b)
+	}
+	return brands
 }
 
 // ParseAddressList parses an address-list header value (RFC 5322 section

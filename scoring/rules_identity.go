@@ -27,19 +27,16 @@ func fromDomainNotOwned() Rule {
 			if c.Account == nil || c.Account.AnySender {
 				return "", false
 			}
-			if c.Env.MailFrom != "" && !c.Account.MaySendAs(c.Env.MailFrom) {
+			if c.Env.MailFrom != "" && !mayUse(c.Account, c.Env.MailFrom) {
 				return fmt.Sprintf("envelope sender %q is not an address of account %q", c.Env.MailFrom, c.Account.Name), true
 			}
 			for _, name := range senderHeaders {
-				for _, v := range c.Msg.Values(name) {
-					addrs, err := ParseAddressList(v)
-					if err != nil {
-						continue // malformed headers are the forged-header rules' business
-					}
-					for _, a := range addrs {
-						if !c.Account.MaySendAs(a.Address) {
-							return fmt.Sprintf("%s address %q is not an address of account %q", name, strings.ToLower(a.Address), c.Account.Name), true
-						}
+				// Malformed headers are parsed tolerantly: an address that can be
+				// salvaged from them still has to be the account's.
+				addrs, _ := c.Addresses(name)
+				for _, a := range addrs {
+					if !mayUse(c.Account, a.Address) {
+						return fmt.Sprintf("%s address %q is not an address of account %q", name, strings.ToLower(a.Address), c.Account.Name), true
 					}
 				}
 			}

@@ -114,6 +114,9 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		Settings: scoring.RuleSettings{
 			OwnMTAs:         cfg.Rules.OwnMTAs,
 			ProtectedBrands: cfg.Rules.ProtectedBrands,
+			// The directory's domains (identity.Account.Domains) are to be
+			// appended by the caller that holds the directory.
+			CustomerDomains: append([]string(nil), cfg.Rules.CustomerDomains...),
 			DNSBudget:       cfg.DNS.Budget.Duration,
 		},
 	}

@@ -1,7 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"sort"
+	"strings"
 	"time"
+
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 // RulesConfig tunes the scoring rules.
@@ -14,8 +19,13 @@ type RulesConfig struct {
 	Scores map[string]float64 `yaml:"scores"`
 	// OwnMTAs are the provider's own mail server names (or domain suffixes).
 	OwnMTAs []string `yaml:"own_mtas"`
-	// ProtectedBrands are domains whose lookalikes are always refused.
+	// ProtectedBrands are domains whose lookalikes are always refused;
+	// empty means the built-in list of big brands (scoring.DefaultBrands).
 	ProtectedBrands []string `yaml:"protected_brands"`
+	// CustomerDomains are customer domains beyond those of the account
+	// directory (the application adds the directory's own): lookalikes of
+	// them are scored.
+	CustomerDomains []string `yaml:"customer_domains"`
 }
 
 // DNSConfig tunes the resolver rules use.
@@ -23,6 +33,12 @@ type DNSConfig struct {
 	Enabled bool `yaml:"enabled"`
 	// Budget bounds the DNS time spent on one message.
 	Budget Duration `yaml:"budget"`
+	// CacheSize caps the number of cached names.
+	CacheSize int `yaml:"cache_size"`
+	// PositiveTTL is how long an answer is cached.
+	PositiveTTL Duration `yaml:"positive_ttl"`
+	// NegativeTTL is how long "no such name" is cached.
+	NegativeTTL Duration `yaml:"negative_ttl"`
 }
 
 // DefaultRules returns the built-in rule settings.
@@ -32,12 +48,54 @@ func DefaultRules() RulesConfig {
 
 // DefaultDNS returns the built-in DNS settings.
 func DefaultDNS() DNSConfig {
-	return DNSConfig{Enabled: true, Budget: D(100 * time.Millisecond)}
+	return DNSConfig{
+		Enabled: true, Budget: D(100 * time.Millisecond),
+		CacheSize: 10000, PositiveTTL: D(5 * time.Minute), NegativeTTL: D(time.Minute),
+	}
 }
 
 func (c *Config) validateRules(e *errorList) {
 	if c.Rules.RejectThreshold <= 0 {
 		e.add("rules.reject_threshold", "must be positive, got %v", c.Rules.RejectThreshold)
 	}
+	known := make(map[string]bool)
+	var ids []string
+	for _, r := range scoring.DefaultRules() {
+		known[r.ID] = true
+		ids = append(ids, r.ID)
+	}
+	sort.Strings(ids)
+	for i, id := range c.Rules.Disable {
+		if !known[id] {
+			e.add(fmt.Sprintf("rules.disable[%d]", i), "unknown rule %q (known: %s)", id, strings.Join(ids, ", "))
+		}
+	}
+	scored := make([]string, 0, len(c.Rules.Scores))
+	for id := range c.Rules.Scores {
+		scored = append(scored, id)
+	}
+	sort.Strings(scored)
+	for _, id := range scored {
+		if !known[id] {
+			e.add("rules.scores."+id, "unknown rule %q", id)
+		} else if s := c.Rules.Scores[id]; s < 0 {
+			e.add("rules.scores."+id, "must not be negative, got %v", s)
+		}
+	}
+	for _, names := range []struct {
+		field string
+		list  []string
+	}{{"rules.own_mtas", c.Rules.OwnMTAs}, {"rules.protected_brands", c.Rules.ProtectedBrands}, {"rules.customer_domains", c.Rules.CustomerDomains}} {
+		for i, d := range names.list {
+			if d = strings.Trim(strings.TrimSpace(d), "."); d == "" || strings.ContainsAny(d, " @/*") {
+				e.add(fmt.Sprintf("%s[%d]", names.field, i), "%q is not a host or domain name", names.list[i])
+			}
+		}
+	}
 	e.duration("dns.budget", c.DNS.Budget)
+	e.duration("dns.positive_ttl", c.DNS.PositiveTTL)
+	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)
+	if c.DNS.CacheSize < 0 {
+		e.add("dns.cache_size", "must not be negative, got %d", c.DNS.CacheSize)
+	}
 }

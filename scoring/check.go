@@ -1,0 +1,145 @@
+package scoring
+
+import (
+	"errors"
+	"net/mail"
+	"strings"
+
+	"github.com/abusemilter/abusemilter/internal/identity"
+)
+
+var errMissingHeader = errors.New("header missing")
+
+// addressView is the parsed form of one address header, cached per message.
+type addressView struct {
+	addrs []*mail.Address
+	err   error
+}
+
+// domain returns a message domain prepared for lookalike checks, once per
+// message.
+func (c *Check) domain(d string) preparedDomain {
+	if p, ok := c.domains[d]; ok {
+		return p
+	}
+	p := prepareDomain(d)
+	if c.domains == nil {
+		c.domains = make(map[string]preparedDomain, 4)
+	}
+	c.domains[d] = p
+	return p
+}
+
+// Addresses returns the addresses of every header with the given name,
+// parsed tolerantly (see From) once per message.
+func (c *Check) Addresses(name string) ([]*mail.Address, error) {
+	key := strings.ToLower(name)
+	if v, ok := c.views[key]; ok {
+		return v.addrs, v.err
+	}
+	var v addressView
+	for _, raw := range c.Msg.Values(name) {
+		a, err := parseAddressesTolerant(raw)
+		v.addrs = append(v.addrs, a...)
+		if err != nil && v.err == nil {
+			v.err = err
+		}
+	}
+	if c.views == nil {
+		c.views = make(map[string]addressView, 4)
+	}
+	c.views[key] = v
+	return v.addrs, v.err
+}
+
+// Count returns how many headers have the name, from one pass over the
+// headers per message.
+func (c *Check) Count(name string) int {
+	if c.counts == nil {
+		c.counts = make(map[string]int, len(c.Msg.Headers))
+		for _, h := range c.Msg.Headers {
+			c.counts[strings.ToLower(h.Name)]++
+		}
+	}
+	return c.counts[strings.ToLower(name)]
+}
+
+// Author returns the first From address and its lowercase domain, or false.
+func (c *Check) Author() (*mail.Address, string, bool) {
+	from, _ := c.From()
+	if len(from) == 0 {
+		return nil, "", false
+	}
+	_, d := identity.SplitAddress(strings.ToLower(from[0].Address))
+	return from[0], d, d != ""
+}
+
+// Owns reports whether the account may use addr by its own send-as
+// patterns, ignoring "send as anyone": what a forwarder really owns.
+func (c *Check) Owns(addr string) bool {
+	if c.Account == nil {
+		return false
+	}
+	if !c.Account.AnySender {
+		return mayUse(c.Account, addr)
+	}
+	own := *c.Account
+	own.AnySender = false
+	return mayUse(&own, addr)
+}
+
+// mayUse reports whether the account may send as addr, written with a
+// Unicode (SMTPUTF8) or an ASCII (punycode) domain.
+func mayUse(a *identity.Account, addr string) bool {
+	return a.MaySendAs(addr) || a.MaySendAs(asciiAddress(addr))
+}
+
+// OwnsDomain reports whether the account owns domain d (ignoring "send as
+// anyone").
+func (c *Check) OwnsDomain(d string) bool {
+	return c.Account != nil && (c.Account.OwnsDomain(d) || c.Account.OwnsDomain(domainOf(asciiAddress("x@"+d))))
+}
+
+// forwarder reports whether the account resubmits other people's mail.
+func (c *Check) forwarder() bool { return c.Account != nil && c.Account.Forwarder }
+
+// parseAddressesTolerant parses an address list strictly; when that fails
+// it salvages every local@domain it can find (in angle brackets first,
+// else as bare words), returning them with the strict error.
+func parseAddressesTolerant(v string) ([]*mail.Address, error) {
+	addrs, err := ParseAddressList(v)
+	if err == nil {
+		return addrs, nil
+	}
+	return salvageAddresses(unfold(v)), err
+}
+
+// salvageAddresses finds addresses in a header value that net/mail cannot
+// parse (obsolete syntax, unquoted specials in display names).
+func salvageAddresses(v string) []*mail.Address {
+	var out []*mail.Address
+	rest := v
+	for {
+		lt := strings.IndexByte(rest, '<')
+		if lt < 0 {
+			break
+		}
+		gt := strings.IndexByte(rest[lt:], '>')
+		if gt < 0 {
+			break
+		}
+		if a := strings.TrimSpace(rest[lt+1 : lt+gt]); identity.IsAddress(a) && !strings.ContainsAny(a, " <>\"") {
+			out = append(out, &mail.Address{Name: strings.Trim(strings.TrimSpace(rest[:lt]), `"`), Address: a})
+		}
+		rest = rest[lt+gt+1:]
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, w := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' || r == '(' || r == ')' || r == '"' }) {
+		if identity.IsAddress(w) && strings.Count(w, "@") == 1 && !strings.ContainsAny(w, "<>") {
+			out = append(out, &mail.Address{Address: w})
+		}
+	}
+	return out
+}

@@ -1,0 +1,364 @@
+package scoring
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mtibben/confusables"
+	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
+)
+
+// Brand is a protected brand: the domain it sends from, and the names it
+// is known by in display names.
+type Brand struct {
+	Domain string
+	Names  []string // lowercase words or phrases, e.g. "paypal"
+}
+
+// DefaultBrands is the built-in list of protected brands used when the
+// config names none: the most impersonated senders in phishing reports.
+func DefaultBrands() []Brand {
+	b := func(domain string, names ...string) Brand { return Brand{Domain: domain, Names: names} }
+	return []Brand{
+		b("paypal.com", "paypal"), b("apple.com", "apple", "apple support", "icloud"), b("icloud.com"),
+		b("microsoft.com", "microsoft", "office 365", "microsoft 365", "outlook", "onedrive", "sharepoint"),
+		b("outlook.com"), b("office.com"), b("live.com"), b("hotmail.com", "hotmail"),
+		b("google.com", "google", "gmail"), b("gmail.com"), b("youtube.com", "youtube"),
+		b("amazon.com", "amazon", "amazon.com"), b("facebook.com", "facebook"), b("instagram.com", "instagram"),
+		b("whatsapp.com", "whatsapp"), b("netflix.com", "netflix"), b("linkedin.com", "linkedin"),
+		b("dhl.com", "dhl", "dhl express"), b("fedex.com", "fedex"), b("ups.com", "ups"), b("usps.com", "usps"),
+		b("ebay.com", "ebay"), b("chase.com", "chase bank", "jpmorgan chase"), b("wellsfargo.com", "wells fargo"),
+		b("bankofamerica.com", "bank of america"), b("citibank.com", "citibank"),
+		b("americanexpress.com", "american express", "amex"), b("visa.com"), b("mastercard.com", "mastercard"),
+		b("dropbox.com", "dropbox"), b("docusign.com", "docusign", "docusign.net"), b("docusign.net"),
+		b("adobe.com", "adobe", "adobe sign"), b("yahoo.com", "yahoo"), b("aol.com"),
+		b("twitter.com", "twitter"), b("spotify.com", "spotify"), b("steampowered.com", "steam support"),
+		b("steamcommunity.com"), b("coinbase.com", "coinbase"), b("binance.com", "binance"),
+		b("booking.com", "booking.com"), b("airbnb.com", "airbnb"), b("stripe.com", "stripe"),
+		b("intuit.com", "intuit", "quickbooks", "turbotax"), b("github.com", "github"), b("irs.gov", "internal revenue service", "irs"),
+	}
+}
+
+// bigProviders are mailbox providers whose servers a customer's message
+// cannot legitimately have passed through before submission here.
+var bigProviders = []string{
+	"google.com", "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com",
+	"protection.outlook.com", "office365.com", "microsoft.com", "yahoo.com", "yahoodns.net", "icloud.com",
+	"me.com", "apple.com", "aol.com", "mail.ru", "yandex.ru", "yandex.net", "gmx.net",
+	"web.de", "zoho.com", "fastmail.com", "messagingengine.com", "protonmail.ch", "proton.me",
+	"amazonses.com", "sendgrid.net", "mailgun.org",
+}
+
+// freemailDomains are free mailbox providers (a Reply-To there diverts the
+// replies to whoever holds that mailbox).
+var freemailDomains = map[string]bool{
+	"gmail.com": true, "googlemail.com": true, "outlook.com": true, "hotmail.com": true, "live.com": true,
+	"msn.com": true, "yahoo.com": true, "ymail.com": true, "aol.com": true, "icloud.com": true,
+	"me.com": true, "mail.com": true, "gmx.com": true, "gmx.net": true, "gmx.de": true, "web.de": true,
+	"mail.ru": true, "yandex.ru": true, "yandex.com": true, "protonmail.com": true, "proton.me": true,
+	"zoho.com": true, "qq.com": true, "163.com": true, "126.com": true, "tutanota.com": true,
+}
+
+// urlShorteners are link-shortening services that hide a link's target.
+var urlShorteners = map[string]bool{
+	"bit.ly": true, "tinyurl.com": true, "t.co": true, "goo.gl": true, "ow.ly": true, "is.gd": true,
+	"buff.ly": true, "cutt.ly": true, "rebrand.ly": true, "shorturl.at": true, "rb.gy": true,
+	"tiny.cc": true, "bl.ink": true, "t.ly": true, "s.id": true, "v.gd": true, "lnkd.in": true,
+	"qr.net": true, "x.co": true, "shorte.st": true, "adf.ly": true, "soo.gd": true,
+}
+
+// registrable returns the registrable domain (eTLD+1, lowercase ASCII) of
+// a host name, or the name itself when it has none (a bare suffix or an
+// unqualified name).
+func registrable(host string) string {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if !isASCII(host) {
+		if ascii, err := idna.Lookup.ToASCII(host); err == nil {
+			host = ascii
+		}
+	}
+	r, err := publicsuffix.EffectiveTLDPlusOne(host)
+	if err != nil {
+		return host
+	}
+	return r
+}
+
+// asciiAddress returns addr with its domain in IDNA ASCII form (punycode),
+// or addr unchanged when it has no non-ASCII domain.
+func asciiAddress(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || isASCII(addr[at+1:]) {
+		return addr
+	}
+	d, err := idna.Lookup.ToASCII(strings.ToLower(addr[at+1:]))
+	if err != nil {
+		return addr
+	}
+	return addr[:at+1] + d
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// sameOrSubdomain reports whether d is parent or a subdomain of it.
+func sameOrSubdomain(d, parent string) bool {
+	return d == parent || strings.HasSuffix(d, "."+parent)
+}
+
+// domainLabel splits a registrable domain into its name label (as
+// Unicode, lowercase) and its public suffix: "xn--pypal-4ve.com" gives
+// "pаypal", "com".
+func domainLabel(reg string) (label, suffix string) {
+	dot := strings.IndexByte(reg, '.')
+	if dot < 0 {
+		return reg, ""
+	}
+	label, suffix = reg[:dot], reg[dot+1:]
+	if strings.HasPrefix(label, "xn--") {
+		if u, err := idna.Punycode.ToUnicode(label); err == nil {
+			label = u
+		}
+	}
+	return strings.ToLower(label), suffix
+}
+
+// digitSwaps maps digits and symbols used in place of letters.
+var digitSwaps = strings.NewReplacer("0", "o", "1", "l", "3", "e", "4", "a", "5", "s", "7", "t", "8", "b", "$", "s", "@", "a", "vv", "w", "rn", "m")
+
+// skeletonOf is the comparison form of a domain label: the Unicode TR39
+// confusables skeleton, lowercased, digits read as the letters they stand
+// for, i read as l, hyphens and combining marks dropped. "pаypa1" (Cyrillic a, digit one) and "paypal"
+// share a skeleton.
+func skeletonOf(label string) string {
+	s := strings.ToLower(confusables.Skeleton(strings.ToLower(label)))
+	s = digitSwaps.Replace(s)
+	// Accents and other combining marks ("paypál") do not make a name
+	// different to the eye, nor does i for l.
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '-' || unicode.Is(unicode.Mn, r):
+			return -1
+		case r == 'i':
+			return 'l'
+		}
+		return r
+	}, s)
+	return s
+}
+
+// lexEntry is a reference domain prepared for lookalike comparison.
+type lexEntry struct {
+	domain   string // registrable ASCII domain
+	label    string
+	skeleton string
+}
+
+// lexicon holds the reference domains a message's domains are compared
+// with, prepared once per engine.
+type lexicon struct {
+	brands    []Brand
+	brandLex  []lexEntry
+	customers []lexEntry
+	ownMTAs   []string
+}
+
+func newLexicon(s *RuleSettings) *lexicon {
+	lx := &lexicon{brands: s.Brands()}
+	for _, b := range lx.brands {
+		lx.brandLex = append(lx.brandLex, newLexEntry(b.Domain))
+	}
+	for _, d := range s.CustomerDomains {
+		lx.customers = append(lx.customers, newLexEntry(d))
+	}
+	for _, m := range s.OwnMTAs {
+		lx.ownMTAs = append(lx.ownMTAs, strings.ToLower(strings.Trim(m, ". ")))
+	}
+	return lx
+}
+
+func newLexEntry(domain string) lexEntry {
+	reg := registrable(domain)
+	label, _ := domainLabel(reg)
+	return lexEntry{domain: reg, label: label, skeleton: skeletonOf(label)}
+}
+
+// lookalikeOf returns the reference entry that domain d imitates, if any:
+// same skeleton with a different spelling (homoglyphs, digit swaps,
+// punycode), one typing slip away (typoOf) on a name of at least minEditLen
+// characters, or the reference domain embedded in d ("paypal.com-login.net",
+// "paypal.com.example.ru"). d itself and d's subdomains of the reference do
+// not count, nor does the same name under another suffix. See typoOf for
+// the slips counted.
+func lookalikeOf(d string, refs []lexEntry) (lexEntry, string, bool) {
+	return prepareDomain(d).lookalikeOf(refs)
+}
+
+// preparedDomain is a message domain in the forms lookalike checks compare.
+type preparedDomain struct {
+	ascii    string // lowercase IDNA ASCII form
+	reg      string // registrable domain
+	label    string // its name label, Unicode
+	skeleton string
+}
+
+func prepareDomain(d string) preparedDomain {
+	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	if !isASCII(d) {
+		if ascii, err := idna.Lookup.ToASCII(d); err == nil {
+			d = ascii
+		}
+	}
+	reg := registrable(d)
+	label, _ := domainLabel(reg)
+	return preparedDomain{ascii: d, reg: reg, label: label, skeleton: skeletonOf(label)}
+}
+
+func (p preparedDomain) lookalikeOf(refs []lexEntry) (lexEntry, string, bool) {
+	if utf8.RuneCountInString(p.label) < 3 {
+		return lexEntry{}, "", false
+	}
+	for _, ref := range refs {
+		if p.reg == ref.domain || p.label == ref.label || utf8.RuneCountInString(ref.label) < 4 {
+			continue
+		}
+		switch {
+		case p.skeleton == ref.skeleton:
+			return ref, "confusable spelling", true
+		case typoOf(p.skeleton, ref.skeleton):
+			return ref, "one typo away", true
+		case embedsDomain(p.ascii, ref.domain):
+			return ref, "embeds the domain", true
+		}
+	}
+	return lexEntry{}, "", false
+}
+
+// minEditLen is the shortest name compared for typing slips: shorter names
+// are too often one letter apart by chance (adobe/abode).
+const minEditLen = 6
+
+// embedsDomain reports whether ref appears in d as a run of whole labels
+// followed by '.' or '-' ("paypal.com.evil.ru", "paypal.com-secure.net").
+func embedsDomain(d, ref string) bool {
+	for i := 0; ; {
+		j := strings.Index(d[i:], ref)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		end := at + len(ref)
+		startOK := at == 0 || d[at-1] == '.'
+		if startOK && end < len(d) && (d[end] == '.' || d[end] == '-') {
+			return true
+		}
+		i = at + 1
+	}
+}
+
+// typoOf reports whether cand is one typing slip from ref, of the kinds
+// typosquatters use and ordinary words seldom are: a letter left out, one
+// doubled or added (but not a plural "s" at the end), two neighbours
+// swapped, or on names of at least minSubstLen letters one letter changed
+// other than the first (cooking is not booking, finance is not binance).
+// Both names must have at least minEditLen letters (adobe is not abode).
+func typoOf(cand, ref string) bool {
+	a, b := []rune(cand), []rune(ref)
+	if len(a) < minEditLen || len(b) < minEditLen || string(a) == string(b) {
+		return false
+	}
+	switch len(a) - len(b) {
+	case 1: // added: a is b with one more letter
+		if string(a[:len(b)]) == string(b) && a[len(a)-1] == 's' {
+			return false // plural
+		}
+		return dropsOne(a, b)
+	case -1: // left out
+		return dropsOne(b, a)
+	case 0:
+		i := 0
+		for i < len(a) && a[i] == b[i] {
+			i++
+		}
+		if i+1 < len(a) && a[i] == b[i+1] && a[i+1] == b[i] && string(a[i+2:]) == string(b[i+2:]) {
+			return true // swapped neighbours
+		}
+		return i > 0 && len(b) >= minSubstLen && string(a[i+1:]) == string(b[i+1:])
+	}
+	return false
+}
+
+// minSubstLen is the shortest brand name on which a changed letter counts.
+const minSubstLen = 7
+
+// dropsOne reports whether short is long with exactly one letter removed.
+func dropsOne(long, short []rune) bool {
+	i := 0
+	for i < len(short) && long[i] == short[i] {
+		i++
+	}
+	return string(long[i+1:]) == string(short[i:])
+}
+
+// brandNamed returns the protected brand whose name appears as a whole word
+// or phrase in s (a decoded display name), if any.
+func (lx *lexicon) brandNamed(s string) (Brand, bool) {
+	s = strings.ToLower(s)
+	if s == "" {
+		return Brand{}, false
+	}
+	for _, b := range lx.brands {
+		for _, n := range b.Names {
+			if containsWord(s, n) {
+				return b, true
+			}
+		}
+	}
+	return Brand{}, false
+}
+
+// containsWord reports whether phrase occurs in s bounded by non-letters.
+func containsWord(s, phrase string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], phrase)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		end := at + len(phrase)
+		if (at == 0 || !isWordByte(s[at-1])) && (end == len(s) || !isWordByte(s[end])) {
+			return true
+		}
+		i = at + 1
+	}
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
+}
+
+// isBrandDomain reports whether d belongs to brand b (the brand domain or
+// a subdomain of it).
+func isBrandDomain(d string, b Brand) bool {
+	return sameOrSubdomain(strings.ToLower(d), b.Domain)
+}
+
+// hostMatches reports whether host is one of the names or under one of the
+// domain suffixes in list.
+func hostMatches(host string, list []string) (string, bool) {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, d := range list {
+		if d != "" && sameOrSubdomain(host, d) {
+			return d, true
+		}
+	}
+	return "", false
+}
