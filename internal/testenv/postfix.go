@@ -125,8 +125,15 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 			t.Fatalf("start postfix: %v", err)
 		}
 	}
-	// data_directory must belong to mail_owner (master.lock, caches).
-	if err := chownToUser(dataDir, "postfix"); err != nil {
+	// The queue and data directories with the owners and modes Postfix's
+	// own installer gives them (postfix-files); then "quick-start" lets
+	// "postfix start" skip postfix-script's integrity checks, which cost
+	// seconds per instance (post-install alone runs postconf dozens of
+	// times) and find nothing to fix in a directory made a moment ago.
+	if err := makePostfixDirs(postfixMetaDir, p.QueueDir, dataDir); err != nil {
+		t.Fatalf("start postfix: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(p.QueueDir, "quick-start"), nil, 0o644); err != nil {
 		t.Fatalf("start postfix: %v", err)
 	}
 	main := postfixMainCF(opts, p.QueueDir, dataDir, p.LogFile, base, p.port)
@@ -136,9 +143,16 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	if err := os.WriteFile(filepath.Join(p.ConfigDir, "master.cf"), []byte(postfixMasterCF(p.port)), 0o644); err != nil {
 		t.Fatalf("start postfix: %v", err)
 	}
-	// "postfix start" runs "postfix-script check-fatal", which creates the
-	// queue directories with the right owners (post-install create-missing),
-	// then starts master and waits until it is up (master -w).
+	// Postfix rereads a configuration file, pausing 300ms each time, until
+	// its modification time is more than a second old (it may be being
+	// edited); date the files back so that start-up does not wait.
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{"main.cf", "master.cf"} {
+		if err := os.Chtimes(filepath.Join(p.ConfigDir, name), old, old); err != nil {
+			t.Fatalf("start postfix: %v", err)
+		}
+	}
+	// "postfix start" starts master and waits until it is up (master -w).
 	if out, err := p.run(postfixCmd, "-c", p.ConfigDir, "start"); err != nil {
 		t.Fatalf("postfix -c %s start: %v\n%s\nlog:\n%s", p.ConfigDir, err, out, p.Log())
 	}
@@ -239,8 +253,10 @@ func (p *Postfix) run(name string, args ...string) (string, error) {
 
 // stop terminates master and waits until every process of its process
 // group (master's children) has exited, so that the directories can be
-// removed. master does the same as "postfix stop" on SIGTERM, but without
-// that command's one-second polling.
+// removed. master does on SIGTERM what "postfix stop" does, but without
+// that command's one-second polling; processes that master forked but that
+// had not yet run their program linger for a second after it, so they are
+// killed once master is gone.
 func (p *Postfix) stop(t testing.TB) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(p.QueueDir, "pid", "master.pid"))
@@ -255,78 +271,159 @@ func (p *Postfix) stop(t testing.TB) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return // already gone
 	}
-	if waitProcessGroupGone(pid, 10*time.Second) {
-		return
+	if !waitGone(10*time.Second, func() bool { return processAlive(pid) }) {
+		t.Errorf("stop postfix: master (pid %d) still running 10s after SIGTERM; killing it", pid)
 	}
-	t.Errorf("stop postfix: processes of group %d still running after 10s; killing them", pid)
 	syscall.Kill(-pid, syscall.SIGKILL)
-	waitProcessGroupGone(pid, 5*time.Second)
+	if !waitGone(5*time.Second, func() bool { return processGroupAlive(pid) }) {
+		t.Errorf("stop postfix: processes of group %d survive SIGKILL", pid)
+	}
 }
 
-// waitProcessGroupGone polls /proc until no live (non-zombie) process is in
-// process group pgid. master calls setsid(), so its group is its pid.
-func waitProcessGroupGone(pgid int, timeout time.Duration) bool {
+// waitGone polls alive until it returns false or timeout passes. Process
+// exits of non-children cannot be waited for, only observed.
+func waitGone(timeout time.Duration, alive func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if !processGroupAlive(pgid) {
-			return true
-		}
+	for alive() {
 		if time.Now().After(deadline) {
 			return false
 		}
 		<-tick.C
 	}
+	return true
 }
 
+// processAlive reports whether pid runs and is not a zombie (in a container
+// whose init does not reap, exited daemons stay zombies).
+func processAlive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z" && state != "X"
+}
+
+// processGroupAlive reports whether a live (non-zombie) process is in
+// process group pgid. master calls setsid(), so its group is its pid.
 func processGroupAlive(pgid int) bool {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return syscall.Kill(-pgid, 0) == nil
 	}
 	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid pgrp ...; comm may contain spaces.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(s[i+1:])
-		if len(fields) < 3 || fields[0] == "Z" || fields[0] == "X" {
-			continue
-		}
-		if fields[2] == strconv.Itoa(pgid) {
+		state, group, ok := procStat(pid)
+		if ok && group == pgid && state != "Z" && state != "X" {
 			return true
 		}
 	}
 	return false
 }
 
-func chownToUser(path, name string) error {
-	u, err := user.Lookup(name)
+// procStat returns the state letter and process group of pid from
+// /proc/PID/stat ("pid (comm) state ppid pgrp ..."; comm may hold spaces).
+func procStat(pid int) (state string, pgrp int, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return fmt.Errorf("look up user %q: %w", name, err)
+		return "", 0, false
 	}
-	uid, err := strconv.Atoi(u.Uid)
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 3 {
+		return "", 0, false
+	}
+	pgrp, err = strconv.Atoi(fields[2])
 	if err != nil {
-		return fmt.Errorf("user %q has uid %q: %w", name, u.Uid, err)
+		return "", 0, false
 	}
-	gid, err := strconv.Atoi(u.Gid)
+	return fields[0], pgrp, true
+}
+
+// postfixMetaDir is Debian's meta_directory, holding postfix-files.
+const postfixMetaDir = "/etc/postfix"
+
+// makePostfixDirs creates the queue and data directories listed in
+// META/postfix-files ("$queue_directory/active:d:$mail_owner:-:700:ucr"),
+// with their owner, group and mode; mail_owner is postfix and setgid_group
+// postdrop, as in the generated main.cf.
+func makePostfixDirs(metaDir, queueDir, dataDir string) error {
+	list := filepath.Join(metaDir, "postfix-files")
+	b, err := os.ReadFile(list)
 	if err != nil {
-		return fmt.Errorf("user %q has gid %q: %w", name, u.Gid, err)
+		return fmt.Errorf("read postfix's directory list: %w", err)
 	}
-	if err := os.Chown(path, uid, gid); err != nil {
-		return fmt.Errorf("chown %q to %q: %w", path, name, err)
+	made := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Split(line, ":")
+		if len(fields) < 5 || fields[1] != "d" {
+			continue
+		}
+		var path string
+		switch {
+		case fields[0] == "$data_directory":
+			path = dataDir
+		case fields[0] == "$queue_directory":
+			path = queueDir
+		case strings.HasPrefix(fields[0], "$queue_directory/"):
+			path = filepath.Join(queueDir, strings.TrimPrefix(fields[0], "$queue_directory/"))
+		default:
+			continue
+		}
+		mode, err := strconv.ParseUint(fields[4], 8, 32)
+		if err != nil {
+			return fmt.Errorf("%s: bad mode in %q: %w", list, line, err)
+		}
+		uid, gid := -1, -1
+		switch fields[2] {
+		case "$mail_owner":
+			if uid, err = lookupUID("postfix"); err != nil {
+				return err
+			}
+		case "root":
+			uid = 0
+		}
+		if fields[3] == "$setgid_group" {
+			if gid, err = lookupGID("postdrop"); err != nil {
+				return err
+			}
+		}
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chown(path, uid, gid); err != nil {
+			return fmt.Errorf("chown %q: %w", path, err)
+		}
+		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
+			return err
+		}
+		made++
+	}
+	if made < 10 {
+		return fmt.Errorf("%s lists only %d queue/data directories; is it Postfix's?", list, made)
 	}
 	return nil
+}
+
+func lookupUID(name string) (int, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, fmt.Errorf("look up user %q: %w", name, err)
+	}
+	return strconv.Atoi(u.Uid)
+}
+
+func lookupGID(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("look up group %q: %w", name, err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // MilterSetting renders one milter with per-milter settings in Postfix's
