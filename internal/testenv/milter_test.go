@@ -61,6 +61,12 @@ func startTestMilter(t *testing.T) *testMilter {
 	if err != nil {
 		t.Fatalf("start test milter: %v", err)
 	}
+	return serveTestMilter(t, ln)
+}
+
+// serveTestMilter serves the test milter on ln until the test ends.
+func serveTestMilter(t *testing.T, ln net.Listener) *testMilter {
+	t.Helper()
 	tm := &testMilter{ln: ln, changed: make(chan struct{})}
 	symList := map[milter.Stage][]string{}
 	for _, st := range []milter.Stage{milter.StageConnect, milter.StageHelo, milter.StageMailFrom,
