@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -12,7 +13,7 @@ import (
 func TestPostfixInstancesAndDefaultAction(t *testing.T) {
 	deadMilter := "inet:" + FreeAddr(t) // nothing listens here
 	tempfailSink, acceptSink := StartSink(t), StartSink(t)
-	tempfail := StartPostfix(t, PostfixOptions{SMTPDMilter: deadMilter, MilterDefaultAction: "tempfail", RelayTo: tempfailSink.Addr()})
+	tempfail := StartPostfix(t, PostfixOptions{SMTPDMilter: deadMilter, NonSMTPDMilter: deadMilter, MilterDefaultAction: "tempfail", RelayTo: tempfailSink.Addr()})
 	accept := StartPostfix(t, PostfixOptions{SMTPDMilter: deadMilter, MilterDefaultAction: "accept", RelayTo: acceptSink.Addr()})
 	if tempfail.Addr() == accept.Addr() || tempfail.QueueDir == accept.QueueDir {
 		t.Fatalf("instances share an address or queue: %s %s", tempfail.QueueDir, accept.QueueDir)
@@ -25,6 +26,15 @@ func TestPostfixInstancesAndDefaultAction(t *testing.T) {
 	errs := res.ErrorReplies()
 	if len(errs) == 0 || !strings.HasPrefix(errs[0], "451 4.") {
 		t.Errorf("error replies %q, want a 451 4.x.x", errs)
+	}
+
+	// The sendmail command's message waits in the maildrop queue.
+	if out, err := tempfail.Sendmail(t, "local@mta.test", []string{"b@example.org"}, []byte("Subject: waits\n\nx\n")); err != nil {
+		t.Fatalf("sendmail: %v\n%s", err, out)
+	}
+	tempfail.WaitLog(t, regexp.MustCompile(`milter-reject: CONNECT from localhost\[127\.0\.0\.1\]: 4\.7\.1 .*from=<local@mta\.test>`), waitTimeout)
+	if ids := tempfail.QueueIDs(t); len(ids) != 1 {
+		t.Errorf("tempfail instance's queue holds %q, want the one message", ids)
 	}
 
 	res = RunSwaks(t, SwaksOptions{Server: accept.Addr(), From: "a@example.com", To: []string{"b@example.org"}, Headers: []string{"Subject: fail-open"}})
