@@ -19,7 +19,7 @@ func TestPostfixInstancesAndDefaultAction(t *testing.T) {
 		t.Fatalf("instances share an address or queue: %s %s", tempfail.QueueDir, accept.QueueDir)
 	}
 
-	res := RunSwaks(t, SwaksOptions{Server: tempfail.Addr(), From: "a@example.com", To: []string{"b@example.org"}})
+	res := Swaks(t, SwaksOptions{Server: tempfail.Addr(), From: "a@example.com", To: []string{"b@example.org"}})
 	if res.ExitCode == SwaksOK {
 		t.Fatalf("milter unreachable with default_action=tempfail, yet swaks succeeded:\n%s", res.Transcript)
 	}
@@ -37,7 +37,7 @@ func TestPostfixInstancesAndDefaultAction(t *testing.T) {
 		t.Errorf("tempfail instance's queue holds %q, want the one message", ids)
 	}
 
-	res = RunSwaks(t, SwaksOptions{Server: accept.Addr(), From: "a@example.com", To: []string{"b@example.org"}, Headers: []string{"Subject: fail-open"}})
+	res = Swaks(t, SwaksOptions{Server: accept.Addr(), From: "a@example.com", To: []string{"b@example.org"}, Headers: []string{"Subject: fail-open"}})
 	if res.ExitCode != SwaksOK {
 		t.Fatalf("milter unreachable with default_action=accept: swaks exit %d:\n%s", res.ExitCode, res.Transcript)
 	}

@@ -25,7 +25,7 @@ func TestPostfixWithTestMilter(t *testing.T) {
 	})
 
 	t.Run("accepted mail reaches the sink", func(t *testing.T) {
-		res := RunSwaks(t, SwaksOptions{
+		res := Swaks(t, SwaksOptions{
 			Server:  pf.Addr(),
 			From:    "alice@example.com",
 			To:      []string{"bob@example.org"},
@@ -51,7 +51,7 @@ func TestPostfixWithTestMilter(t *testing.T) {
 	})
 
 	t.Run("550 5.7.1 at end of data", func(t *testing.T) {
-		res := RunSwaks(t, SwaksOptions{Server: pf.Addr(), From: "reject-me@example.com", To: []string{"bob@example.org"}})
+		res := Swaks(t, SwaksOptions{Server: pf.Addr(), From: "reject-me@example.com", To: []string{"bob@example.org"}})
 		if res.ExitCode != SwaksMessageRefused {
 			t.Fatalf("swaks exit %d, want %d:\n%s", res.ExitCode, SwaksMessageRefused, res.Transcript)
 		}
@@ -65,7 +65,7 @@ func TestPostfixWithTestMilter(t *testing.T) {
 	})
 
 	t.Run("451 4.7.1 at end of data", func(t *testing.T) {
-		res := RunSwaks(t, SwaksOptions{Server: pf.Addr(), From: "defer-me@example.com", To: []string{"bob@example.org"}})
+		res := Swaks(t, SwaksOptions{Server: pf.Addr(), From: "defer-me@example.com", To: []string{"bob@example.org"}})
 		if res.ExitCode != SwaksMessageRefused {
 			t.Fatalf("swaks exit %d, want %d:\n%s", res.ExitCode, SwaksMessageRefused, res.Transcript)
 		}
@@ -75,7 +75,7 @@ func TestPostfixWithTestMilter(t *testing.T) {
 	})
 
 	t.Run("452 4.5.3 for one recipient, the others delivered", func(t *testing.T) {
-		res := RunSwaks(t, SwaksOptions{
+		res := Swaks(t, SwaksOptions{
 			Server:  pf.Addr(),
 			From:    "carol@example.com",
 			To:      []string{"one@example.org", "over@example.org", "two@example.org"},
@@ -101,7 +101,7 @@ func TestPostfixWithTestMilter(t *testing.T) {
 	t.Run("XCLIENT LOGIN reaches the milter as auth_authen", func(t *testing.T) {
 		since := len(tm.Events())
 		defer func() { logEvents(t, tm.Events()[since:]) }()
-		res := RunSwaks(t, SwaksOptions{
+		res := Swaks(t, SwaksOptions{
 			Server:       pf.Addr(),
 			From:         "alice-login@example.com",
 			To:           []string{"bob@example.org"},

@@ -20,7 +20,7 @@ func TestSendmailWithTestMilter(t *testing.T) {
 	t.Run("accepted mail reaches the sink", func(t *testing.T) {
 		since := len(tm.Events())
 		defer func() { logEvents(t, tm.Events()[since:]) }()
-		res := RunSwaks(t, SwaksOptions{Server: sm.Addr(), From: "alice@example.com", To: []string{"bob@example.org"},
+		res := Swaks(t, SwaksOptions{Server: sm.Addr(), From: "alice@example.com", To: []string{"bob@example.org"},
 			Headers: []string{"Subject: sendmail-accepted"}})
 		if res.ExitCode != SwaksOK {
 			t.Fatalf("swaks exit %d, want 0:\n%s", res.ExitCode, res.Transcript)
@@ -48,7 +48,7 @@ func TestSendmailWithTestMilter(t *testing.T) {
 
 	t.Run("550 5.7.1 and 451 4.7.1 at end of data", func(t *testing.T) {
 		for from, want := range map[string]string{"reject-me@example.com": testReplyReject, "defer-me@example.com": testReplyDefer} {
-			res := RunSwaks(t, SwaksOptions{Server: sm.Addr(), From: from, To: []string{"bob@example.org"}})
+			res := Swaks(t, SwaksOptions{Server: sm.Addr(), From: from, To: []string{"bob@example.org"}})
 			if res.ExitCode != SwaksMessageRefused {
 				t.Errorf("%s: swaks exit %d, want %d:\n%s", from, res.ExitCode, SwaksMessageRefused, res.Transcript)
 			}
@@ -59,7 +59,7 @@ func TestSendmailWithTestMilter(t *testing.T) {
 	})
 
 	t.Run("452 4.5.3 for one recipient, the others delivered", func(t *testing.T) {
-		res := RunSwaks(t, SwaksOptions{Server: sm.Addr(), From: "carol@example.com",
+		res := Swaks(t, SwaksOptions{Server: sm.Addr(), From: "carol@example.com",
 			To: []string{"one@example.org", "over@example.org", "two@example.org"}, Headers: []string{"Subject: sendmail-partial"}})
 		if res.ExitCode != SwaksOK {
 			t.Fatalf("swaks exit %d, want 0:\n%s", res.ExitCode, res.Transcript)

@@ -122,7 +122,7 @@ func checkSnippetInstance(t *testing.T, tm *testMilter, settings map[string]stri
 	if tm == nil {
 		tm = startMilter(t, pf)
 	}
-	res := RunSwaks(t, SwaksOptions{Server: pf.Addr(), From: "reject-snippet@example.com", To: []string{"bob@example.org"}})
+	res := Swaks(t, SwaksOptions{Server: pf.Addr(), From: "reject-snippet@example.com", To: []string{"bob@example.org"}})
 	if got := res.EndOfDataReply(); got != testReplyReject {
 		t.Errorf("SMTP: end-of-data reply %q, want %q:\n%s", got, testReplyReject, res.Transcript)
 	}

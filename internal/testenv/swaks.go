@@ -59,10 +59,10 @@ type SwaksResult struct {
 	Transcript string
 }
 
-// RunSwaks runs swaks and returns its exit code and transcript; it skips
+// Swaks runs swaks (one SMTP session, one message) and returns its exit code and transcript; it skips
 // (or fails under ABUSEMILTER_REQUIRE_TOOLS=1) when swaks is missing, and
 // fails the test only when swaks cannot be run at all.
-func RunSwaks(t testing.TB, opts SwaksOptions) SwaksResult {
+func Swaks(t testing.TB, opts SwaksOptions) SwaksResult {
 	t.Helper()
 	swaks := RequireTool(t, "swaks")
 	if opts.Server == "" {
