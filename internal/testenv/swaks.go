@@ -59,9 +59,10 @@ type SwaksResult struct {
 	Transcript string
 }
 
-// Swaks runs swaks (one SMTP session, one message) and returns its exit code and transcript; it skips
-// (or fails under ABUSEMILTER_REQUIRE_TOOLS=1) when swaks is missing, and
-// fails the test only when swaks cannot be run at all.
+// Swaks runs swaks (one SMTP session, one message) and returns its exit
+// code and transcript. It skips (or fails under ABUSEMILTER_REQUIRE_TOOLS=1)
+// when swaks is missing, and fails the test only when swaks cannot be run
+// at all: a refusal by the server is a result, not a failure.
 func Swaks(t testing.TB, opts SwaksOptions) SwaksResult {
 	t.Helper()
 	swaks := RequireTool(t, "swaks")
