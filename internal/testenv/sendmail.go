@@ -68,6 +68,9 @@ func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
 	dpkgDeb := RequireTool(t, "dpkg-deb")
 	unshare := RequireTool(t, "unshare")
 	RequireRoot(t, "Sendmail runs as root, in its own mount namespace")
+	if out, err := exec.Command(unshare, "--mount", "--uts", "true").CombinedOutput(); err != nil {
+		Unavailable(t, "test needs private mount and UTS namespaces (unshare --mount --uts): %v: %s", err, out)
+	}
 	debs := sendmailDebs(t)
 
 	snippet := opts.MilterSnippet
