@@ -215,7 +215,11 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 // Evaluate runs the rules only and returns their findings (sorted by score,
 // highest first) and the total score.
 func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) ([]Finding, float64) {
-	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: e.opts.Now(), Resolver: e.opts.Resolver, Settings: &e.opts.Settings, lex: e.lex}
+	now := env.Time
+	if now.IsZero() {
+		now = e.opts.Now()
+	}
+	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: now, Resolver: e.opts.Resolver, Settings: &e.opts.Settings, lex: e.lex}
 	if e.opts.Settings.DNSBudget > 0 {
 		var cancel context.CancelFunc
 		c.Ctx, cancel = context.WithTimeout(ctx, e.opts.Settings.DNSBudget)

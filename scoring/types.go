@@ -97,6 +97,10 @@ type Envelope struct {
 	QueueID    string // Postfix/Sendmail queue id ({i}); may be empty early on
 	MailFrom   string // envelope sender without angle brackets; "" is the null sender
 	Rcpts      []string
+	// Time is when the message was submitted; the zero value means now (the
+	// engine's clock). The offline scanner sets it to evaluate time-based
+	// rules as of a message's own time.
+	Time time.Time
 }
 
 // Authenticated reports whether the submission used SASL (or XCLIENT LOGIN).

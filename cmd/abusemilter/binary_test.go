@@ -210,6 +210,8 @@ identity:
       send_as: [example.com]
 limits:
   max_recipients_per_message: 2
+dns:
+  enabled: false
 `
 
 func TestBinarySIGTERMWaitsForMessage(t *testing.T) {

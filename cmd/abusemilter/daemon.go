@@ -26,18 +26,23 @@ type daemon struct {
 	level   zap.AtomicLevel
 	cfg     *config.Config
 	limiter ratelimit.Limiter
-	srv     *milter.Server
+	// resolver is the one caching DNS resolver (nil with dns.enabled false);
+	// it lives as long as the process.
+	resolver scoring.Resolver
+	srv      *milter.Server
 }
 
 // newDaemon builds the engine and the server from a validated config.
 func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
-	d := &daemon{opts: o, log: logger, level: level, cfg: cfg}
+	d := &daemon{opts: o, log: logger, level: level, cfg: cfg, resolver: app.Resolver(cfg)}
 	engine, limiter, err := d.build(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
 	d.limiter = limiter
-	d.srv = milter.New(serverOptions(cfg, engine, logger))
+	so := serverOptions(cfg, engine, logger)
+	so.NewBodySink = milter.DKIMSink(d.resolver)
+	d.srv = milter.New(so)
 	return d, nil
 }
 
@@ -67,7 +72,7 @@ func (d *daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 			return nil, nil, err
 		}
 	}
-	return app.Engine(cfg, dir, limiter, nil), limiter, nil
+	return app.Engine(cfg, dir, limiter, d.resolver), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.
@@ -187,6 +192,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.Log.Format != cfg.Log.Format {
 		out = append(out, "log.format")
+	}
+	if !reflect.DeepEqual(old.DNS, cfg.DNS) {
+		out = append(out, "dns")
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/dns"
 	"github.com/abusemilter/abusemilter/internal/identity"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
@@ -123,10 +124,28 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 }
 
 // Engine builds the engine over a directory and limiter.
+// The directory's own domains are added to the customer domains that
+// lookalikes are compared against.
 func Engine(cfg *config.Config, dir *identity.Directory, limiter ratelimit.Limiter, resolver scoring.Resolver) *scoring.Engine {
 	opts := EngineOptions(cfg)
 	opts.Resolver = resolver
+	for _, a := range dir.Accounts() {
+		opts.Settings.CustomerDomains = append(opts.Settings.CustomerDomains, a.Domains()...)
+	}
 	return scoring.NewEngine(dir, limiter, opts)
+}
+
+// Resolver builds the caching DNS resolver the config asks for, or nil when
+// dns.enabled is false (DNS rules then skip).
+func Resolver(cfg *config.Config) scoring.Resolver {
+	if !cfg.DNS.Enabled {
+		return nil
+	}
+	return dns.New(dns.Options{
+		MaxEntries:  cfg.DNS.CacheSize,
+		PositiveTTL: cfg.DNS.PositiveTTL.Duration,
+		NegativeTTL: cfg.DNS.NegativeTTL.Duration,
+	})
 }
 
 func maxRecipients(n int) int {

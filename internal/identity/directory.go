@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -69,6 +70,16 @@ func NewDirectory(accounts []*Account, logins map[string]string, networks []Netw
 
 // Account returns the configured account with that name, or nil.
 func (d *Directory) Account(name string) *Account { return d.accounts[name] }
+
+// Accounts returns the configured accounts sorted by name.
+func (d *Directory) Accounts() []*Account {
+	out := make([]*Account, 0, len(d.accounts))
+	for _, a := range d.accounts {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
 
 // Len returns the number of configured accounts.
 func (d *Directory) Len() int { return len(d.accounts) }

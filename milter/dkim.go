@@ -1,0 +1,72 @@
+package milter
+
+import (
+	"context"
+	"strings"
+
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+// DKIMSink returns a NewBodySink function that verifies the DKIM signatures
+// of every signed message over its whole body as it streams in (bounded
+// memory), so that the rules see Message.DKIM. Unsigned messages cost
+// nothing beyond a header-name comparison. A nil resolver turns it off.
+func DKIMSink(resolver scoring.Resolver) func(*scoring.Envelope) BodySink {
+	if resolver == nil {
+		return nil
+	}
+	return func(*scoring.Envelope) BodySink { return &dkimSink{resolver: resolver} }
+}
+
+// dkimSink collects the headers and starts the verifier at the first body
+// chunk, only when a DKIM-Signature header was seen.
+type dkimSink struct {
+	resolver scoring.Resolver
+	headers  []scoring.Header
+	signed   bool
+	stream   *scoring.DKIMStream
+	cancel   context.CancelFunc
+}
+
+func (s *dkimSink) Header(name, value string) {
+	if strings.EqualFold(name, "DKIM-Signature") {
+		s.signed = true
+	}
+	s.headers = append(s.headers, scoring.Header{Name: name, Value: value})
+}
+
+func (s *dkimSink) start() {
+	if s.stream != nil || !s.signed {
+		return
+	}
+	// The stream's lookups are each bounded by the DNS budget; this context
+	// only ends them when the message ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.stream = scoring.NewDKIMStream(ctx, s.resolver, s.headers)
+}
+
+func (s *dkimSink) Write(chunk []byte) (int, error) {
+	s.start()
+	if s.stream == nil {
+		return len(chunk), nil
+	}
+	return s.stream.Write(chunk)
+}
+
+func (s *dkimSink) Finish(_ context.Context, _ *scoring.Envelope, msg *scoring.Message) {
+	s.start() // a signed message with an empty body
+	if s.stream == nil {
+		msg.DKIM = []scoring.DKIMResult{} // verified: there is no signature
+		return
+	}
+	msg.DKIM = s.stream.Finish()
+	s.cancel()
+}
+
+func (s *dkimSink) Abort() {
+	if s.stream != nil {
+		s.stream.Close()
+		s.cancel()
+	}
+}
