@@ -33,12 +33,6 @@ var DecisionBuckets = []float64{
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
-// StoreBuckets are the rate-store call latency buckets, in seconds.
-var StoreBuckets = []float64{
-	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-	0.05, 0.1, 0.2, 0.5, 1, 2.5,
-}
-
 // BuildInfo identifies the running binary; it is exported as the labels of
 // abusemilter_build_info.
 type BuildInfo struct {
@@ -58,13 +52,9 @@ type Metrics struct {
 	sessionsOpen    prometheus.Gauge
 	sessionsRefused prometheus.Counter
 
-	storeCalls   *prometheus.CounterVec
-	storeErrors  *prometheus.CounterVec
-	storeLatency *prometheus.HistogramVec
-	// circuitOpen is the last state given to StoreCircuit; circuitFunc,
-	// when set by WatchStoreCircuit, is asked at scrape time instead.
-	circuitOpen atomic.Bool
-	circuitFunc atomic.Pointer[func() bool]
+	// store, when set by WatchStore, is asked for the rate store's
+	// counters at every scrape.
+	store atomic.Pointer[func() StoreStats]
 
 	locks   prometheus.Counter
 	unlocks prometheus.Counter
@@ -107,19 +97,6 @@ func New(build BuildInfo) *Metrics {
 	m.sessionsRefused = counter("milter_sessions_refused_total",
 		"Milter connections refused because session.max_sessions were already open.")
 
-	m.storeCalls = counterVec("store_calls_total", "Rate-store calls by operation.", "op")
-	m.storeErrors = counterVec("store_errors_total",
-		"Rate-store calls that failed or timed out, by operation (the fail mode then decided).", "op")
-	m.storeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "store_call_duration_seconds",
-		Help:    "Rate-store call latency by operation, failures included.",
-		Buckets: StoreBuckets,
-	}, []string{"op"})
-	circuit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: Namespace, Name: "store_circuit_open",
-		Help: "1 while the rate-store circuit breaker is open (the fail mode decides without asking the store), else 0.",
-	}, m.circuitValue)
-
 	m.locks = counter("account_locks_total", "Accounts locked (automatically after strikes, or by an admin through this daemon).")
 	m.unlocks = counter("account_unlocks_total", "Accounts unlocked.")
 
@@ -145,7 +122,7 @@ func New(build BuildInfo) *Metrics {
 	m.registry.MustRegister(
 		m.decisions, m.findings, m.decisionLatency,
 		m.sessionsOpen, m.sessionsRefused,
-		m.storeCalls, m.storeErrors, m.storeLatency, circuit,
+		storeCollector{m},
 		m.locks, m.unlocks,
 		m.reloads, m.reloadFailures, m.lastReload,
 		m.notifySent, m.notifyFailed, m.notifyDropped,
@@ -198,47 +175,16 @@ func (m *Metrics) SessionRefused() {
 	}
 }
 
-// StoreCall records one rate-store call: op names the operation (e.g.
-// "check_and_charge", "recent", "ping"), d its latency and err its failure
-// (nil on success; a timeout counts as an error).
-func (m *Metrics) StoreCall(op string, d time.Duration, err error) {
-	if m == nil {
-		return
+// WatchStore makes every scrape read the rate store's counters from stats
+// (abusemilter_store_*). stats must be cheap and safe for concurrent use;
+// a later call replaces an earlier one (e.g. after a reload built a new
+// store). With the ratelimit stores, whose Stats has the same fields:
+//
+//	m.WatchStore(func() metrics.StoreStats { return metrics.StoreStats(store.Stats()) })
+func (m *Metrics) WatchStore(stats func() StoreStats) {
+	if m != nil && stats != nil {
+		m.store.Store(&stats)
 	}
-	op = orNone(op)
-	m.storeCalls.WithLabelValues(op).Inc()
-	if err != nil {
-		m.storeErrors.WithLabelValues(op).Inc()
-	}
-	m.storeLatency.WithLabelValues(op).Observe(d.Seconds())
-}
-
-// StoreCircuit sets the rate-store circuit-breaker state (true: open, the
-// fail mode decides). It is ignored once WatchStoreCircuit is set.
-func (m *Metrics) StoreCircuit(open bool) {
-	if m != nil {
-		m.circuitOpen.Store(open)
-	}
-}
-
-// WatchStoreCircuit makes every scrape ask open() for the circuit-breaker
-// state, for a store that keeps the state itself (e.g. a method value
-// store.CircuitOpen). open must be cheap and safe for concurrent use.
-func (m *Metrics) WatchStoreCircuit(open func() bool) {
-	if m != nil && open != nil {
-		m.circuitFunc.Store(&open)
-	}
-}
-
-func (m *Metrics) circuitValue() float64 {
-	open := m.circuitOpen.Load()
-	if f := m.circuitFunc.Load(); f != nil {
-		open = (*f)()
-	}
-	if open {
-		return 1
-	}
-	return 0
 }
 
 // AccountLocked counts an account lock.

@@ -176,10 +176,6 @@ func TestOperationalCountersMoveExactly(t *testing.T) {
 	m.SessionOpened()
 	m.SessionClosed()
 	m.SessionRefused()
-	m.StoreCall("check_and_charge", time.Millisecond, nil)
-	m.StoreCall("check_and_charge", 200*time.Millisecond, errors.New("i/o timeout"))
-	m.StoreCall("ping", time.Millisecond, nil)
-	m.StoreCircuit(true)
 	m.AccountLocked()
 	m.AccountLocked()
 	m.AccountUnlocked()
@@ -200,11 +196,6 @@ func TestOperationalCountersMoveExactly(t *testing.T) {
 	}{
 		{"abusemilter_milter_sessions_open", nil, 2},
 		{"abusemilter_milter_sessions_refused_total", nil, 1},
-		{"abusemilter_store_calls_total", map[string]string{"op": "check_and_charge"}, 2},
-		{"abusemilter_store_calls_total", map[string]string{"op": "ping"}, 1},
-		{"abusemilter_store_errors_total", map[string]string{"op": "check_and_charge"}, 1},
-		{"abusemilter_store_errors_total", map[string]string{"op": "ping"}, 0},
-		{"abusemilter_store_circuit_open", nil, 1},
 		{"abusemilter_account_locks_total", nil, 2},
 		{"abusemilter_account_unlocks_total", nil, 1},
 		{"abusemilter_config_reloads_total", nil, 1},
@@ -217,26 +208,46 @@ func TestOperationalCountersMoveExactly(t *testing.T) {
 			t.Errorf("%s%v moved by %v, want %v", tc.name, tc.labels, got, tc.delta)
 		}
 	}
-	if got := after.histCount("abusemilter_store_call_duration_seconds", map[string]string{"op": "check_and_charge"}); got != 2 {
-		t.Errorf("store latency observations = %d, want 2", got)
-	}
 	if ts := after.value("abusemilter_config_last_reload_success_timestamp_seconds", nil); ts < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last reload timestamp %v is not recent", ts)
 	}
 }
 
-func TestCircuitStateFromStoreFunc(t *testing.T) {
+func TestStoreStatsCollector(t *testing.T) {
 	m := New(BuildInfo{})
 	base := startServer(t, m, nil)
-	var open atomic.Bool
-	m.WatchStoreCircuit(open.Load)
-	m.StoreCircuit(true) // ignored: the store's own state wins
-	if got := scrapeMetrics(t, base).value("abusemilter_store_circuit_open", nil); got != 0 {
-		t.Errorf("circuit gauge = %v with the store closed, want 0", got)
+	if got := scrapeMetrics(t, base); got["abusemilter_store_calls_total"] != nil {
+		t.Errorf("store metrics reported before WatchStore")
 	}
-	open.Store(true)
-	if got := scrapeMetrics(t, base).value("abusemilter_store_circuit_open", nil); got != 1 {
-		t.Errorf("circuit gauge = %v with the store open, want 1", got)
+
+	var stats atomic.Pointer[StoreStats]
+	stats.Store(&StoreStats{Calls: 10, Errors: 3, FailFast: 2, BreakerOpen: true, BreakerOpens: 1,
+		LatencyTotal: 16 * time.Millisecond, LatencyMax: 9 * time.Millisecond, EventsDropped: 4})
+	m.WatchStore(func() StoreStats { return *stats.Load() })
+	got := scrapeMetrics(t, base)
+	for name, want := range map[string]float64{
+		"abusemilter_store_calls_total":               10,
+		"abusemilter_store_errors_total":              3,
+		"abusemilter_store_fail_fast_total":           2,
+		"abusemilter_store_circuit_open":              1,
+		"abusemilter_store_circuit_opens_total":       1,
+		"abusemilter_store_call_duration_max_seconds": 0.009,
+		"abusemilter_store_events_dropped_total":      4,
+	} {
+		if v := got.value(name, nil); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	sum := got.find("abusemilter_store_call_duration_seconds", nil).GetSummary()
+	if sum.GetSampleCount() != 8 || sum.GetSampleSum() != 0.016 {
+		t.Errorf("store latency summary count=%d sum=%v, want 8 calls (10 minus 2 fail-fast) and 0.016s",
+			sum.GetSampleCount(), sum.GetSampleSum())
+	}
+
+	// The breaker closes: the next scrape says so.
+	stats.Store(&StoreStats{Calls: 11, Errors: 3, FailFast: 2, BreakerOpens: 1})
+	if v := scrapeMetrics(t, base).value("abusemilter_store_circuit_open", nil); v != 0 {
+		t.Errorf("circuit gauge = %v after the breaker closed, want 0", v)
 	}
 }
 
@@ -306,9 +317,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.SessionOpened()
 	m.SessionClosed()
 	m.SessionRefused()
-	m.StoreCall("x", time.Millisecond, errors.New("x"))
-	m.StoreCircuit(true)
-	m.WatchStoreCircuit(func() bool { return true })
+	m.WatchStore(func() StoreStats { return StoreStats{} })
 	m.AccountLocked()
 	m.AccountUnlocked()
 	m.ConfigLoaded()

@@ -30,10 +30,13 @@ const (
 	// AccountLocked: an account was locked (after repeated refusals, or by
 	// an admin); its mail is deferred or rejected until Until or an unlock.
 	AccountLocked Kind = "account_locked"
+	// AccountWouldLock: monitor mode; the account reached the strike
+	// threshold and would have been locked in enforce mode.
+	AccountWouldLock Kind = "account_would_lock"
 	// AccountUnlocked: a lock was lifted.
 	AccountUnlocked Kind = "account_unlocked"
-	// LimitThreshold: an account's use of a limit passed the configured
-	// share (notify.threshold) of it.
+	// LimitThreshold: the use of a limit passed the configured share
+	// (notify.threshold) of it.
 	LimitThreshold Kind = "limit_threshold"
 	// FailModeEntered: the rate store stopped answering and the fail mode
 	// (accept or defer) decides without it.
@@ -54,14 +57,16 @@ type Event struct {
 
 	// Account events.
 	Account string    `json:"account,omitempty"`
-	Reason  string    `json:"reason,omitempty"` // human reason, e.g. "10 refusals within 1h"
-	Rule    string    `json:"rule,omitempty"`   // rule ID behind the event, e.g. ACCOUNT_MSG_RATE
-	By      string    `json:"by,omitempty"`     // "auto", "expiry" or the admin's name
-	Until   time.Time `json:"until,omitzero"`   // end of a lock; absent: until unlocked
+	Reason  string    `json:"reason,omitempty"`  // human reason, e.g. "10 refusals within 1h"
+	Rule    string    `json:"rule,omitempty"`    // rule ID behind the event, e.g. ACCOUNT_MSG_RATE
+	By      string    `json:"by,omitempty"`      // "auto", "expiry" or the admin's name
+	Until   time.Time `json:"until,omitzero"`    // end of a lock; absent: until unlocked
+	Strikes int       `json:"strikes,omitempty"` // refusals in the strike window behind an automatic lock
 
 	// LimitThreshold.
 	Dimension string  `json:"dimension,omitempty"` // e.g. account_messages
-	Key       string  `json:"key,omitempty"`       // counted subject: account, sender or client IP
+	KeyKind   string  `json:"key_kind,omitempty"`  // "account", "sender" or "client"
+	Key       string  `json:"key,omitempty"`       // counted subject: account name, sender address or client IP
 	Used      int64   `json:"used,omitempty"`
 	Limit     int64   `json:"limit,omitempty"`
 	Window    string  `json:"window,omitempty"` // e.g. "1h"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -53,9 +52,6 @@ type Options struct {
 	Webhooks []Webhook
 	// QueueSize bounds each sink's queue (default 1000).
 	QueueSize int
-	// Threshold is the share of a limit whose crossing publishes
-	// LimitThreshold (0: never).
-	Threshold float64
 	// OnLockCommand is run for every AccountLocked event (argv, no shell;
 	// placeholders are filled per event, see Command).
 	OnLockCommand      []string
@@ -87,7 +83,6 @@ type Options struct {
 func OptionsFromConfig(c config.NotifyConfig) (Options, error) {
 	o := Options{
 		QueueSize:          c.QueueSize,
-		Threshold:          c.Threshold,
 		OnLockCommand:      c.OnLockCommand,
 		CommandTimeout:     c.CommandTimeout.Duration,
 		CommandConcurrency: c.CommandConcurrency,
@@ -131,13 +126,7 @@ type Notifier struct {
 	wg     sync.WaitGroup
 
 	failMode atomic.Bool // last state given to FailMode
-
-	thresholdMu   sync.Mutex
-	thresholdSeen map[string]time.Time // dimension/key/window -> last event
 }
-
-// maxThresholdEntries bounds the memory of threshold de-duplication.
-const maxThresholdEntries = 10000
 
 // New starts a Notifier: it opens the audit log (an error here is a
 // configuration problem worth stopping for) and starts the sink workers.
@@ -172,11 +161,10 @@ func New(opts Options) (*Notifier, error) {
 		opts.Host, _ = os.Hostname()
 	}
 	n := &Notifier{
-		opts:          opts,
-		log:           opts.Logger,
-		obs:           opts.Observer,
-		quit:          make(chan struct{}),
-		thresholdSeen: make(map[string]time.Time),
+		opts: opts,
+		log:  opts.Logger,
+		obs:  opts.Observer,
+		quit: make(chan struct{}),
 	}
 	if n.log == nil {
 		n.log = zap.NewNop()
@@ -298,69 +286,6 @@ func (n *Notifier) FailMode(active bool, mode string, cause error) {
 	n.Publish(ev)
 }
 
-// Usage is an account's use of one limit window after a message was
-// charged to it.
-type Usage struct {
-	Account   string
-	Dimension string // e.g. account_messages
-	Key       string // counted subject: account, sender or client IP
-	Rule      string // rule ID of the limit, e.g. ACCOUNT_MSG_RATE
-	Limit     int64
-	Window    time.Duration
-	Used      int64 // after the charge
-	Cost      int64 // this message's charge (1, or its recipient count)
-}
-
-// CheckUsage publishes LimitThreshold when this charge carried the usage
-// across the threshold (from below Threshold*Limit to at or above it). One
-// event at most per dimension, key and window length within one window, so
-// a sliding window hovering at the threshold does not flood the receivers.
-// Below the threshold it costs a few arithmetic operations and no lock.
-func (n *Notifier) CheckUsage(u Usage) {
-	if n == nil || n.opts.Threshold <= 0 || u.Limit <= 0 {
-		return
-	}
-	level := max(int64(math.Ceil(n.opts.Threshold*float64(u.Limit))), 1)
-	if u.Used < level || u.Used-u.Cost >= level {
-		return
-	}
-	now := n.opts.Now()
-	key := u.Dimension + "\x00" + u.Key + "\x00" + strconv.FormatInt(int64(u.Window), 10)
-	n.thresholdMu.Lock()
-	if last, ok := n.thresholdSeen[key]; ok && now.Sub(last) < u.Window {
-		n.thresholdMu.Unlock()
-		return
-	}
-	if len(n.thresholdSeen) >= maxThresholdEntries {
-		for k, t := range n.thresholdSeen {
-			if now.Sub(t) >= 24*time.Hour {
-				delete(n.thresholdSeen, k)
-			}
-		}
-		if len(n.thresholdSeen) >= maxThresholdEntries {
-			clear(n.thresholdSeen)
-		}
-	}
-	n.thresholdSeen[key] = now
-	n.thresholdMu.Unlock()
-	n.Publish(Event{
-		Kind: LimitThreshold, Account: u.Account, Rule: u.Rule,
-		Dimension: u.Dimension, Key: u.Key, Used: u.Used, Limit: u.Limit,
-		Window: formatWindow(u.Window), Share: n.opts.Threshold, Time: now,
-	})
-}
-
-// formatWindow writes a window as the config does: 10m, 1h, 90s.
-func formatWindow(d time.Duration) string {
-	switch {
-	case d > 0 && d%time.Hour == 0:
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d > 0 && d%time.Minute == 0:
-		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-	}
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-}
-
 // Reopen reopens the audit log file (after logrotate moved it); call it on
 // SIGHUP. Without an audit log it does nothing.
 func (n *Notifier) Reopen() error {
@@ -431,4 +356,15 @@ func (n *Notifier) Close(ctx context.Context) error {
 		err = errors.Join(err, n.audit.close())
 	}
 	return err
+}
+
+// FormatWindow writes a limit window as the config does: 10m, 1h, 90s.
+func FormatWindow(d time.Duration) string {
+	switch {
+	case d > 0 && d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d > 0 && d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }

@@ -125,10 +125,9 @@ func TestWebhookReceivesLockAndThresholdEvents(t *testing.T) {
 	obs := newCounts()
 	now := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 	n := newNotifier(t, Options{
-		Webhooks:  []Webhook{{URL: srv.URL + "/hook", Token: "t0ken-abc", Timeout: 5 * time.Second}},
-		Threshold: 0.8,
-		Observer:  obs,
-		Now:       func() time.Time { return now },
+		Webhooks: []Webhook{{URL: srv.URL + "/hook", Token: "t0ken-abc", Timeout: 5 * time.Second}},
+		Observer: obs,
+		Now:      func() time.Time { return now },
 	})
 
 	until := now.Add(2 * time.Hour)
@@ -154,14 +153,15 @@ func TestWebhookReceivesLockAndThresholdEvents(t *testing.T) {
 		t.Errorf("event id %q is not 32 hex digits", r.event.ID)
 	}
 
-	// 7 -> 8 of 10 crosses 80%.
-	n.CheckUsage(Usage{Account: "cust42", Dimension: "account_messages", Key: "cust42",
-		Rule: "ACCOUNT_MSG_RATE", Limit: 10, Window: time.Hour, Used: 8, Cost: 1})
+	// The rate store saw 8 of 10 messages within 1h: past 80%.
+	n.Publish(Event{Kind: LimitThreshold, Account: "cust42", Rule: "ACCOUNT_MSG_RATE",
+		Dimension: "account_messages", KeyKind: "account", Key: "cust42",
+		Used: 8, Limit: 10, Window: FormatWindow(time.Hour), Share: 0.8})
 	r = receive(t, got)
 	assertJSON(t, r.raw, map[string]any{
 		"version": 1.0, "id": r.event.ID, "event": "limit_threshold",
 		"time": "2026-11-27T06:00:00Z", "host": "mx-test", "account": "cust42",
-		"rule": "ACCOUNT_MSG_RATE", "dimension": "account_messages", "key": "cust42",
+		"rule": "ACCOUNT_MSG_RATE", "dimension": "account_messages", "key_kind": "account", "key": "cust42",
 		"used": 8.0, "limit": 10.0, "window": "1h", "share": 0.8,
 	})
 	waitFor(t, "two webhook deliveries counted", func() bool { return obs.Sent(SinkWebhook) == 2 })
@@ -185,43 +185,11 @@ func assertJSON(t *testing.T, got, want map[string]any) {
 	}
 }
 
-func TestThresholdCrossingOnlyOncePerWindow(t *testing.T) {
-	srv, got := hookServer(t)
-	var clock atomic.Int64
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	n := newNotifier(t, Options{
-		Webhooks:  []Webhook{{URL: srv.URL, Timeout: 5 * time.Second}},
-		Threshold: 0.8,
-		Now:       func() time.Time { return start.Add(time.Duration(clock.Load())) },
-	})
-	u := func(used, cost int64) Usage {
-		return Usage{Account: "a", Dimension: "account_recipients", Key: "a", Limit: 100, Window: time.Hour, Used: used, Cost: cost}
-	}
-	n.CheckUsage(u(79, 1))  // below
-	n.CheckUsage(u(85, 5))  // 80..85: from 80, already at the threshold before: no crossing
-	n.CheckUsage(u(84, 10)) // 74 -> 84 crosses
-	n.CheckUsage(u(90, 10)) // 80 -> 90: no
-	clock.Store(int64(30 * time.Minute))
-	n.CheckUsage(u(80, 1)) // crosses again, but within the window of the first event
-	clock.Store(int64(61 * time.Minute))
-	n.CheckUsage(u(81, 2)) // 79 -> 81 after a window: a new event
-	n.CheckUsage(Usage{Account: "b", Dimension: "account_recipients", Key: "b", Limit: 1, Window: time.Hour, Used: 1, Cost: 1})
-	n.CheckUsage(Usage{Account: "c", Limit: 0, Window: time.Hour, Used: 5, Cost: 5}) // unlimited: never
-
-	var events []Event
-	for range 3 {
-		events = append(events, receive(t, got).event)
-	}
-	if events[0].Used != 84 || events[1].Used != 81 || events[2].Account != "b" {
-		t.Errorf("threshold events = %+v, want used 84 then 81 for a, then b", events)
-	}
-	if !events[1].Time.Equal(start.Add(61 * time.Minute)) {
-		t.Errorf("second event time = %v, want the injected clock", events[1].Time)
-	}
-	// Nothing else arrives: flush with a marker event, which must come next.
-	n.Publish(Event{Kind: AccountUnlocked, Account: "marker"})
-	if r := receive(t, got); r.event.Account != "marker" {
-		t.Errorf("unexpected extra event %+v", r.event)
+func TestFormatWindow(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 24 * time.Hour: "24h", 10 * time.Minute: "10m", 90 * time.Second: "90s"} {
+		if got := FormatWindow(d); got != want {
+			t.Errorf("FormatWindow(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
 
@@ -450,7 +418,6 @@ func TestNilNotifierIsNoop(t *testing.T) {
 	n.Locked("a", "r", "R", "auto", time.Time{})
 	n.Unlocked("a", "admin")
 	n.FailMode(true, "defer", nil)
-	n.CheckUsage(Usage{Limit: 1, Used: 1, Cost: 1})
 	if err := n.Reopen(); err != nil {
 		t.Error(err)
 	}
@@ -517,5 +484,45 @@ func TestAuditLogOpenErrorIsReported(t *testing.T) {
 	_, err := New(Options{AuditLog: filepath.Join(t.TempDir(), "missing-dir", "audit.jsonl")})
 	if err == nil || !strings.Contains(err.Error(), "audit log") || !strings.Contains(err.Error(), "missing-dir") {
 		t.Errorf("New with an unwritable audit log: err = %v, want one naming the file", err)
+	}
+}
+
+// BenchmarkPublish measures the cost on the mail path: one event queued
+// for an audit log and a webhook whose queues have room.
+func BenchmarkPublish(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	n, err := New(Options{
+		Webhooks:  []Webhook{{URL: srv.URL, Timeout: time.Second}},
+		AuditLog:  filepath.Join(b.TempDir(), "audit.jsonl"),
+		QueueSize: 1 << 20,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close(context.Background())
+	ev := Event{Kind: LimitThreshold, Account: "cust42", Dimension: "account_messages", Used: 160, Limit: 200}
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Publish(ev)
+	}
+}
+
+// BenchmarkPublishDrop measures Publish when the only queue is full: the
+// path taken while a webhook is down.
+func BenchmarkPublishDrop(b *testing.B) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	defer close(release)
+	n, err := New(Options{Webhooks: []Webhook{{URL: srv.URL, Timeout: time.Minute}}, QueueSize: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer n.Close(context.Background())
+	ev := Event{Kind: LimitThreshold, Account: "cust42"}
+	b.ReportAllocs()
+	for b.Loop() {
+		n.Publish(ev)
 	}
 }
