@@ -2,6 +2,7 @@ package notify
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -150,5 +151,21 @@ func TestWebhookRedirectNotFollowed(t *testing.T) {
 	case r := <-got:
 		t.Errorf("redirect followed to %s: %+v", target.URL, r.event)
 	default:
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	opts := Options{Webhooks: []Webhook{{URL: "https://h.example/x", Token: "t0ken-xyz"}}}
+	js, err := json.Marshal(opts.Webhooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fmt.Sprintf("%v %+v %#v %s", opts, opts, opts, opts.Webhooks[0].Token), string(js)} {
+		if strings.Contains(out, "t0ken-xyz") {
+			t.Errorf("token printed: %s", out)
+		}
+		if !strings.Contains(out, "[redacted]") {
+			t.Errorf("no [redacted] in %s", out)
+		}
 	}
 }

@@ -36,12 +36,30 @@ func (nopObserver) NotifySent(string)    {}
 func (nopObserver) NotifyFailed(string)  {}
 func (nopObserver) NotifyDropped(string) {}
 
+// Secret is a credential that prints, formats and marshals as
+// "[redacted]", so that logging a structure that holds it cannot leak it.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return redacted }
+
+// GoString implements fmt.GoStringer (for %#v).
+func (Secret) GoString() string { return redacted }
+
+// MarshalJSON implements json.Marshaler.
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// MarshalText implements encoding.TextMarshaler.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
 // Webhook is one webhook receiver.
 type Webhook struct {
 	URL string
 	// Token, when set, is sent as "Authorization: Bearer TOKEN", or as the
 	// bare value of TokenHeader when that is set. It is never logged.
-	Token       string
+	Token       Secret
 	TokenHeader string
 	Timeout     time.Duration // per attempt; default 5s
 	Retries     int           // further attempts after a failure
@@ -94,7 +112,7 @@ func OptionsFromConfig(c config.NotifyConfig) (Options, error) {
 			return Options{}, fmt.Errorf("notify.webhooks[%d]: %w", i, err)
 		}
 		o.Webhooks = append(o.Webhooks, Webhook{
-			URL: w.URL, Token: tok, TokenHeader: w.TokenHeader,
+			URL: w.URL, Token: Secret(tok), TokenHeader: w.TokenHeader,
 			Timeout: w.Timeout.Duration, Retries: w.RetryCount(),
 		})
 	}

@@ -77,9 +77,9 @@ func (w *webhookSender) post(ctx context.Context, ev Event, body []byte) error {
 	req.Header.Set("X-Abusemilter-Event-Id", ev.ID)
 	if w.hook.Token != "" {
 		if w.hook.TokenHeader != "" {
-			req.Header.Set(w.hook.TokenHeader, w.hook.Token)
+			req.Header.Set(w.hook.TokenHeader, string(w.hook.Token))
 		} else {
-			req.Header.Set("Authorization", "Bearer "+w.hook.Token)
+			req.Header.Set("Authorization", "Bearer "+string(w.hook.Token))
 		}
 	}
 	resp, err := w.n.opts.HTTPClient.Do(req)
