@@ -1,0 +1,77 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// StoreStats are the rate store's cumulative call counters. The fields
+// match ratelimit.Stats one for one, so that a conversion
+// metrics.StoreStats(s) is all the wiring needed.
+type StoreStats struct {
+	Calls         uint64        // CheckAndCharge calls
+	Errors        uint64        // calls that returned an error (fail-fast included)
+	FailFast      uint64        // calls refused at once by the open circuit breaker
+	BreakerOpen   bool          // the breaker is open now
+	BreakerOpens  uint64        // times the breaker opened
+	LatencyTotal  time.Duration // summed latency of calls that reached the store
+	LatencyMax    time.Duration // slowest call so far
+	EventsDropped uint64        // store events (locks, usage) dropped on a full queue
+}
+
+var (
+	storeCallsDesc = prometheus.NewDesc(Namespace+"_store_calls_total",
+		"Rate-store check-and-charge calls.", nil, nil)
+	storeErrorsDesc = prometheus.NewDesc(Namespace+"_store_errors_total",
+		"Rate-store calls that failed, timed out or were refused by the open circuit breaker (the fail mode decided).", nil, nil)
+	storeFailFastDesc = prometheus.NewDesc(Namespace+"_store_fail_fast_total",
+		"Rate-store calls refused at once because the circuit breaker was open.", nil, nil)
+	storeCircuitDesc = prometheus.NewDesc(Namespace+"_store_circuit_open",
+		"1 while the rate-store circuit breaker is open (the fail mode decides without asking the store), else 0.", nil, nil)
+	storeOpensDesc = prometheus.NewDesc(Namespace+"_store_circuit_opens_total",
+		"Times the rate-store circuit breaker opened.", nil, nil)
+	storeLatencyDesc = prometheus.NewDesc(Namespace+"_store_call_duration_seconds",
+		"Latency of rate-store calls that reached the store (sum and count; per-call buckets are in abusemilter_decision_duration_seconds).", nil, nil)
+	storeLatencyMaxDesc = prometheus.NewDesc(Namespace+"_store_call_duration_max_seconds",
+		"Slowest rate-store call since the store was created.", nil, nil)
+	storeEventsDroppedDesc = prometheus.NewDesc(Namespace+"_store_events_dropped_total",
+		"Rate-store events (locks, usage thresholds) dropped because the event queue was full.", nil, nil)
+)
+
+// storeCollector turns the store's counters into metrics at scrape time;
+// it reports nothing until WatchStore is called.
+type storeCollector struct{ m *Metrics }
+
+// Describe implements prometheus.Collector.
+func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{storeCallsDesc, storeErrorsDesc, storeFailFastDesc, storeCircuitDesc,
+		storeOpensDesc, storeLatencyDesc, storeLatencyMaxDesc, storeEventsDroppedDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.m.store.Load()
+	if f == nil {
+		return
+	}
+	s := (*f)()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	counter(storeCallsDesc, s.Calls)
+	counter(storeErrorsDesc, s.Errors)
+	counter(storeFailFastDesc, s.FailFast)
+	counter(storeOpensDesc, s.BreakerOpens)
+	counter(storeEventsDroppedDesc, s.EventsDropped)
+	open := 0.0
+	if s.BreakerOpen {
+		open = 1
+	}
+	ch <- prometheus.MustNewConstMetric(storeCircuitDesc, prometheus.GaugeValue, open)
+	ch <- prometheus.MustNewConstMetric(storeLatencyMaxDesc, prometheus.GaugeValue, s.LatencyMax.Seconds())
+	reached := s.Calls - min(s.FailFast, s.Calls)
+	ch <- prometheus.MustNewConstSummary(storeLatencyDesc, reached, s.LatencyTotal.Seconds(), nil)
+}
