@@ -183,4 +183,3 @@ func (p *proc) waitDecision(t *testing.T, what string, match func(map[string]any
 	t.Fatalf("no decision log line for %s; log:\n%s", what, strings.Join(p.raw, "\n"))
 	return nil
 }
-
