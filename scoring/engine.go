@@ -184,14 +184,23 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 		}
 	}
 	findings, score := e.Evaluate(ctx, env, msg, id.Account)
+	return e.Settle(ctx, env, msg.Get("Message-Id"), id, findings, score)
+}
+
+// Settle is the second half of CheckMessage, for findings and a score the
+// rules already produced (Evaluate): it judges them and, with a limiter,
+// makes the one check-and-charge call (a strike for a reject). id must
+// name an account. The offline scanner's rate replay calls it with the
+// findings of its first pass, in the messages' Date order.
+func (e *Engine) Settle(ctx context.Context, env *Envelope, messageID string, id Identity, findings []Finding, score float64) Verdict {
 	v := e.judge(findings, score)
-	if e.limiter == nil {
+	if e.limiter == nil || id.Account == nil {
 		return e.finish(v)
 	}
 	req := ratelimit.Request{
 		Account: id.Account.Name, Sender: env.MailFrom, Client: env.ClientAddr,
 		Authenticated: env.Authenticated(), Recipients: env.Rcpts,
-		MessageID: msg.Get("Message-Id"), Monitor: e.opts.Mode == Monitor,
+		MessageID: messageID, Monitor: e.opts.Mode == Monitor,
 	}
 	if v.Action == Reject {
 		req.Outcome = ratelimit.Strike

@@ -204,6 +204,42 @@ func StripTrace(headers []Header) (kept, trace []Header) {
 	return kept, trace
 }
 
+// StripTraceAt is StripTrace for mail that passed through the provider's
+// own MTAs (host names or domain suffixes, as RuleSettings.OwnMTAs): when a
+// Received header names one of them as the receiving host ("by"), the
+// lowest such header is where the milter saw the message, so every header
+// above it is trace and it and every header below it are kept. Without
+// such a header it is StripTrace.
+func StripTraceAt(headers []Header, ownMTAs []string) (kept, trace []Header) {
+	entry := -1
+	for i, h := range headers {
+		if !strings.EqualFold(h.Name, "Received") {
+			continue
+		}
+		if host := receivedBy(h.Value); host != "" {
+			if _, ok := hostMatches(host, normalizedHosts(ownMTAs)); ok {
+				entry = i
+			}
+		}
+	}
+	if entry < 0 {
+		return StripTrace(headers)
+	}
+	return append([]Header(nil), headers[entry:]...), append([]Header(nil), headers[:entry]...)
+}
+
+// normalizedHosts lowercases host names and trims dots and spaces, as
+// hostMatches wants them.
+func normalizedHosts(hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if h = strings.ToLower(strings.Trim(h, ". ")); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // ReceivedTime returns the time stamp of the newest (topmost) Received
 // header that has a parseable one, and false when none has.
 func ReceivedTime(headers []Header) (time.Time, bool) {

@@ -30,6 +30,13 @@ type Resubmission struct {
 // otherwise the Sender address is the account's too. fallback is the clock
 // when the message has neither a Received time nor a parseable Date.
 func AsReceived(msg *Message, login string, fallback time.Time) Resubmission {
+	return AsReceivedAt(msg, login, fallback, nil)
+}
+
+// AsReceivedAt is AsReceived for mail that passed through the provider's
+// own MTAs: the trace is set aside by StripTraceAt, so that a message with
+// a Received header by one of ownMTAs keeps that header and all below it.
+func AsReceivedAt(msg *Message, login string, fallback time.Time, ownMTAs []string) Resubmission {
 	now, ok := ReceivedTime(msg.Headers)
 	if !ok {
 		if t, err := mail.ParseDate(strings.TrimSpace(unfold(msg.Get("Date")))); err == nil {
@@ -38,7 +45,7 @@ func AsReceived(msg *Message, login string, fallback time.Time) Resubmission {
 			now = fallback
 		}
 	}
-	kept, trace := StripTrace(msg.Headers)
+	kept, trace := StripTraceAt(msg.Headers, ownMTAs)
 	msg.Headers = kept
 	acct := &identity.Account{Name: login}
 	from := firstAddressOf(msg.Get("From"))
