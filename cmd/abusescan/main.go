@@ -88,6 +88,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.AccountFromSender, "account-from-sender", false, "scan each message as sent by an account owning its From domain")
 	fs.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender")
 	fs.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
+	fs.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
 	fs.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
 	fs.StringVar(&o.Format, "format", "text", "report `FORMAT`: text, json (JSON lines) or csv")
 	fs.StringVar(&o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse: reject, defer or never")

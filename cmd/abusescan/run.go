@@ -14,6 +14,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/identity"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
+	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 
@@ -26,6 +27,7 @@ type options struct {
 	AsReceived        bool
 	Now               string // "", an RFC 3339 time, or "received"
 	ReplayRates       bool
+	DNS               bool   // let the DNS rules query the resolver (off: they skip)
 	Format            string // text, json, csv
 	FailOn            string // reject, defer, never
 	Jobs              int
@@ -49,18 +51,21 @@ const (
 // scan is one validated scan: the config, the directory and the settings
 // derived from the options.
 type scan struct {
-	opts      options
-	cfg       *config.Config
-	dir       *identity.Directory
-	accounts  []*identity.Account // configured accounts, by name
-	fixed     *identity.Account   // --account
-	fixedHow  identity.How
-	clock     clockMode
-	fixedNow  time.Time
-	failOn    scoring.Action // 0: never
-	bodyCap   int64
-	variant   mailbox.Variant
-	engineOpt scoring.Options
+	opts     options
+	cfg      *config.Config
+	dir      *identity.Directory
+	accounts []*identity.Account // configured accounts, by name
+	fixed    *identity.Account   // --account
+	fixedHow identity.How
+	clock    clockMode
+	fixedNow time.Time
+	failOn   scoring.Action // 0: never
+	bodyCap  int64
+	variant  mailbox.Variant
+	resolver scoring.Resolver // nil without --dns
+	// engine runs the rules for every worker, without a limiter (rates are
+	// replayed apart, in Date order).
+	engine *scoring.Engine
 }
 
 // run scans the inputs and writes the report; it returns the exit code.
@@ -173,12 +178,14 @@ func newScan(opts options) (*scan, error) {
 	if s.dir, err = app.Directory(s.cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	s.accounts = configuredAccounts(s.cfg, s.dir)
+	s.accounts = s.dir.Accounts()
 	s.bodyCap = s.cfg.Message.BodySample.Bytes
-	s.engineOpt = app.EngineOptions(s.cfg)
-	if opts.rules != nil {
-		s.engineOpt.Rules = opts.rules
+	if opts.DNS {
+		// Asked for on the command line: whatever dns.enabled says.
+		s.cfg.DNS.Enabled = true
+		s.resolver = app.Resolver(s.cfg)
 	}
+	s.engine = s.newEngine(nil)
 	if opts.Account != "" {
 		if s.fixed, s.fixedHow = s.resolveAccount(opts.Account); s.fixed == nil {
 			return nil, fmt.Errorf("--account %q: no such login or account in the config", opts.Account)
@@ -200,4 +207,16 @@ func (s *scan) resolveAccount(login string) (*identity.Account, identity.How) {
 		return a, identity.ByLogin
 	}
 	return nil, ""
+}
+
+// newEngine builds the engine the daemon would run with this config (the
+// directory's domains among the customer domains), over limiter (nil: no
+// rate limits) and the --dns resolver.
+func (s *scan) newEngine(limiter ratelimit.Limiter) *scoring.Engine {
+	if s.opts.rules == nil {
+		return app.Engine(s.cfg, s.dir, limiter, s.resolver)
+	}
+	opts := app.EngineOptions(s.cfg)
+	opts.Rules, opts.Resolver = s.opts.rules, s.resolver
+	return scoring.NewEngine(s.dir, limiter, opts)
 }

@@ -1,17 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/mail"
 	"net/netip"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/identity"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
 	"github.com/abusemilter/abusemilter/scoring"
@@ -40,6 +39,9 @@ type record struct {
 	Verdict scoring.Verdict
 	Replay  *replayResult
 	Problem *mailbox.Problem // set for an input that could not be read
+	// env and id are what the replay charges the message with.
+	env *scoring.Envelope
+	id  scoring.Identity
 }
 
 // isMessage reports whether the record is a scanned message (not a problem).
@@ -153,37 +155,23 @@ func problemRecord(seq int, p *mailbox.Problem) *record {
 	return &record{Seq: seq, Source: p.Source, Offset: p.Offset, Problem: p}
 }
 
-// worker owns one engine. With --now received the engine's clock reads
-// the worker's now field, which the worker sets before each message: the
-// engine reads its clock only inside the call, on the calling goroutine,
-// so no other goroutine ever sees it.
+// worker evaluates messages on one goroutine with the scan's shared engine
+// (which is safe for concurrent use); it caches the accounts
+// --account-from-sender makes up.
 type worker struct {
-	s      *scan
-	engine *scoring.Engine
-	now    time.Time
-	adhoc  map[string]*identity.Account // --account-from-sender accounts by From domain
+	s     *scan
+	adhoc map[string]*identity.Account // --account-from-sender accounts by sender headers
 }
 
 func (s *scan) newWorker() *worker {
-	w := &worker{s: s, adhoc: make(map[string]*identity.Account)}
-	opts := s.engineOpt
-	switch s.clock {
-	case clockFixed:
-		fixed := s.fixedNow
-		opts.Now = func() time.Time { return fixed }
-	case clockReceived:
-		opts.Now = func() time.Time { return w.now }
-	}
-	// No DNS offline, and no limiter: rates are replayed apart, in Date order.
-	opts.Resolver = nil
-	w.engine = scoring.NewEngine(s.dir, nil, opts)
-	return w
+	return &worker{s: s, adhoc: make(map[string]*identity.Account)}
 }
 
 // process evaluates one message.
 func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *record {
+	s := w.s
 	r := &record{Seq: seq, Source: m.Source, Offset: m.Offset, Format: m.Format, Size: m.Size(), Truncated: m.Truncated}
-	msg, err := parseRaw(m.Data, w.s.bodyCap)
+	msg, err := scoring.ParseMessage(bytes.NewReader(m.Data), s.bodyCap)
 	if err != nil {
 		r.Problem = &mailbox.Problem{Source: m.Source, Offset: m.Offset, InMbox: m.Format == mailbox.Mbox, Kind: mailbox.NoHeaders, Err: err}
 		return r
@@ -191,47 +179,61 @@ func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *reco
 	msg.BodySize += m.Skipped
 	msg.BodyTruncated = msg.BodyTruncated || m.Skipped > 0
 
-	newest, hasNewest := mailbox.NewestReceived(msg.Headers)
-	env := &scoring.Envelope{MailFrom: envelopeSender(msg, m.EnvelopeFrom)}
-	r.EnvelopeFrom = env.MailFrom
-	if w.s.opts.AsReceived {
-		msg.Headers = mailbox.StripTrace(msg.Headers, w.s.cfg.Rules.OwnMTAs)
+	// The envelope, and the message's own time: as the corpus quality test
+	// sees received mail (scoring.AsReceivedAt), or as a sent message.
+	var env *scoring.Envelope
+	var received *identity.Account // the account AsReceived makes up
+	var sent time.Time
+	if s.opts.AsReceived {
+		rs := scoring.AsReceivedAt(msg, "", time.Time{}, s.cfg.Rules.OwnMTAs)
+		env, received, sent = rs.Env, rs.Account, rs.Now
+	} else {
+		env = &scoring.Envelope{MailFrom: envelopeSender(msg, m.EnvelopeFrom), Rcpts: recipients(msg)}
 	}
+	r.EnvelopeFrom, r.Recipients = env.MailFrom, env.Rcpts
 	r.From = firstAddress(msg.Get("From"))
-	if t, ok := mailbox.ParseDate(msg.Get("Date")); ok {
-		r.Date = t.UTC()
-	}
+	r.Date = parseDate(msg.Get("Date"))
 	r.MessageID = strings.TrimSpace(msg.Get("Message-Id"))
-	env.Rcpts = recipients(msg)
-	r.Recipients = env.Rcpts
+	switch s.clock {
+	case clockFixed:
+		env.Time = s.fixedNow
+	case clockReceived:
+		if !s.opts.AsReceived {
+			sent = r.Date
+			if t, ok := scoring.ReceivedTime(msg.Headers); ok {
+				sent = t
+			}
+		}
+		env.Time = sent // zero (no time in the message): the current time
+	}
 
-	switch {
-	case hasNewest:
-		w.now = newest
-	case !r.Date.IsZero():
-		w.now = r.Date
-	default:
-		w.now = time.Now()
-	}
-	id := w.identify(env, msg, r.From)
-	r.Rules = w.engine.CheckMessage(ctx, env, msg, id)
+	id := w.identify(env, msg, r.From, received)
+	r.Rules = s.engine.CheckMessage(ctx, env, msg, id)
 	r.Verdict = r.Rules
-	r.Account = id.Name()
-	if r.Account == "" {
-		r.Account = w.engine.Identify(env).Name()
+	if id.Account == nil {
+		id = s.engine.Identify(env)
 	}
+	r.env, r.id, r.Account = env, id, id.Name()
 	return r
 }
 
-// parseRaw turns a raw message into what the rules see. It is the one
-// place that names the parser: mailbox.ParseBytes, or equally
-// mailbox.ParseMessage(bytes.NewReader(data), bodyCap) (one copy more).
-func parseRaw(data []byte, bodyCap int64) (*scoring.Message, error) {
-	return mailbox.ParseBytes(data, bodyCap)
+// parseDate reads a Date header value; the zero time when it is missing
+// or unreadable.
+func parseDate(v string) time.Time {
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := mail.ParseDate(strings.TrimSpace(strings.ReplaceAll(v, "\n", "")))
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
-// identify picks the account a message is scanned as.
-func (w *worker) identify(env *scoring.Envelope, msg *scoring.Message, from string) scoring.Identity {
+// identify picks the account a message is scanned as. received is the
+// account scoring.AsReceived made up for the message (--as-received), which
+// --account-from-sender uses when no configured account owns the domain.
+func (w *worker) identify(env *scoring.Envelope, msg *scoring.Message, from string, received *identity.Account) scoring.Identity {
 	s := w.s
 	switch {
 	case s.fixed != nil:
@@ -248,7 +250,12 @@ func (w *worker) identify(env *scoring.Envelope, msg *scoring.Message, from stri
 				return scoring.Identity{Account: a, How: identity.ByLogin}
 			}
 		}
-		a := w.adhocAccount(domain, env, msg)
+		a := received
+		if a != nil {
+			a.Name, a.AdHoc = adhocName(domain), true
+		} else {
+			a = w.adhocAccount(domain, env, msg)
+		}
 		env.AuthLogin = a.Name
 		return scoring.Identity{Account: a, How: identity.ByLogin}
 	}
@@ -272,10 +279,7 @@ func (w *worker) identify(env *scoring.Envelope, msg *scoring.Message, from stri
 // configured account owns: it may send as every domain the message itself
 // names as its author or sender, so that only content rules judge.
 func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring.Message) *identity.Account {
-	name := "sender:" + domain
-	if domain == "" {
-		name = "sender:unknown"
-	}
+	name := adhocName(domain)
 	// The raw header values are the cache key: parsing them costs more
 	// than the lookup, and senders repeat.
 	var key strings.Builder
@@ -316,6 +320,14 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 	}
 	w.adhoc[key.String()] = a
 	return a
+}
+
+// adhocName names the made-up account of a sender domain.
+func adhocName(domain string) string {
+	if domain == "" {
+		return "sender:unknown"
+	}
+	return "sender:" + domain
 }
 
 // adhocHeaders name the authors and senders an ad-hoc account may use.
@@ -372,38 +384,6 @@ func recipients(msg *scoring.Message) []string {
 					out = append(out, addr)
 				}
 			}
-		}
-	}
-	return out
-}
-
-// configuredAccounts lists the directory's accounts by name: those of the
-// config and those that sender login maps add.
-func configuredAccounts(cfg *config.Config, dir *identity.Directory) []*identity.Account {
-	names := make(map[string]bool)
-	for name := range cfg.Identity.Accounts {
-		names[name] = true
-	}
-	for _, path := range cfg.Identity.SenderLoginMaps {
-		entries, err := identity.ReadLoginMapFile(path)
-		if err != nil {
-			continue // app.Directory already read it successfully
-		}
-		for _, e := range entries {
-			for _, l := range e.Logins {
-				names[strings.ToLower(l)] = true
-			}
-		}
-	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
-	}
-	sort.Strings(sorted)
-	var out []*identity.Account
-	for _, n := range sorted {
-		if a := dir.Account(n); a != nil {
-			out = append(out, a)
 		}
 	}
 	return out
