@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 const testdata = "../../testdata/mailboxes"
@@ -50,7 +52,7 @@ func equal(t *testing.T, what string, got, want []string) {
 
 func bodyOf(t *testing.T, m *Message) string {
 	t.Helper()
-	pm, err := ParseMessage(bytes.NewReader(m.Data), 1<<20)
+	pm, err := scoring.ParseMessage(bytes.NewReader(m.Data), 1<<20)
 	if err != nil {
 		t.Fatalf("%s: %v", m.Where(), err)
 	}
@@ -177,41 +179,12 @@ func TestBodyCapAndSize(t *testing.T) {
 	if m.Size() != int64(len("Subject: big\n\n")+len(body)) || m.Skipped != int64(len(body)-100) {
 		t.Errorf("size %d skipped %d", m.Size(), m.Skipped)
 	}
-	pm, err := ParseMessage(bytes.NewReader(m.Data), 100)
+	pm, err := scoring.ParseMessage(bytes.NewReader(m.Data), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pm.Body) != 100 || pm.BodySize != 100 {
 		t.Errorf("body %d bytes, size %d", len(pm.Body), pm.BodySize)
-	}
-}
-
-func TestParseMessage(t *testing.T) {
-	raw := "Received: from a\r\n\tby b; Fri, 20 Nov 2026 10:00:00 +0000\r\nFrom:  Alice <a@example.com>\r\nSubject : hi\r\n\r\nbody line\r\n"
-	for _, r := range []interface {
-		Read([]byte) (int, error)
-	}{strings.NewReader(raw), bytes.NewReader([]byte(raw))} {
-		m, err := ParseMessage(r, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := []string{"Received=from a\r\n\tby b; Fri, 20 Nov 2026 10:00:00 +0000", "From=Alice <a@example.com>", "Subject=hi"}
-		var got []string
-		for _, h := range m.Headers {
-			got = append(got, h.Name+"="+h.Value)
-		}
-		equal(t, "headers", got, want)
-		if string(m.Body) != "body" || m.BodySize != 11 || !m.BodyTruncated {
-			t.Errorf("body %q size %d truncated %v", m.Body, m.BodySize, m.BodyTruncated)
-		}
-	}
-	if _, err := ParseMessage(strings.NewReader("just text\n"), 10); err != ErrNoHeaders {
-		t.Errorf("no headers: err = %v", err)
-	}
-	// A non-header line ends the header block and stays in the body.
-	m, err := ParseMessage(strings.NewReader("Subject: x\nnot a header\nmore\n"), 100)
-	if err != nil || len(m.Headers) != 1 || string(m.Body) != "not a header\nmore\n" {
-		t.Errorf("lenient header end: %v %+v", err, m)
 	}
 }
 
