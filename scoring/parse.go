@@ -23,70 +23,190 @@ var ErrNoHeader = errors.New("no header field at start of message")
 // a field starts the body). Memory stays bounded: a header line is cut at
 // MaxHeaderLine bytes and headers past MaxHeaderSection bytes are dropped.
 // It fails only when there is no header at all or the reader fails.
+//
+// It reads the header section (within those bounds) and the body sample
+// into memory and parses them with ParseBytes, the one parser.
 func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	br := bufio.NewReader(r)
-	m := &Message{}
-	first := true
-	cur := -1     // index of the header being read
-	prevEOL := "" // line end of its last line, kept when it is folded
-	var bodyStart []byte
+	var buf []byte
 	headerBytes := 0
-	for {
-		line, err := readCappedLine(br, MaxHeaderLine)
+	haveField := false
+	for first := true; ; first = false {
+		line, eol, err := readCappedLine(br, MaxHeaderLine)
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("reading message header: %w", err)
 		}
-		if len(line) == 0 && err != nil {
-			break
+		if len(line) == 0 && eol == "" {
+			break // end of input
 		}
-		if headerBytes += len(line); headerBytes > MaxHeaderSection {
+		if headerBytes += len(line) + len(eol); headerBytes > MaxHeaderSection {
 			if err := skipHeaderSection(br); err != nil {
 				return nil, fmt.Errorf("reading message header: %w", err)
 			}
+			buf = append(buf, '\n') // the section ends here for ParseBytes
 			break
 		}
-		content := trimEOL(line)
-		if first && bytes.HasPrefix(line, []byte("From ")) {
-			first = false
-			continue // mbox separator
+		buf = append(append(buf, line...), eol...)
+		if len(line) == 0 || err != nil {
+			break // blank line or end of input
 		}
-		first = false
-		if len(content) == 0 {
-			break // end of header section
+		field, more := sectionLine(line, first, haveField)
+		if !more {
+			break // the first body line
 		}
-		if (content[0] == ' ' || content[0] == '\t') && cur >= 0 {
-			m.Headers[cur].Value += prevEOL + string(content)
-		} else {
-			colon := bytes.IndexByte(content, ':')
-			if colon <= 0 || !validFieldName(content[:colon]) {
-				bodyStart = line // not a field: the body starts here
+		haveField = haveField || field
+	}
+	if bodyCap < 0 {
+		bodyCap = 0
+	}
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(io.LimitReader(br, bodyCap)); err != nil {
+		return nil, fmt.Errorf("reading message body: %w", err)
+	}
+	rest, err := io.Copy(io.Discard, br)
+	if err != nil {
+		return nil, fmt.Errorf("reading message body: %w", err)
+	}
+	m, err := ParseBytes(b.Bytes(), bodyCap)
+	if err != nil {
+		return nil, err
+	}
+	m.BodySize += rest
+	m.BodyTruncated = m.BodyTruncated || rest > 0
+	return m, nil
+}
+
+// sectionLine classifies a non-blank line of the header section (without
+// its line end): more reports whether the section goes on with it (a field,
+// a continuation of one, or the mbox "From " line when first), field
+// whether it starts a field.
+func sectionLine(line []byte, first, haveField bool) (field, more bool) {
+	if first && bytes.HasPrefix(line, []byte("From ")) {
+		return false, true
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return false, haveField
+	}
+	colon := bytes.IndexByte(line, ':')
+	ok := colon > 0 && validFieldName(line[:colon])
+	return ok, ok
+}
+
+// ParseBytes is ParseMessage for a message held in memory, without copying
+// it: the body sample is a slice of data (the caller must not change data
+// afterwards) and every header name and value is a substring of one string
+// made of the header section. The same bounds apply: a header line is cut
+// at MaxHeaderLine bytes and headers past MaxHeaderSection bytes of header
+// section are dropped.
+func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
+	// Pass 1: find the end of the header section and whether a line needs
+	// cutting.
+	pos, bodyStart, sectionEnd := 0, len(data), len(data)
+	headerBytes, haveField, cut := 0, false, false
+	for pos < len(data) {
+		end := len(data)
+		if nl := bytes.IndexByte(data[pos:], '\n'); nl >= 0 {
+			end = pos + nl + 1
+		}
+		line := trimEOL(data[pos:end])
+		if len(line) > MaxHeaderLine {
+			cut = true
+		}
+		if headerBytes += min(len(line), MaxHeaderLine) + (end - pos - len(line)); headerBytes > MaxHeaderSection {
+			sectionEnd, bodyStart = pos, blankLineAfter(data, pos)
+			break
+		}
+		if len(line) == 0 {
+			sectionEnd, bodyStart = pos, end
+			break
+		}
+		field, more := sectionLine(line, pos == 0, haveField)
+		if !more {
+			sectionEnd, bodyStart = pos, pos
+			break
+		}
+		haveField = haveField || field
+		pos = end
+	}
+	section := data[:sectionEnd]
+	if cut {
+		section = cutLongLines(section)
+	}
+	block := string(section)
+
+	// Pass 2: split the section into fields.
+	m := &Message{Headers: make([]Header, 0, 24)}
+	for i := 0; i < len(block); {
+		end := i
+		for {
+			nl := strings.IndexByte(block[end:], '\n')
+			if nl < 0 {
+				end = len(block)
 				break
 			}
-			m.Headers = append(m.Headers, Header{Name: string(content[:colon]), Value: strings.TrimLeft(string(content[colon+1:]), " \t")})
-			cur = len(m.Headers) - 1
+			end += nl + 1
+			if end >= len(block) || (block[end] != ' ' && block[end] != '\t') {
+				break
+			}
 		}
-		prevEOL = lineEnd(line)
-		if err != nil {
-			break
+		field := block[i:end]
+		first := i == 0
+		i = end
+		field = strings.TrimSuffix(strings.TrimSuffix(field, "\n"), "\r")
+		if first && strings.HasPrefix(field, "From ") {
+			continue // mbox separator (a continuation of it is dropped with it)
 		}
+		colon := strings.IndexByte(field, ':')
+		if colon <= 0 {
+			continue
+		}
+		m.Headers = append(m.Headers, Header{Name: field[:colon], Value: strings.TrimLeft(field[colon+1:], " \t")})
 	}
 	if len(m.Headers) == 0 {
 		return nil, ErrNoHeader
 	}
-	body := io.MultiReader(bytes.NewReader(bodyStart), br)
 	if bodyCap < 0 {
 		bodyCap = 0
 	}
-	sample, err := io.ReadAll(io.LimitReader(body, bodyCap))
-	if err != nil {
-		return nil, fmt.Errorf("reading message body: %w", err)
+	body := data[bodyStart:]
+	m.BodySize = int64(len(body))
+	if int64(len(body)) > bodyCap {
+		body, m.BodyTruncated = body[:bodyCap], true
 	}
-	rest, err := io.Copy(io.Discard, body)
-	if err != nil {
-		return nil, fmt.Errorf("reading message body: %w", err)
-	}
-	m.Body, m.BodySize, m.BodyTruncated = sample, int64(len(sample))+rest, rest > 0
+	m.Body = body[:len(body):len(body)]
 	return m, nil
+}
+
+// blankLineAfter returns where the body starts when the header section is
+// cut at pos: after the next blank line, or at the end of data.
+func blankLineAfter(data []byte, pos int) int {
+	for pos < len(data) {
+		end := len(data)
+		if nl := bytes.IndexByte(data[pos:], '\n'); nl >= 0 {
+			end = pos + nl + 1
+		}
+		if len(trimEOL(data[pos:end])) == 0 {
+			return end
+		}
+		pos = end
+	}
+	return len(data)
+}
+
+// cutLongLines returns a copy of a header section with every line cut to
+// MaxHeaderLine bytes (line ends kept).
+func cutLongLines(section []byte) []byte {
+	out := make([]byte, 0, len(section))
+	for len(section) > 0 {
+		end := len(section)
+		if nl := bytes.IndexByte(section, '\n'); nl >= 0 {
+			end = nl + 1
+		}
+		line := trimEOL(section[:end])
+		out = append(append(out, line[:min(len(line), MaxHeaderLine)]...), section[len(line):end]...)
+		section = section[end:]
+	}
+	return out
 }
 
 // Limits of ParseMessage on the header section.
@@ -95,18 +215,33 @@ const (
 	MaxHeaderSection = 4 << 20   // bytes of header section parsed
 )
 
-// readCappedLine reads one line (with its line end) and keeps at most limit
-// bytes of it; the rest of a longer line is read and dropped.
-func readCappedLine(br *bufio.Reader, limit int) ([]byte, error) {
-	var line []byte
+// readCappedLine reads one line and returns at most limit bytes of it
+// without its line end, and the line end ("\r\n", "\n", or "" at the end
+// of input); the rest of a longer line is read and dropped.
+func readCappedLine(br *bufio.Reader, limit int) (line []byte, eol string, err error) {
+	var prev byte // last byte of the previous fragment
 	for {
 		frag, err := br.ReadSlice('\n')
-		if room := limit - len(line); room > 0 {
+		if room := limit + 2 - len(line); room > 0 {
 			line = append(line, frag[:min(room, len(frag))]...)
 		}
-		if err != bufio.ErrBufferFull {
-			return line, err
+		if err == bufio.ErrBufferFull {
+			prev = frag[len(frag)-1]
+			continue
 		}
+		if n := len(frag); n > 0 && frag[n-1] == '\n' {
+			before := prev
+			if n >= 2 {
+				before = frag[n-2]
+			}
+			eol = "\n"
+			line = bytes.TrimSuffix(line, []byte("\n"))
+			if before == '\r' {
+				eol = "\r\n"
+				line = bytes.TrimSuffix(line, []byte("\r"))
+			}
+		}
+		return line[:min(len(line), limit)], eol, err
 	}
 }
 
@@ -114,8 +249,8 @@ func readCappedLine(br *bufio.Reader, limit int) ([]byte, error) {
 // and including the blank line that ends it.
 func skipHeaderSection(br *bufio.Reader) error {
 	for {
-		line, err := readCappedLine(br, 2)
-		if len(line) > 0 && (line[0] == '\n' || line[0] == '\r' && len(line) > 1 && line[1] == '\n') {
+		line, eol, err := readCappedLine(br, 1)
+		if len(line) == 0 && eol != "" {
 			return nil
 		}
 		if err == io.EOF {
@@ -125,17 +260,6 @@ func skipHeaderSection(br *bufio.Reader) error {
 			return err
 		}
 	}
-}
-
-// lineEnd returns the line end a line was read with ("\r\n" when none).
-func lineEnd(line []byte) string {
-	if bytes.HasSuffix(line, []byte("\r\n")) {
-		return "\r\n"
-	}
-	if bytes.HasSuffix(line, []byte("\n")) {
-		return "\n"
-	}
-	return "\r\n"
 }
 
 func trimEOL(line []byte) []byte {
@@ -212,12 +336,12 @@ func StripTrace(headers []Header) (kept, trace []Header) {
 // such a header it is StripTrace.
 func StripTraceAt(headers []Header, ownMTAs []string) (kept, trace []Header) {
 	entry := -1
-	for i, h := range headers {
-		if !strings.EqualFold(h.Name, "Received") {
-			continue
-		}
-		if host := receivedBy(h.Value); host != "" {
-			if _, ok := hostMatches(host, normalizedHosts(ownMTAs)); ok {
+	if mtas := normalizedHosts(ownMTAs); len(mtas) > 0 {
+		for i, h := range headers {
+			if !strings.EqualFold(h.Name, "Received") {
+				continue
+			}
+			if _, ok := hostMatches(receivedBy(h.Value), mtas); ok {
 				entry = i
 			}
 		}
@@ -251,7 +375,7 @@ func ReceivedTime(headers []Header) (time.Time, bool) {
 		if semi < 0 {
 			continue
 		}
-		if t, err := mail.ParseDate(strings.TrimSpace(unfold(h.Value[semi+1:]))); err == nil {
+		if t, err := ParseDate(h.Value[semi+1:]); err == nil {
 			return t, true
 		}
 	}
@@ -265,4 +389,20 @@ func unfold(v string) string {
 	}
 	v = strings.ReplaceAll(v, "\r\n", "")
 	return strings.ReplaceAll(v, "\n", "")
+}
+
+// dateLayout is the form nearly every Date and Received time stamp takes.
+const dateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
+
+// ParseDate parses an RFC 5322 date-time as net/mail.ParseDate does, after
+// unfolding and trimming it. The common form is tried first: net/mail tries
+// its layouts in turn, and every failed attempt costs an error allocation.
+func ParseDate(v string) (time.Time, error) {
+	v = strings.TrimSpace(unfold(v))
+	if len(v) > 4 && v[3] == ',' && !strings.ContainsAny(v, "(\r\n") {
+		if t, err := time.Parse(dateLayout, v); err == nil {
+			return t, nil
+		}
+	}
+	return mail.ParseDate(v)
 }

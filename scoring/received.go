@@ -1,7 +1,6 @@
 package scoring
 
 import (
-	"net/mail"
 	"strings"
 	"time"
 
@@ -39,7 +38,7 @@ func AsReceived(msg *Message, login string, fallback time.Time) Resubmission {
 func AsReceivedAt(msg *Message, login string, fallback time.Time, ownMTAs []string) Resubmission {
 	now, ok := ReceivedTime(msg.Headers)
 	if !ok {
-		if t, err := mail.ParseDate(strings.TrimSpace(unfold(msg.Get("Date")))); err == nil {
+		if t, err := ParseDate(msg.Get("Date")); err == nil {
 			now = t
 		} else {
 			now = fallback

@@ -2,7 +2,6 @@ package scoring
 
 import (
 	"fmt"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -374,8 +373,8 @@ func dkimState(results []DKIMResult, d string) string {
 func (c *Check) date() (time.Time, bool) {
 	if !c.dateParsed {
 		c.dateParsed = true
-		if v := strings.TrimSpace(unfold(c.Msg.Get("Date"))); v != "" {
-			t, err := mail.ParseDate(v)
+		if v := c.Msg.Get("Date"); strings.TrimSpace(v) != "" {
+			t, err := ParseDate(v)
 			c.dateValue, c.dateOK = t, err == nil
 		}
 	}

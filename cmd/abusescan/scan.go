@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -171,7 +170,7 @@ func (s *scan) newWorker() *worker {
 func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *record {
 	s := w.s
 	r := &record{Seq: seq, Source: m.Source, Offset: m.Offset, Format: m.Format, Size: m.Size(), Truncated: m.Truncated}
-	msg, err := scoring.ParseMessage(bytes.NewReader(m.Data), s.bodyCap)
+	msg, err := scoring.ParseBytes(m.Data, s.bodyCap) // m.Data is ours: no copy
 	if err != nil {
 		r.Problem = &mailbox.Problem{Source: m.Source, Offset: m.Offset, InMbox: m.Format == mailbox.Mbox, Kind: mailbox.NoHeaders, Err: err}
 		return r
@@ -223,7 +222,7 @@ func parseDate(v string) time.Time {
 	if v == "" {
 		return time.Time{}
 	}
-	t, err := mail.ParseDate(strings.TrimSpace(strings.ReplaceAll(v, "\n", "")))
+	t, err := scoring.ParseDate(v)
 	if err != nil {
 		return time.Time{}
 	}
