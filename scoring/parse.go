@@ -299,12 +299,25 @@ var traceHeaderPrefixes = []string{"arc-", "x-spam-", "x-amavis", "x-mailscanner
 // IsTraceHeader reports whether a header field is one that receiving
 // servers add (see StripTrace).
 func IsTraceHeader(name string) bool {
-	n := strings.ToLower(name)
-	if traceHeaders[n] {
+	// Lowercased on the stack: this runs for every header of every message
+	// the offline scanner reads.
+	var buf [64]byte
+	if len(name) > len(buf) {
+		name = strings.ToLower(name)
+	}
+	lower := buf[:0]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower = append(lower, c)
+	}
+	if traceHeaders[string(lower)] {
 		return true
 	}
 	for _, p := range traceHeaderPrefixes {
-		if strings.HasPrefix(n, p) {
+		if len(lower) >= len(p) && string(lower[:len(p)]) == p {
 			return true
 		}
 	}
@@ -399,10 +412,24 @@ const dateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
 // its layouts in turn, and every failed attempt costs an error allocation.
 func ParseDate(v string) (time.Time, error) {
 	v = strings.TrimSpace(unfold(v))
-	if len(v) > 4 && v[3] == ',' && !strings.ContainsAny(v, "(\r\n") {
-		if t, err := time.Parse(dateLayout, v); err == nil {
+	if len(v) > 4 && v[3] == ',' && !strings.ContainsRune(v, '\r') {
+		if t, err := time.Parse(dateLayout, withoutComment(v)); err == nil {
 			return t, nil
 		}
 	}
 	return mail.ParseDate(v)
+}
+
+// withoutComment drops one trailing comment such as " (PDT)", which
+// net/mail ignores; the value itself when it has another comment or a
+// parenthesis elsewhere (net/mail then decides).
+func withoutComment(v string) string {
+	open := strings.IndexByte(v, '(')
+	if open < 0 {
+		return v
+	}
+	if v[len(v)-1] != ')' || strings.ContainsAny(v[open+1:len(v)-1], "()\\") {
+		return v + "(" // cannot parse: net/mail decides
+	}
+	return strings.TrimRight(v[:open], " \t")
 }

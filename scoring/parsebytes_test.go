@@ -123,7 +123,8 @@ func TestParseDateAgreesWithNetMail(t *testing.T) {
 		"Thu, 22 Aug 2002 10:00:00 -0700", " Thu, 22 Aug 2002 10:00:00 -0700 (PDT)", "Thu, 2 Aug 2002 10:00:00 +0000",
 		"22 Aug 2002 17:00:00 +0000", "Thu, 22 Aug 02 10:00:00 -0700", "Thu, 22 Aug 2002 10:00 GMT",
 		"Thu,\n\t22 Aug 2002 10:00:00 -0700", "Xyz, 22 Aug 2002 10:00:00 -0700", "Thu, 31 Feb 2002 10:00:00 -0700",
-		"Thu, 22 Aug 2002 10:00:00 -0700 trailing", "Thu, 22 Aug 2002 25:00:00 -0700", "", "yesterday",
+		"Thu, 22 Aug 2002 10:00:00 -0700 trailing", "Thu, 22 Aug 2002 10:00:00 -0700 (PDT) (x)", "Thu, 22 Aug 2002 10:00:00 -0700 (P(D)T)",
+		"Thu, 22 Aug 2002 10:00:00 -0700 (PDT", "Thu, 22 Aug 2002 10:00:00 -0700 (a\\)", "Thu, 22 Aug 2002 10:00:00 (PDT) -0700", "Thu, 22 Aug 2002 10:00:00 -0700 x (PDT)", "Thu, 22 Aug 2002 25:00:00 -0700", "", "yesterday",
 	} {
 		got, err := scoring.ParseDate(v)
 		want, werr := mail.ParseDate(strings.TrimSpace(strings.ReplaceAll(v, "\n", "")))
