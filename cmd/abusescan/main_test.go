@@ -455,3 +455,54 @@ func TestHeaderlessMessageInMbox(t *testing.T) {
 		t.Errorf("problem list %+v, stderr %s", r.summary.Listed, r.stderr)
 	}
 }
+
+// TestDNSOnlyWhenAsked: without --dns the engine gets no resolver, even
+// when the config enables DNS; --dns builds the config's resolver. No scan
+// runs with it, so no query is made.
+func TestDNSOnlyWhenAsked(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "dns.yaml")
+	if err := os.WriteFile(cfg, []byte("dns:\n  enabled: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := scanOpts(mb("sent.mbox"))
+	o.ConfigPath = cfg
+	s, err := newScan(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.resolver != nil {
+		t.Errorf("resolver %T without --dns", s.resolver)
+	}
+	var errb bytes.Buffer
+	parsed, err := parseArgs([]string{"--dns", "x.mbox"}, &errb)
+	if err != nil || !parsed.DNS {
+		t.Fatalf("parseArgs --dns: %+v %v", parsed, err)
+	}
+	o.DNS = true
+	if s, err = newScan(o); err != nil || s.resolver == nil {
+		t.Errorf("--dns: resolver %v, err %v", s.resolver, err)
+	}
+}
+
+// TestAsReceivedAccountFromSender: received mail from a domain no account
+// owns is judged as scoring.AsReceived makes it up (the corpus test's
+// account: From domain and Sender), named after the domain.
+func TestAsReceivedAccountFromSender(t *testing.T) {
+	msg := "Return-Path: <bounce@lists.example.org>\nReceived: from a by mx.example.net; Fri, 20 Nov 2026 11:00:05 +0000\n" +
+		"From: Carol <carol@other.test>\nSender: agent@mailer.test\nTo: bob@example.net\nDate: Fri, 20 Nov 2026 11:00:00 +0000\n" +
+		"Message-ID: <1@other.test>\nSubject: hi\n\nbody\n"
+	path := filepath.Join(t.TempDir(), "carol.eml")
+	if err := os.WriteFile(path, []byte(msg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := scanOpts(path)
+	o.AccountFromSender, o.AsReceived, o.Now = true, true, "received"
+	r := runScan(t, o)
+	if len(r.messages) != 1 {
+		t.Fatalf("messages %+v", r.messages)
+	}
+	m := r.messages[0]
+	if m.Account != "sender:other.test" || m.Verdict != "accept" || m.EnvelopeFrom != "carol@other.test" {
+		t.Errorf("got account %q verdict %s %v envelope from %q; want sender:other.test, accept, carol@other.test (From, not Return-Path)", m.Account, m.Verdict, m.Rules, m.EnvelopeFrom)
+	}
+}
