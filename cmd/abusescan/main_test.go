@@ -78,6 +78,17 @@ func verdicts(ms []jsonMessage) []string {
 	return out
 }
 
+// tempFile writes data to a file of that name in a fresh temporary
+// directory and returns its path.
+func tempFile(t *testing.T, name, data string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func check(t *testing.T, what string, got, want []string) {
 	t.Helper()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -269,10 +280,7 @@ func TestAsReceivedAndClock(t *testing.T) {
 		fmt.Fprintf(&mbox, "From a@example.com Thu Jan  1 00:00:00 2026\nReceived: from x by mx.example.net; %s\nFrom: a@example.com\n\nbody %d\n\n", at.Format(time.RFC1123Z), i)
 		want = append(want, at.Format(time.RFC3339)+" From")
 	}
-	path := filepath.Join(t.TempDir(), "clock.mbox")
-	if err := os.WriteFile(path, []byte(mbox.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := tempFile(t, "clock.mbox", mbox.String())
 	o = scanOpts(path)
 	o.AsReceived, o.Now, o.Jobs, o.AccountFromSender = true, "received", 4, true
 	check(t, "per-message clock", probe(t, o), want)
@@ -295,10 +303,7 @@ func TestAccountFromSender(t *testing.T) {
 }
 
 func TestExitCodesAndUsage(t *testing.T) {
-	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	if err := os.WriteFile(bad, []byte("mode: loud\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	bad := tempFile(t, "bad.yaml", "mode: loud\n")
 	for _, tc := range []struct {
 		name string
 		mod  func(*options)
@@ -420,11 +425,7 @@ func TestGoldenFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	noStrikes := filepath.Join(t.TempDir(), "config.yaml")
-	data := strings.Replace(string(cfg), "threshold: 2", "threshold: 0", 1)
-	if err := os.WriteFile(noStrikes, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	noStrikes := tempFile(t, "config.yaml", strings.Replace(string(cfg), "threshold: 2", "threshold: 0", 1))
 	for _, format := range []string{"json", "csv"} {
 		o := scanOpts(mb("mixed"), mb("burst.mbox"))
 		o.ConfigPath, o.Account, o.Format, o.ReplayRates = noStrikes, "alice", format, true
@@ -440,10 +441,7 @@ func TestHeaderlessMessageInMbox(t *testing.T) {
 	box := "From alice@example.com Fri Nov 20 10:00:00 2026\nFrom: alice@example.com\n\none\n\n" +
 		"From alice@example.com Fri Nov 20 10:01:00 2026\nthis message has no header block\n\n" +
 		"From alice@example.com Fri Nov 20 10:02:00 2026\nFrom: Bank <alerts@bank.example>\n\nthree\n\n"
-	path := filepath.Join(t.TempDir(), "box")
-	if err := os.WriteFile(path, []byte(box), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := tempFile(t, "box", box)
 	o := scanOpts(path)
 	o.Account = "alice"
 	r := runScan(t, o)
@@ -460,10 +458,7 @@ func TestHeaderlessMessageInMbox(t *testing.T) {
 // when the config enables DNS; --dns builds the config's resolver. No scan
 // runs with it, so no query is made.
 func TestDNSOnlyWhenAsked(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "dns.yaml")
-	if err := os.WriteFile(cfg, []byte("dns:\n  enabled: true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tempFile(t, "dns.yaml", "dns:\n  enabled: true\n")
 	o := scanOpts(mb("sent.mbox"))
 	o.ConfigPath = cfg
 	s, err := newScan(o)
@@ -491,10 +486,7 @@ func TestAsReceivedAccountFromSender(t *testing.T) {
 	msg := "Return-Path: <bounce@lists.example.org>\nReceived: from a by mx.example.net; Fri, 20 Nov 2026 11:00:05 +0000\n" +
 		"From: Carol <carol@other.test>\nSender: agent@mailer.test\nTo: bob@example.net\nDate: Fri, 20 Nov 2026 11:00:00 +0000\n" +
 		"Message-ID: <1@other.test>\nSubject: hi\n\nbody\n"
-	path := filepath.Join(t.TempDir(), "carol.eml")
-	if err := os.WriteFile(path, []byte(msg), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := tempFile(t, "carol.eml", msg)
 	o := scanOpts(path)
 	o.AccountFromSender, o.AsReceived, o.Now = true, true, "received"
 	r := runScan(t, o)
