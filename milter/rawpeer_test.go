@@ -232,7 +232,7 @@ func (c *stdLogCapture) String() string {
 	return c.buf.String()
 }
 
-func captureStdLog(t *testing.T) *stdLogCapture {
+func captureStdLog(t testing.TB) *stdLogCapture {
 	c := &stdLogCapture{}
 	prevOut, prevFlags := log.Writer(), log.Flags()
 	log.SetOutput(c)
