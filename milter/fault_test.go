@@ -2,6 +2,7 @@ package milter_test
 
 import (
 	"encoding/binary"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -32,9 +33,26 @@ func expectHealthy(t *testing.T, h *harness) {
 	s.Close()
 }
 
-// faultHarness starts a server and returns it with the goroutine count to
-// come back to once its fault sessions are gone.
-func faultHarness(t *testing.T, opts milter.Options) (*harness, int) {
+// baseline is what a server uses when idle: goroutines and live heap.
+type baseline struct {
+	goroutines int
+	heap       uint64
+}
+
+// heapSlack is how much more live heap than at the baseline a test may
+// hold after a fault (its own buffers, logs of the decisions).
+const heapSlack = 8 << 20
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// faultHarness starts a server and returns it with the goroutine count and
+// live heap to come back to once its fault sessions are gone.
+func faultHarness(t *testing.T, opts milter.Options) (*harness, baseline) {
 	t.Helper()
 	if opts.Engine == nil {
 		opts.Engine = newEngine(t, baseConfig)
@@ -44,19 +62,24 @@ func faultHarness(t *testing.T, opts milter.Options) (*harness, int) {
 	// goroutines exist before the baseline is taken.
 	expectHealthy(t, h)
 	waitSessions(t, h)
-	return h, runtime.NumGoroutine()
+	return h, baseline{goroutines: runtime.NumGoroutine(), heap: liveHeap()}
 }
 
-// afterFault checks that the fault left nothing behind and the milter still
-// decides right.
-func afterFault(t *testing.T, h *harness, baseline int, logs *stdLogCapture) {
+// afterFault checks that the fault left nothing behind (sessions,
+// goroutines, live heap) and that the milter still decides right.
+func afterFault(t *testing.T, h *harness, base baseline, logs *stdLogCapture) {
 	t.Helper()
 	waitSessions(t, h)
-	waitGoroutines(t, baseline)
+	waitGoroutines(t, base.goroutines)
+	heap := liveHeap()
+	if heap > base.heap+heapSlack {
+		t.Fatalf("live heap %d bytes after the fault, %d before: more than %d left behind", heap, base.heap, heapSlack)
+	}
+	t.Logf("after the fault: goroutines back to %d, live heap %+d KiB", base.goroutines, (int64(heap)-int64(base.heap))/1024)
 	logs.noPanics(t)
 	expectHealthy(t, h)
 	waitSessions(t, h)
-	waitGoroutines(t, baseline)
+	waitGoroutines(t, base.goroutines)
 }
 
 func TestPeerHangsUp(t *testing.T) {
@@ -331,7 +354,16 @@ func TestManyIdleConnections(t *testing.T) {
 	h, baseline := faultHarness(t, milter.Options{MaxSessions: capSessions})
 	peers := make([]*rawPeer, 0, conns)
 	for range conns {
-		peers = append(peers, dialRaw(t, h.addr))
+		// Not dialRaw: its cleanup would keep 2,000 connections reachable
+		// until the test ends and blur the heap check after closing them.
+		c, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
+		if err != nil {
+			for _, p := range peers {
+				p.conn.Close()
+			}
+			t.Fatalf("connection %d: %v", len(peers), err)
+		}
+		peers = append(peers, &rawPeer{t: t, conn: c})
 	}
 	waitFor(t, "every connection to be taken in", func() bool {
 		st := h.srv.Stats()
@@ -364,11 +396,12 @@ func TestManyIdleConnections(t *testing.T) {
 	for _, p := range peers {
 		p.conn.Close()
 	}
+	peers, first, last = nil, nil, nil
 	start := time.Now()
 	waitSessions(t, h)
-	after := waitGoroutines(t, baseline)
+	after := waitGoroutines(t, baseline.goroutines)
 	t.Logf("2,000 connections: %d goroutines at the peak, %d before, %d after closing (in %v)",
-		peak, baseline, after, time.Since(start).Round(time.Millisecond))
+		peak, baseline.goroutines, after, time.Since(start).Round(time.Millisecond))
 	afterFault(t, h, baseline, logs)
 }
 
