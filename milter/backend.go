@@ -131,6 +131,10 @@ func (b *backend) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 func (b *backend) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
 	b.cs.applyMacros(m.Macros, &b.msg)
 	b.msg.addHeader(name, value, b.lim)
+	// go-milter keeps its own uncapped copy of every header field until
+	// ABORT (m.Headers is that map); nothing here reads it, so empty it
+	// to keep a message's memory within our caps.
+	clear(m.Headers)
 	if b.sink != nil {
 		b.sink.Header(name, value)
 	}
