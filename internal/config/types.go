@@ -39,9 +39,13 @@ func (d Duration) String() string {
 	if d.Duration%(24*time.Hour) == 0 {
 		return strconv.FormatInt(int64(d.Duration/(24*time.Hour)), 10) + "d"
 	}
-	s := d.Duration.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
+	s := d.Duration.String() // e.g. "1h30m0s", "10m0s", "30s", "200ms"
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
 	return s
 }
 

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/abusemilter/abusemilter/internal/app"
+	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/logging"
+	"github.com/abusemilter/abusemilter/internal/version"
+	"github.com/abusemilter/abusemilter/milter"
+	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+// daemon is the running milter and what a reload replaces.
+type daemon struct {
+	opts    options
+	log     *zap.Logger
+	level   zap.AtomicLevel
+	cfg     *config.Config
+	limiter ratelimit.Limiter
+	srv     *milter.Server
+}
+
+// newDaemon builds the engine and the server from a validated config.
+func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
+	d := &daemon{opts: o, log: logger, level: level, cfg: cfg}
+	engine, limiter, err := d.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	d.limiter = limiter
+	d.srv = milter.New(serverOptions(cfg, engine, logger))
+	return d, nil
+}
+
+// serverOptions maps the config to the milter server's options.
+func serverOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logger) milter.Options {
+	return milter.Options{
+		Engine:      engine,
+		Logger:      logger,
+		IdleTimeout: cfg.Session.IdleTimeout.Duration,
+		MaxSessions: cfg.Session.MaxSessions,
+		MaxPacket:   cfg.Session.MaxPacket.Bytes,
+		BodySample:  cfg.Message.BodySample.Bytes,
+		MaxHeaders:  cfg.Message.MaxHeaders,
+	}
+}
+
+// build makes an engine for cfg. The old limiter (nil at start) is reused
+// when the rate settings did not change, so counters survive a reload.
+func (d *daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engine, ratelimit.Limiter, error) {
+	dir, err := app.Directory(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	limiter := old
+	if old == nil || !sameLimiterSettings(d.cfg, cfg) {
+		if limiter, err = app.Limiter(cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	return app.Engine(cfg, dir, limiter, nil), limiter, nil
+}
+
+// sameLimiterSettings reports whether two configs build the same limiter.
+func sameLimiterSettings(a, b *config.Config) bool {
+	return reflect.DeepEqual(a.Policy(), b.Policy()) && reflect.DeepEqual(a.Redis, b.Redis)
+}
+
+// serve listens, serves and handles signals until a stop; it returns the
+// exit code.
+func (d *daemon) serve(signals <-chan os.Signal) int {
+	lo, err := listenOptions(d.cfg)
+	if err != nil {
+		d.log.Error("cannot listen: " + err.Error())
+		return exitFailed
+	}
+	ln, err := milter.Listen(d.cfg.Listen, lo)
+	if err != nil {
+		d.log.Error("cannot listen: " + err.Error())
+		return exitFailed
+	}
+	served := make(chan error, 1)
+	go func() { served <- d.srv.Serve(ln) }()
+	d.log.Info("abusemilter ready",
+		zap.String("version", version.String()),
+		zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
+		zap.String("mode", d.cfg.Mode),
+		zap.String("config", d.cfg.Path))
+	for {
+		select {
+		case err := <-served:
+			d.log.Error("milter server stopped: " + err.Error())
+			return exitFailed
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			return d.stop(sig, served)
+		}
+	}
+}
+
+// stop shuts down gracefully within the configured grace.
+func (d *daemon) stop(sig os.Signal, served <-chan error) int {
+	grace := d.cfg.Session.ShutdownGrace.Duration
+	d.log.Info("stopping", zap.String("signal", sig.String()), zap.Duration("grace", grace))
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := d.srv.Shutdown(ctx)
+	if serr := <-served; !errors.Is(serr, milter.ErrServerClosed) {
+		d.log.Warn("listener: " + serr.Error())
+	}
+	if err != nil {
+		d.log.Warn("sessions still in a message after the grace period were closed", zap.Error(err))
+	}
+	if cerr := d.limiter.Close(); cerr != nil {
+		d.log.Warn("closing the rate store", zap.Error(cerr))
+	}
+	d.log.Info("stopped")
+	return exitOK
+}
+
+// reload reads the config file again and swaps the engine. A broken config
+// is logged with all its problems and the running one stays.
+func (d *daemon) reload() {
+	if d.opts.configPath == "" {
+		d.log.Info("SIGHUP: no config file given, nothing to reload")
+		return
+	}
+	cfg, err := loadConfig(d.opts)
+	if err != nil {
+		fields := []zap.Field{zap.String("config", d.opts.configPath)}
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			fields = append(fields, zap.Strings("problems", ce.Problems))
+		} else {
+			fields = append(fields, zap.Error(err))
+		}
+		d.log.Error("config reload failed, keeping the running config", fields...)
+		return
+	}
+	engine, limiter, err := d.build(cfg, d.limiter)
+	if err != nil {
+		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.configPath), zap.Error(err))
+		return
+	}
+	kept := limiter == d.limiter
+	if !kept {
+		old := d.limiter
+		// Messages in flight may still use the old limiter through their engine.
+		time.AfterFunc(d.cfg.Session.ShutdownGrace.Duration+milter.DefaultCheckTimeout, func() { old.Close() })
+	}
+	for _, change := range restartOnly(d.cfg, cfg) {
+		d.log.Warn("config change needs a restart to apply", zap.String("field", change))
+	}
+	if cfg.Log.Level != d.cfg.Log.Level {
+		if err := logging.SetLevel(d.level, cfg.Log.Level); err != nil {
+			d.log.Warn("log level: " + err.Error())
+		}
+	}
+	d.cfg, d.limiter = cfg, limiter
+	d.srv.SetEngine(engine)
+	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.String("mode", cfg.Mode), zap.Bool("rate_counters_kept", kept))
+}
+
+// restartOnly lists changed settings that a reload cannot apply.
+func restartOnly(old, cfg *config.Config) []string {
+	var out []string
+	if old.Listen != cfg.Listen || old.AllowNonLoopback != cfg.AllowNonLoopback || old.Socket != cfg.Socket {
+		out = append(out, "listen")
+	}
+	if !reflect.DeepEqual(old.Session, cfg.Session) {
+		out = append(out, "session")
+	}
+	if !reflect.DeepEqual(old.Message, cfg.Message) {
+		out = append(out, "message")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		out = append(out, "log.format")
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, "abusemilter.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func runCmd(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := writeConfig(t, dir, `
+mode: monitor
+redis:
+  url: redis://user:s3cret@127.0.0.1:6390/2
+  password_env: REDIS_PASSWORD
+identity:
+  accounts:
+    alice:
+      logins: [alice]
+      send_as: [example.com]
+`)
+	code, out, errOut := runCmd("--check-config", "--config", good)
+	if code != exitOK || !strings.HasPrefix(out, "config OK\n") {
+		t.Fatalf("good config: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, want := range []string{"mode:      monitor", "alice, local", "redis redis://127.0.0.1:6390/2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "s3cret") || strings.Contains(out, "user") {
+		t.Fatalf("summary leaks credentials:\n%s", out)
+	}
+
+	bad := writeConfig(t, t.TempDir(), "mode: loud\nsession:\n  idle_timeout: soon\nlog:\n  level: shouting\n")
+	code, out, errOut = runCmd("--check-config", "--config", bad)
+	if code != exitUsage || out != "" {
+		t.Fatalf("bad config: exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"3 problem(s)", "mode:", "session.idle_timeout (line 3)", "log.level:"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("errors lack %q:\n%s", want, errOut)
+		}
+	}
+	if code, _, errOut := runCmd("--check-config", "--config", filepath.Join(dir, "missing.yaml")); code != exitUsage || !strings.Contains(errOut, "missing.yaml") {
+		t.Fatalf("missing file: exit %d, %q", code, errOut)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	if code, out, _ := runCmd("--version"); code != exitOK || !strings.HasPrefix(out, "abusemilter ") {
+		t.Fatalf("--version: %d %q", code, out)
+	}
+	if code, out, _ := runCmd("--check-config", "--listen", "unix:/run/abusemilter/milter.sock", "--log-format", "json"); code != exitOK || !strings.Contains(out, "listen:    unix:/run/abusemilter/milter.sock") {
+		t.Fatalf("--listen override: %d %q", code, out)
+	}
+	code, _, errOut := runCmd("--check-config", "--listen", "inet:0.0.0.0:7357")
+	if code != exitUsage || !strings.Contains(errOut, "not a loopback address") {
+		t.Fatalf("non-loopback --listen: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd("--log-format", "xml", "--check-config"); code != exitUsage || !strings.Contains(errOut, `"xml"`) {
+		t.Fatalf("bad --log-format: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd("--no-such-flag"); code != exitUsage || !strings.Contains(errOut, "no-such-flag") {
+		t.Fatalf("unknown flag: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCmd("serve"); code != exitUsage || !strings.Contains(errOut, "unexpected arguments") {
+		t.Fatalf("positional argument: %d %q", code, errOut)
+	}
+	if code, _, _ := runCmd("--help"); code != exitOK {
+		t.Fatalf("--help: %d", code)
+	}
+}

@@ -1,0 +1,93 @@
+// Package logging sets up the zap loggers of the binaries: a console encoder
+// on a terminal, JSON lines otherwise (or as chosen), one line per entry
+// whatever the field values contain (zap escapes control characters), and
+// the standard library's log package redirected into zap so that messages
+// from libraries (go-milter's panics and I/O errors) arrive as structured
+// lines too.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+)
+
+// Options selects the format and level.
+type Options struct {
+	// Format is "auto" (console when the output is a terminal, else JSON),
+	// "console" or "json". Empty means auto.
+	Format string
+	// Level is debug, info, warn or error. Empty means info.
+	Level string
+	// Output is where lines go; nil means standard error.
+	Output io.Writer
+}
+
+// New builds a logger. Its Level can be changed later through the returned
+// AtomicLevel (e.g. on config reload).
+func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
+	out := opts.Output
+	if out == nil {
+		out = os.Stderr
+	}
+	level := zap.NewAtomicLevel()
+	if err := SetLevel(level, opts.Level); err != nil {
+		return nil, level, err
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	switch opts.Format {
+	case "", "auto":
+		if isTerminal(out) {
+			enc = consoleEncoder(encCfg)
+		} else {
+			enc = zapcore.NewJSONEncoder(encCfg)
+		}
+	case "console":
+		enc = consoleEncoder(encCfg)
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	default:
+		return nil, level, fmt.Errorf("log format %q: want auto, console or json", opts.Format)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), level, nil
+}
+
+// SetLevel parses a level name into an AtomicLevel; empty means info.
+func SetLevel(l zap.AtomicLevel, name string) error {
+	if name == "" {
+		name = "info"
+	}
+	lv, err := zapcore.ParseLevel(name)
+	if err != nil {
+		return fmt.Errorf("log level %q: want debug, info, warn or error", name)
+	}
+	l.SetLevel(lv)
+	return nil
+}
+
+func consoleEncoder(cfg zapcore.EncoderConfig) zapcore.Encoder {
+	cfg.EncodeLevel = zapcore.CapitalLevelEncoder
+	cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zapcore.NewConsoleEncoder(cfg)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// RedirectStdLog sends the standard log package's output to logger at warn
+// level, under the name of the library that writes there; call the
+// returned function to undo it.
+func RedirectStdLog(logger *zap.Logger, name string) (restore func(), err error) {
+	return zap.RedirectStdLogAt(logger.Named(name), zapcore.WarnLevel)
+}

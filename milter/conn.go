@@ -1,0 +1,178 @@
+package milter
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// errPacketTooLarge is returned to go-milter instead of a packet header
+// whose declared length is over the cap; the library then closes the session
+// without allocating anything.
+var errPacketTooLarge = errors.New("milter packet too large")
+
+// sessionConn wraps one MTA connection. It reads the milter framing itself:
+// each packet's 4-byte length is checked against the cap before it is
+// handed to go-milter, which would otherwise allocate whatever the peer
+// declares. It also applies the idle timeout (the read deadline is reset on
+// every read) and closes the session at a packet boundary once the server
+// drains, unless a message is in progress.
+type sessionConn struct {
+	net.Conn
+	srv       *Server
+	log       *zap.Logger
+	idle      time.Duration
+	maxPacket uint32
+
+	// Framing state, touched only by the reading goroutine.
+	hdr       [4]byte
+	hdrN      int    // header bytes read from the peer
+	hdrOut    int    // header bytes not yet handed to the library
+	remaining uint32 // payload bytes left in the current packet
+
+	mu        sync.Mutex
+	boundary  bool // the reader waits for the first byte of a packet
+	inMessage bool // between MAIL FROM and end of message or abort
+	draining  bool
+
+	closeOnce sync.Once
+}
+
+// Read implements net.Conn for go-milter, one packet part at a time.
+func (c *sessionConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if c.remaining == 0 && c.hdrOut == 0 {
+		if err := c.readHeader(); err != nil {
+			return 0, err
+		}
+	}
+	if c.hdrOut > 0 {
+		n := copy(p, c.hdr[4-c.hdrOut:])
+		c.hdrOut -= n
+		return n, nil
+	}
+	if uint32(len(p)) > c.remaining {
+		p = p[:c.remaining]
+	}
+	if err := c.arm(false); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	c.remaining -= uint32(n)
+	return n, c.readErr(err)
+}
+
+// readHeader reads a whole 4-byte length and checks it against the cap.
+func (c *sessionConn) readHeader() error {
+	for c.hdrN < 4 {
+		if err := c.arm(c.hdrN == 0); err != nil {
+			return err
+		}
+		n, err := c.Conn.Read(c.hdr[c.hdrN:])
+		c.hdrN += n
+		if n > 0 {
+			c.mu.Lock()
+			c.boundary = false
+			c.mu.Unlock()
+		}
+		if err != nil && c.hdrN < 4 {
+			return c.readErr(err)
+		}
+	}
+	length := binary.BigEndian.Uint32(c.hdr[:])
+	c.hdrN = 0
+	if length > c.maxPacket {
+		c.srv.stats.oversized.Add(1)
+		c.log.Warn("milter packet too large, closing session",
+			zap.Uint32("declared_bytes", length), zap.Uint32("max_packet", c.maxPacket))
+		c.Conn.Close()
+		return fmt.Errorf("%w: %d bytes declared, at most %d allowed", errPacketTooLarge, length, c.maxPacket)
+	}
+	c.remaining = length
+	c.hdrOut = 4
+	return nil
+}
+
+// arm sets the read deadline before a read from the peer; at a packet
+// boundary of a draining session that is not in a message it ends the
+// session instead.
+func (c *sessionConn) arm(boundary bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.boundary = boundary
+	if boundary && c.draining && !c.inMessage {
+		return io.EOF
+	}
+	var deadline time.Time
+	if c.idle > 0 {
+		deadline = time.Now().Add(c.idle)
+	}
+	return c.Conn.SetReadDeadline(deadline)
+}
+
+// readErr turns a timeout into a quiet end of session (logged here, once,
+// rather than by go-milter as an error).
+func (c *sessionConn) readErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.mu.Lock()
+		draining := c.draining
+		c.mu.Unlock()
+		if !draining {
+			c.srv.stats.idleTimeouts.Add(1)
+			c.log.Info("milter session idle, closing", zap.Duration("idle_timeout", c.idle))
+		}
+		return io.EOF
+	}
+	return err
+}
+
+// Write implements net.Conn with a write deadline of one idle timeout.
+func (c *sessionConn) Write(p []byte) (int, error) {
+	if c.idle > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// Close implements net.Conn and unregisters the session.
+func (c *sessionConn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		err = c.Conn.Close()
+		c.srv.sessionDone(c)
+	})
+	return err
+}
+
+// setInMessage marks the start (MAIL FROM) or end (end of message, abort,
+// refusal at MAIL) of a transaction.
+func (c *sessionConn) setInMessage(in bool) {
+	c.mu.Lock()
+	c.inMessage = in
+	c.mu.Unlock()
+}
+
+// drain asks the session to end: at once when it waits between messages,
+// otherwise at the first packet boundary after its message ends.
+func (c *sessionConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if c.boundary && !c.inMessage {
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
