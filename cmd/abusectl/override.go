@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
 )
 
 // overrideOptions are the options of "abusectl override".
@@ -103,4 +102,3 @@ func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
 	_, err = fmt.Fprintf(out, "%s of %s is now %s %s\n", dim, s, strings.Join(parts, ","), forText(o.For))
 	return err
 }
-
