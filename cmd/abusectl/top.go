@@ -17,6 +17,9 @@ type topOptions struct {
 	Window time.Duration
 	N      int
 	JSON   bool
+	// MaxTime bounds the whole ranking (the store's own default for an
+	// admin call is 10s, short for millions of keys on a loaded server).
+	MaxTime time.Duration
 }
 
 func topCommand() *command {
@@ -35,11 +38,12 @@ counters take a few seconds.`,
 			"abusectl top --by strikes --json",
 		},
 		setup: func(fs *flag.FlagSet) runner {
-			o := topOptions{By: string(ratelimit.TopMessages), Window: time.Hour, N: 20}
+			o := topOptions{By: string(ratelimit.TopMessages), Window: time.Hour, N: 20, MaxTime: 2 * time.Minute}
 			fs.StringVar(&o.By, "by", o.By, "rank by `what`: messages, recipients or strikes")
 			fs.DurationVar(&o.Window, "window", o.Window, "count within this `duration` before now")
 			fs.IntVar(&o.N, "n", o.N, "show the top `N` (0: all)")
 			fs.BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
+			fs.DurationVar(&o.MaxTime, "max-time", o.MaxTime, "give up when the ranking takes longer than this `duration`")
 			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
 				if len(args) != 0 {
 					return usageErrorf("top takes no arguments, got %q", args)
@@ -79,6 +83,11 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 	if o.N < 0 {
 		return usageErrorf("-n %d: want 0 (all) or more", o.N)
 	}
+	if o.MaxTime <= 0 {
+		o.MaxTime = 2 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.MaxTime)
+	defer cancel()
 	entries, err := o.Env.admin.Top(ctx, by, o.Window, o.N)
 	if err != nil {
 		return o.Env.storeError(err)
