@@ -29,6 +29,24 @@ type env struct {
 	color bool
 
 	closeStore func() error
+	// open connects on first use (nil: admin is set already), so that a
+	// bad command line is reported before any connection attempt.
+	open func(ctx context.Context) error
+}
+
+// store returns the admin API, connecting on first use.
+func (e *env) store(ctx context.Context) (ratelimit.Admin, error) {
+	if e.admin == nil && e.open != nil {
+		open := e.open
+		e.open = nil
+		if err := open(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if e.admin == nil {
+		return nil, fmt.Errorf("no rate store")
+	}
+	return e.admin, nil
 }
 
 func (e *env) close() {

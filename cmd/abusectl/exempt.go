@@ -82,17 +82,21 @@ func runExempt(ctx context.Context, o exemptOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.Action == "add" && strings.TrimSpace(o.Reason) == "" {
+		return usageErrorf("exempt add: --reason is required")
+	}
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
 	if o.Action == "add" {
-		if strings.TrimSpace(o.Reason) == "" {
-			return usageErrorf("exempt add: --reason is required")
-		}
-		if err := o.Env.admin.Exempt(ctx, s, o.Reason, o.For, o.Env.user); err != nil {
+		if err := admin.Exempt(ctx, s, o.Reason, o.For, o.Env.user); err != nil {
 			return o.Env.storeError(err)
 		}
 		_, err = fmt.Fprintf(out, "exempted %s from every limit %s: %q\n", s, forText(o.For), o.Reason)
 		return err
 	}
-	st, err := o.Env.admin.Status(ctx, s)
+	st, err := admin.Status(ctx, s)
 	if err != nil {
 		return o.Env.storeError(err)
 	}
@@ -103,7 +107,7 @@ func runExempt(ctx context.Context, o exemptOptions, out io.Writer) error {
 		}
 		return &notFoundError{msg}
 	}
-	if err := o.Env.admin.Unexempt(ctx, s, o.Env.user); err != nil {
+	if err := admin.Unexempt(ctx, s, o.Env.user); err != nil {
 		return o.Env.storeError(err)
 	}
 	_, err = fmt.Fprintf(out, "removed the exemption of %s: its limits apply again\n", s)
@@ -111,7 +115,11 @@ func runExempt(ctx context.Context, o exemptOptions, out io.Writer) error {
 }
 
 func runExemptList(ctx context.Context, o exemptOptions, out io.Writer) error {
-	list, err := o.Env.admin.Exemptions(ctx)
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := admin.Exemptions(ctx)
 	if err != nil {
 		return o.Env.storeError(err)
 	}

@@ -67,7 +67,11 @@ func runLock(ctx context.Context, o lockOptions, out io.Writer) error {
 	if strings.TrimSpace(o.Reason) == "" {
 		return usageErrorf("lock: --reason is required (it is what the next admin reads)")
 	}
-	if err := o.Env.admin.Lock(ctx, account, o.Reason, o.Env.user, o.For); err != nil {
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := admin.Lock(ctx, account, o.Reason, o.Env.user, o.For); err != nil {
 		return o.Env.storeError(err)
 	}
 	_, err = fmt.Fprintf(out, "locked account %q %s: %q (by %s)\n", account, forText(o.For), o.Reason, o.Env.user)

@@ -44,7 +44,11 @@ type lockedJSON struct {
 }
 
 func runLocked(ctx context.Context, o lockedOptions, out io.Writer) error {
-	locked, err := o.Env.admin.Locked(ctx)
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	locked, err := admin.Locked(ctx)
 	if err != nil {
 		return o.Env.storeError(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
 // overrideOptions are the options of "abusectl override".
@@ -67,11 +69,21 @@ func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
 	if o.Remove == (o.Rate != "") {
 		return usageErrorf("override: give either --rate or --remove")
 	}
-	if o.Remove {
-		if o.For != 0 {
-			return usageErrorf("override: --for goes with --rate, not --remove")
+	if o.Remove && o.For != 0 {
+		return usageErrorf("override: --for goes with --rate, not --remove")
+	}
+	var rates []ratelimit.Rate
+	if !o.Remove {
+		if rates, err = parseRates(o.Rate); err != nil {
+			return err
 		}
-		st, err := o.Env.admin.Status(ctx, s)
+	}
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Remove {
+		st, err := admin.Status(ctx, s)
 		if err != nil {
 			return o.Env.storeError(err)
 		}
@@ -82,17 +94,13 @@ func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
 		if !found {
 			return &notFoundError{fmt.Sprintf("%s has no override of %s", s, dim)}
 		}
-		if err := o.Env.admin.SetOverride(ctx, s, dim, nil, 0, o.Env.user); err != nil {
+		if err := admin.SetOverride(ctx, s, dim, nil, 0, o.Env.user); err != nil {
 			return o.Env.storeError(err)
 		}
 		_, err = fmt.Fprintf(out, "removed the override of %s for %s: the configured rates apply\n", dim, s)
 		return err
 	}
-	rates, err := parseRates(o.Rate)
-	if err != nil {
-		return err
-	}
-	if err := o.Env.admin.SetOverride(ctx, s, dim, rates, o.For, o.Env.user); err != nil {
+	if err := admin.SetOverride(ctx, s, dim, rates, o.For, o.Env.user); err != nil {
 		return o.Env.storeError(err)
 	}
 	var parts []string

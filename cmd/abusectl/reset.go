@@ -59,7 +59,11 @@ func runReset(ctx context.Context, o resetOptions, out io.Writer) error {
 			return err
 		}
 	}
-	if err := o.Env.admin.Reset(ctx, s, dim, o.Env.user); err != nil {
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := admin.Reset(ctx, s, dim, o.Env.user); err != nil {
 		return o.Env.storeError(err)
 	}
 	what := "every counter"

@@ -198,15 +198,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, d de
 	if e.now == nil {
 		e.now = time.Now
 	}
-	if !cmd.offline {
-		if err := e.connect(ctx, g, d.defaultConfig); err != nil {
-			return err
-		}
-		defer e.close()
-		if e.user == "" {
-			e.user = currentUser()
-		}
+	if e.user == "" && !cmd.offline {
+		e.user = currentUser()
 	}
+	e.open = func(ctx context.Context) error { return e.connect(ctx, g, d.defaultConfig) }
+	defer e.close()
 	return exec(ctx, e, pos, stdout)
 }
 

@@ -101,6 +101,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"top", "--window", "soon"},
 		{"help", "frobnicate"},
 		{"completion", "fish"},
+		{"status"},
+		{"status", "client:nonsense"},
+		{"lock", "alice"},
+		{"override", "alice", "--limit", "messages"},
+		{"reset", "alice", "--limit", "client_messages"},
+		{"top", "--by", "bytes"},
+		{"exempt", "add", "alice"},
+		{"exempt", "frob"},
 	} {
 		_, stderr, code := runCmd(t, append([]string{"--redis", "redis://127.0.0.1:" + port}, args...)...)
 		if code != exitUsage {

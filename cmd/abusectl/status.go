@@ -120,7 +120,11 @@ func runStatus(ctx context.Context, o statusOptions, out io.Writer) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	st, err := o.Env.admin.Status(ctx, subj)
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := admin.Status(ctx, subj)
 	if err != nil {
 		return o.Env.storeError(err)
 	}

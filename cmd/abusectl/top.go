@@ -83,12 +83,16 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 	if o.N < 0 {
 		return usageErrorf("-n %d: want 0 (all) or more", o.N)
 	}
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
 	if o.MaxTime <= 0 {
 		o.MaxTime = 2 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.MaxTime)
 	defer cancel()
-	entries, err := o.Env.admin.Top(ctx, by, o.Window, o.N)
+	entries, err := admin.Top(ctx, by, o.Window, o.N)
 	if err != nil {
 		return o.Env.storeError(err)
 	}

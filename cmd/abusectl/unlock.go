@@ -42,14 +42,18 @@ func runUnlock(ctx context.Context, o unlockOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := o.Env.admin.Status(ctx, ratelimit.Account(account))
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := admin.Status(ctx, ratelimit.Account(account))
 	if err != nil {
 		return o.Env.storeError(err)
 	}
 	if st.Lock == nil {
 		return &notFoundError{fmt.Sprintf("account %q is not locked (strikes: %d; to clear them use reset)", account, st.Strikes)}
 	}
-	if err := o.Env.admin.Unlock(ctx, account, o.Env.user); err != nil {
+	if err := admin.Unlock(ctx, account, o.Env.user); err != nil {
 		return o.Env.storeError(err)
 	}
 	_, err = fmt.Fprintf(out, "unlocked account %q (was locked by %s: %q); strikes cleared\n", account, st.Lock.By, st.Lock.Reason)
