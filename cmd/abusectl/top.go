@@ -55,6 +55,12 @@ counters take a few seconds.`,
 	}
 }
 
+// serverTop is a store that ranks on the server (the Redis store:
+// ratelimit/admin_ctl.go), which a million keys need to finish in seconds.
+type serverTop interface {
+	TopOnServer(ctx context.Context, by ratelimit.TopBy, window time.Duration, n int) ([]ratelimit.TopEntry, error)
+}
+
 // topJSON is the --json output of top.
 type topJSON struct {
 	By            string         `json:"by"`
@@ -92,7 +98,16 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.MaxTime)
 	defer cancel()
-	entries, err := admin.Top(ctx, by, o.Window, o.N)
+	var entries []ratelimit.TopEntry
+	if st, ok := admin.(serverTop); ok {
+		entries, err = st.TopOnServer(ctx, by, o.Window, o.N)
+		if err != nil && ctx.Err() == nil {
+			// Redis before 7 has no script flags: rank on the client.
+			entries, err = admin.Top(ctx, by, o.Window, o.N)
+		}
+	} else {
+		entries, err = admin.Top(ctx, by, o.Window, o.N)
+	}
 	if err != nil {
 		return o.Env.storeError(err)
 	}

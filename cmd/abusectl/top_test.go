@@ -188,6 +188,19 @@ func TestTopOnPrefilledRedis(t *testing.T) {
 				t.Fatalf("top by %s entry %d = %+v, want %+v", c.by, i, got.Entries[i], want[i])
 			}
 		}
+		// The client-side ranking of the admin API agrees.
+		client, err := e.admin.Top(context.Background(), ratelimit.TopBy(c.by), time.Hour, c.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(client) != len(want) {
+			t.Fatalf("Top by %s -n %d: %d entries, want %d", c.by, c.n, len(client), len(want))
+		}
+		for i := range want {
+			if client[i].Subject.String() != want[i].Subject || client[i].Count != want[i].Count {
+				t.Fatalf("Top by %s entry %d = %+v, want %+v", c.by, i, client[i], want[i])
+			}
+		}
 		if got.By != c.by || got.WindowSeconds != 3600 {
 			t.Errorf("top header %q %d", got.By, got.WindowSeconds)
 		}
