@@ -114,4 +114,3 @@ func (r *Redis) TopOnServer(ctx context.Context, by TopBy, window time.Duration,
 	}
 	return rankTop(all, n), nil
 }
-
