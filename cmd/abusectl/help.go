@@ -96,7 +96,7 @@ func writeCommandHelp(out io.Writer, c *command) error {
 	fs.SetOutput(&flags)
 	fs.PrintDefaults()
 	if flags.Len() > 0 {
-		fmt.Fprintf(&b, "\nFlags:\n%s", strings.ReplaceAll(flags.String(), "  -", "  --"))
+		fmt.Fprintf(&b, "\nFlags:\n%s", longFlags(flags.String()))
 	}
 	if !c.offline {
 		fmt.Fprintf(&b, "\n%s", globalHelp)
@@ -117,4 +117,19 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// longFlags writes flag.PrintDefaults output with double-dash long flags
+// (one-letter flags such as -n keep one dash).
+func longFlags(defaults string) string {
+	lines := strings.Split(defaults, "\n")
+	for i, l := range lines {
+		if rest, ok := strings.CutPrefix(l, "  -"); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			if len(name) > 1 {
+				lines[i] = "  --" + rest
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }

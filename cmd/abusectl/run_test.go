@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,3 +257,34 @@ func TestBinaryPrintsOneLine(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestParseInterspersed(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		pos      string
+		json     bool
+		reason   string
+		wantsErr bool
+	}{
+		{[]string{"alice", "--json"}, "alice", true, "", false},
+		{[]string{"--json", "add", "alice", "--reason", "r s"}, "add alice", true, "r s", false},
+		{[]string{"add", "--", "--json"}, "add --json", false, "", false},
+		{[]string{"--reason"}, "", false, "", true},
+	} {
+		fs := flagSetForTest()
+		var json bool
+		var reason string
+		fs.BoolVar(&json, "json", false, "")
+		fs.StringVar(&reason, "reason", "", "")
+		pos, err := parseInterspersed(fs, c.args)
+		if (err != nil) != c.wantsErr || strings.Join(pos, " ") != c.pos || json != c.json || reason != c.reason {
+			t.Errorf("%q: pos %q json %v reason %q err %v", c.args, pos, json, reason, err)
+		}
+	}
+}
+
+func flagSetForTest() *flag.FlagSet {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
