@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/abusemilter/abusemilter/ratelimit"
@@ -101,7 +102,7 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 	var entries []ratelimit.TopEntry
 	if st, ok := admin.(serverTop); ok {
 		entries, err = st.TopOnServer(ctx, by, o.Window, o.N)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && oldRedisScript(err) {
 			// Redis before 7 has no script flags: rank on the client.
 			entries, err = admin.Top(ctx, by, o.Window, o.N)
 		}
@@ -139,4 +140,11 @@ func upper(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// oldRedisScript reports whether err is a Redis before 7 refusing the
+// script flags ("#!lua flags=...") of the server-side ranking.
+func oldRedisScript(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "compiling script") || strings.Contains(m, "shebang")
 }
