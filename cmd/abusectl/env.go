@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/app"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
@@ -68,7 +67,7 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 	}
 	ro := ratelimit.RedisOptions{}
 	if cfg.Redis != nil {
-		if ro, err = app.RedisOptions(cfg.Redis); err != nil {
+		if ro, err = cfg.Redis.StoreOptions(); err != nil {
 			return &configError{err}
 		}
 	}

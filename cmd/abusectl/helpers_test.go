@@ -111,7 +111,7 @@ func startMilter(t testing.TB, configPath string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := app.RedisOptions(cfg.Redis)
+	ro, err := cfg.Redis.StoreOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
