@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -106,36 +104,3 @@ func TestBinarySocketModeIgnoresUmask(t *testing.T) {
 	}
 }
 
-// startCommand starts cmd (a daemon, possibly behind a wrapper that execs
-// it) and collects its JSON log lines from stderr, as startDaemon does.
-func startCommand(t *testing.T, cmd *exec.Cmd) *proc {
-	t.Helper()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, exited: make(chan error, 1)}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var m map[string]any
-			json.Unmarshal(sc.Bytes(), &m)
-			p.mu.Lock()
-			p.lines = append(p.lines, m)
-			p.raw = append(p.raw, sc.Text())
-			p.mu.Unlock()
-		}
-	}()
-	go func() { <-scanned; p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	})
-	return p
-}
