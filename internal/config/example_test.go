@@ -1,0 +1,526 @@
+package config_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/abusemilter/abusemilter/internal/config"
+)
+
+// exampleFile is the commented example config shipped to postmasters.
+var exampleFile = filepath.Join("..", "..", "configs", "abusemilter.yaml")
+
+// pendingSections are top-level sections the example documents ahead of
+// their field in Config. While Config lacks one, it is cut from the example
+// before loading and its keys are not checked; once the field exists, the
+// section is checked like every other. Remove a name when its field lands.
+var pendingSections = []string{"notify"}
+
+// TestExampleConfigIsDefault loads configs/abusemilter.yaml and checks that,
+// with its commented-out examples left commented, it is valid and equal to
+// Default() in every field (compared through their YAML form, so that
+// "60m" and "1h" are equal and unexported parse details are not).
+func TestExampleConfigIsDefault(t *testing.T) {
+	data, err := os.ReadFile(exampleFile)
+	if err != nil {
+		t.Fatalf("reading the example config: %v", err)
+	}
+	var got *config.Config
+	if cut := missingPendingSections(t, data); len(cut) > 0 {
+		t.Logf("config.Config has no field for %v yet: cut from the example before loading", cut)
+		trimmed, err := withoutSections(data, cut)
+		if err != nil {
+			t.Fatalf("cutting %v from %s: %v", cut, exampleFile, err)
+		}
+		if got, err = config.Parse(trimmed, exampleFile); err != nil {
+			t.Fatalf("the example config does not load:\n%v", err)
+		}
+	} else if got, err = config.Load(exampleFile); err != nil {
+		t.Fatalf("the example config does not load:\n%v", err)
+	}
+	got.Path = ""
+
+	gotFlat, err := flattenYAML(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFlat, err := flattenYAML(config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range diffFlat(gotFlat, wantFlat) {
+		t.Errorf("%s: %s", exampleFile, d)
+	}
+}
+
+// TestExampleConfigListsEveryKey fails when a key of Config is missing from
+// configs/abusemilter.yaml, and when the example names a key Config does
+// not have (a typo, or a key that was removed), so the example cannot go
+// stale.
+//
+// The keys of Config are the yaml tags of its struct fields, found
+// recursively: through pointers (redis), slices (identity.networks,
+// notify.webhooks: the keys of one element) and maps. A map's entries are
+// written "*" (identity.accounts.*.send_as), and a map itself must show at
+// least one example entry (rules.scores.*). Types that parse themselves
+// (durations, sizes) are values, not sections.
+//
+// The keys of the example are those of its YAML, plus those of
+// commented-out lines: a comment line whose text after "# " is a block-style
+// "key:" or "- key:" line at the indentation it would have with the "# "
+// deleted (so deleting "# " enables it). Prose comments are told apart by
+// their form: where Config has a struct, only lowercase snake_case words
+// followed by ':' count as keys, so prose must not begin with such a word;
+// where it has a map, any key counts.
+func TestExampleConfigListsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(exampleFile)
+	if err != nil {
+		t.Fatalf("reading the example config: %v", err)
+	}
+	root := reflect.TypeOf(config.Config{})
+	want := configKeys(root)
+	pending := make(map[string]bool)
+	for _, s := range missingPendingSections(t, data) {
+		pending[s] = true
+	}
+
+	have := make(map[string]bool)
+	add := func(path []string, line int) {
+		norm, err := normalizeKey(root, path)
+		if err != nil {
+			if pending[path[0]] {
+				return
+			}
+			t.Errorf("%s:%d: %s: %v", exampleFile, line, strings.Join(path, "."), err)
+			return
+		}
+		have[norm] = true
+	}
+	if err := liveKeys(data, add); err != nil {
+		t.Fatalf("parsing %s: %v", exampleFile, err)
+	}
+	commentedKeys(root, data, add)
+
+	var missing []string
+	for k := range want {
+		if !have[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	for _, k := range missing {
+		t.Errorf("%s does not list %q: add it with its default and a comment (or as a commented-out \"# key:\" line in an optional section)", exampleFile, k)
+	}
+	if len(want) < 50 {
+		t.Errorf("found only %d keys in config.Config; the reflection walk is broken", len(want))
+	}
+}
+
+// TestCommentedKeyRule checks the rule that reads commented-out keys on a
+// small document, so that a broken scanner cannot make the test above pass.
+func TestCommentedKeyRule(t *testing.T) {
+	doc := `# Prose at the top: not a key.
+mode: enforce
+# redis:
+#   url: redis://127.0.0.1:6379/0
+#   tls:
+#     ca_file: /etc/ca.pem
+# Sentinel (prose, with a colon):
+identity:
+  accounts:
+    local:
+      send_as: [any]
+    # alice:
+    #   logins: [alice]
+    #   limits:
+    #     account_messages: [10/1h]
+  networks: []
+  # - network: 192.0.2.0/28
+  #   account: alice
+limits:
+  senders: {}
+  # senders:
+  #   News@Example.com:
+  #     sender_messages: [5/1h]
+rules:
+  # Default: prose again.
+  # scores:
+  #   FROM_DOMAIN_NOT_OWNED: 3
+`
+	root := reflect.TypeOf(config.Config{})
+	var got []string
+	var bad []string
+	commentedKeys(root, []byte(doc), func(path []string, line int) {
+		norm, err := normalizeKey(root, path)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%d:%s", line, strings.Join(path, ".")))
+			return
+		}
+		got = append(got, norm)
+	})
+	// Live keys are reported too: they give the commented ones their place.
+	want := []string{
+		"mode", "redis", "redis.url", "redis.tls", "redis.tls.ca_file",
+		"identity", "identity.accounts", "identity.accounts.*", "identity.accounts.*.send_as",
+		"identity.accounts.*.logins", "identity.accounts.*.limits", "identity.accounts.*.limits.*",
+		"identity.networks", "identity.networks.network", "identity.networks.account",
+		"limits", "limits.senders", "limits.senders.*", "limits.senders.*.*",
+		"rules", "rules.scores", "rules.scores.*",
+	}
+	sort.Strings(want)
+	got = uniq(got)
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("keys read from the document:\n got  %q\n want %q", got, want)
+	}
+	if len(bad) > 0 {
+		t.Errorf("keys the rule should not have taken (prose read as keys?): %q", bad)
+	}
+
+	// A misspelt commented-out key is reported.
+	var unknown []string
+	commentedKeys(root, []byte("# redis:\n#   pasword_file: /x\n"), func(path []string, _ int) {
+		if _, err := normalizeKey(root, path); err != nil {
+			unknown = append(unknown, strings.Join(path, "."))
+		}
+	})
+	if !reflect.DeepEqual(unknown, []string{"redis.pasword_file"}) {
+		t.Errorf("misspelt commented key: got %q, want [redis.pasword_file]", unknown)
+	}
+}
+
+func uniq(s []string) []string {
+	seen := make(map[string]bool, len(s))
+	out := s[:0:0]
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// missingPendingSections returns the pending sections that the example has
+// at top level and Config does not.
+func missingPendingSections(t *testing.T, data []byte) []string {
+	t.Helper()
+	var top map[string]any
+	if err := yaml.Unmarshal(data, &top); err != nil {
+		t.Fatalf("parsing %s: %v", exampleFile, err)
+	}
+	fields := make(map[string]bool)
+	ct := reflect.TypeOf(config.Config{})
+	for i := 0; i < ct.NumField(); i++ {
+		if name, ok := yamlName(ct.Field(i)); ok {
+			fields[name] = true
+		}
+	}
+	var out []string
+	for _, s := range pendingSections {
+		if _, inExample := top[s]; inExample && !fields[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// withoutSections returns the document without the named top-level keys.
+func withoutSections(data []byte, names []string) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("the document is not a mapping")
+	}
+	m := doc.Content[0]
+	drop := make(map[string]bool)
+	for _, n := range names {
+		drop[n] = true
+	}
+	var kept []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if !drop[m.Content[i].Value] {
+			kept = append(kept, m.Content[i], m.Content[i+1])
+		}
+	}
+	m.Content = kept
+	return yaml.Marshal(&doc)
+}
+
+// flattenYAML marshals v to YAML and flattens the result to "path" -> value
+// lines, so that two configs can be compared field by field.
+func flattenYAML(v any) (map[string]string, error) {
+	data, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("marshalling %T: %w", v, err)
+	}
+	var tree any
+	if err := yaml.Unmarshal(data, &tree); err != nil {
+		return nil, fmt.Errorf("reading back %T: %w", v, err)
+	}
+	out := make(map[string]string)
+	var walk func(prefix string, n any)
+	walk = func(prefix string, n any) {
+		switch n := n.(type) {
+		case map[string]any:
+			if len(n) == 0 {
+				out[prefix] = "{}"
+			}
+			for k, v := range n {
+				walk(strings.TrimPrefix(prefix+"."+k, "."), v)
+			}
+		case []any:
+			if len(n) == 0 {
+				out[prefix] = "[]"
+			}
+			for i, v := range n {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), v)
+			}
+		default:
+			out[prefix] = fmt.Sprintf("%#v", n)
+		}
+	}
+	walk("", tree)
+	return out, nil
+}
+
+// diffFlat lists the paths whose values differ, sorted.
+func diffFlat(got, want map[string]string) []string {
+	var out []string
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: missing, default is %s", k, w))
+		} else if g != w {
+			out = append(out, fmt.Sprintf("%s: the example gives %s, the default is %s", k, g, w))
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: the example sets %s, the default has nothing", k, g))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// yamlName returns the YAML key of a struct field, false for fields that
+// are not in YAML.
+func yamlName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	switch name {
+	case "-":
+		return "", false
+	case "":
+		return strings.ToLower(f.Name), true
+	}
+	return name, true
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// container strips pointers and slices down to the type whose keys a YAML
+// mapping at that place would hold.
+func container(t reflect.Type) reflect.Type {
+	for {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			t = t.Elem()
+		default:
+			return t
+		}
+	}
+}
+
+// isValue reports whether t is written as a YAML value (no keys below it).
+func isValue(t reflect.Type) bool {
+	if reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType) {
+		return true
+	}
+	k := t.Kind()
+	return k != reflect.Struct && k != reflect.Map
+}
+
+// configKeys returns every key path of a config type (see
+// TestExampleConfigListsEveryKey for the form).
+func configKeys(root reflect.Type) map[string]bool {
+	keys := make(map[string]bool)
+	var walk func(prefix string, t reflect.Type)
+	walk = func(prefix string, t reflect.Type) {
+		t = container(t)
+		if isValue(t) {
+			return
+		}
+		join := func(k string) string {
+			if prefix == "" {
+				return k
+			}
+			return prefix + "." + k
+		}
+		if t.Kind() == reflect.Map {
+			p := join("*")
+			keys[p] = true
+			walk(p, t.Elem())
+			return
+		}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, ok := yamlName(f)
+			if !ok {
+				continue
+			}
+			p := join(name)
+			keys[p] = true
+			walk(p, f.Type)
+		}
+	}
+	walk("", root)
+	return keys
+}
+
+// normalizeKey checks a key path against the config type and returns it
+// with map entries written "*".
+func normalizeKey(root reflect.Type, path []string) (string, error) {
+	t := root
+	out := make([]string, 0, len(path))
+	for i, seg := range path {
+		t = container(t)
+		switch {
+		case isValue(t):
+			return "", fmt.Errorf("%q is under %q, which is a value, not a section", seg, strings.Join(path[:i], "."))
+		case t.Kind() == reflect.Map:
+			out = append(out, "*")
+			t = t.Elem()
+		default:
+			f, ok := fieldByYAMLName(t, seg)
+			if !ok {
+				return "", fmt.Errorf("config has no key %q here", seg)
+			}
+			out = append(out, seg)
+			t = f.Type
+		}
+	}
+	return strings.Join(out, "."), nil
+}
+
+func fieldByYAMLName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if n, ok := yamlName(t.Field(i)); ok && n == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// liveKeys reports every key path of the YAML document (flow style
+// included).
+func liveKeys(data []byte, add func(path []string, line int)) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	var walk func(path []string, n *yaml.Node)
+	walk = func(path []string, n *yaml.Node) {
+		switch n.Kind {
+		case yaml.DocumentNode, yaml.SequenceNode:
+			for _, c := range n.Content {
+				walk(path, c)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := append(append([]string(nil), path...), n.Content[i].Value)
+				add(p, n.Content[i].Line)
+				walk(p, n.Content[i+1])
+			}
+		}
+	}
+	walk(nil, &doc)
+	return nil
+}
+
+// keyLine matches a block-style "key:" or "- key:" line; the key may be
+// quoted.
+var keyLine = regexp.MustCompile(`^( *)(- +)?("[^"]*"|'[^']*'|[^\s#'"\[\]{},&*!|>%@` + "`" + `-][^\s:]*):(?:\s|$)`)
+
+// snakeKey is the form of every struct key of Config.
+var snakeKey = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// commentedKeys reads the document line by line, commented-out lines
+// uncommented (see TestExampleConfigListsEveryKey for the rule), and
+// reports each key with its path. Live lines are read too: they give the
+// commented lines their place.
+func commentedKeys(root reflect.Type, data []byte, add func(path []string, line int)) {
+	type level struct {
+		indent int
+		key    string
+	}
+	var stack []level
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		trimmed := strings.TrimLeft(line, " ")
+		if strings.HasPrefix(trimmed, "# ") {
+			line = line[:len(line)-len(trimmed)] + trimmed[2:]
+		} else if strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		m := keyLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		indent := len(m[1]) + len(m[2])
+		key := strings.Trim(m[3], `"'`)
+		parents := stack
+		for len(parents) > 0 && parents[len(parents)-1].indent >= indent {
+			parents = parents[:len(parents)-1]
+		}
+		path := make([]string, 0, len(parents)+1)
+		for _, l := range parents {
+			path = append(path, l.key)
+		}
+		// Where Config has a struct, only snake_case words are keys; other
+		// "Word:" lines are prose.
+		if !underMap(root, path) && !snakeKey.MatchString(key) {
+			continue
+		}
+		path = append(path, key)
+		add(path, n)
+		stack = append(parents, level{indent, key})
+	}
+}
+
+// underMap reports whether keys below path are map entries.
+func underMap(root reflect.Type, path []string) bool {
+	t := root
+	for _, seg := range path {
+		t = container(t)
+		switch {
+		case isValue(t):
+			return false
+		case t.Kind() == reflect.Map:
+			t = t.Elem()
+		default:
+			f, ok := fieldByYAMLName(t, seg)
+			if !ok {
+				return false
+			}
+			t = f.Type
+		}
+	}
+	t = container(t)
+	return !isValue(t) && t.Kind() == reflect.Map
+}
