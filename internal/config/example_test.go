@@ -1,14 +1,13 @@
 package config_test
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -459,23 +458,27 @@ var keyLine = regexp.MustCompile(`^( *)(- +)?("[^"]*"|'[^']*'|[^\s#'"\[\]{},&*!|
 // snakeKey is the form of every struct key of Config.
 var snakeKey = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
-// commentedKeys reads the document line by line, commented-out lines
+// keyAt is one key line found by scanKeys.
+type keyAt struct {
+	line      int // 0-based
+	path      []string
+	commented bool
+}
+
+// scanKeys reads the document line by line, commented-out lines
 // uncommented (see TestExampleConfigListsEveryKey for the rule), and
-// reports each key with its path. Live lines are read too: they give the
-// commented lines their place.
-func commentedKeys(root reflect.Type, data []byte, add func(path []string, line int)) {
+// returns each key line with its path. Live lines are read too: they give
+// the commented lines their place.
+func scanKeys(root reflect.Type, data []byte) []keyAt {
 	type level struct {
 		indent int
 		key    string
 	}
 	var stack []level
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		trimmed := strings.TrimLeft(line, " ")
-		if strings.HasPrefix(trimmed, "# ") {
-			line = line[:len(line)-len(trimmed)] + trimmed[2:]
-		} else if strings.HasPrefix(trimmed, "#") {
+	var out []keyAt
+	for n, line := range strings.Split(string(data), "\n") {
+		line, commented := uncomment(line)
+		if !commented && strings.HasPrefix(strings.TrimLeft(line, " "), "#") {
 			continue
 		}
 		m := keyLine.FindStringSubmatch(line)
@@ -498,8 +501,17 @@ func commentedKeys(root reflect.Type, data []byte, add func(path []string, line 
 			continue
 		}
 		path = append(path, key)
-		add(path, n)
+		out = append(out, keyAt{line: n, path: path, commented: commented})
 		stack = append(parents, level{indent, key})
+	}
+	return out
+}
+
+// commentedKeys reports every key of the document, live and commented out,
+// with its path and 1-based line.
+func commentedKeys(root reflect.Type, data []byte, add func(path []string, line int)) {
+	for _, k := range scanKeys(root, data) {
+		add(k.path, k.line+1)
 	}
 }
 
@@ -523,4 +535,229 @@ func underMap(root reflect.Type, path []string) bool {
 	}
 	t = container(t)
 	return !isValue(t) && t.Kind() == reflect.Map
+}
+
+// TestExampleCommentedBlocksLoad enables the commented-out examples of
+// configs/abusemilter.yaml (deleting their "# ", and the live keys they
+// stand in for) and loads the result, so that a postmaster who uncomments
+// an example gets a valid configuration. Examples may refer to each other
+// (a network of the example account), so they are enabled together;
+// alternatives for the same key (the Redis single-node, Sentinel and Cluster
+// examples) are enabled one per round. Problems that only a real host can
+// fix (a file named in the example that does not exist here) are allowed.
+func TestExampleCommentedBlocksLoad(t *testing.T) {
+	data, err := os.ReadFile(exampleFile)
+	if err != nil {
+		t.Fatalf("reading the example config: %v", err)
+	}
+	cut := missingPendingSections(t, data)
+	t.Setenv("ABUSEMILTER_REDIS_PASSWORD", "example")
+	lines := strings.Split(string(data), "\n")
+	blocks := commentedBlocks(reflect.TypeOf(config.Config{}), lines)
+	if len(blocks) < 10 {
+		t.Fatalf("found only %d commented-out examples; the block finder is broken", len(blocks))
+	}
+	// Alternatives: blocks for the same keys at the same indentation.
+	groups := make(map[string][]block)
+	var order []string
+	rounds := 1
+	for _, b := range blocks {
+		g := fmt.Sprintf("%d:%s:%s", b.indent, strings.Join(b.keys, ","), strings.TrimSpace(lines[b.start]))
+		if len(b.keys) > 0 {
+			g = fmt.Sprintf("%d:%s", b.indent, strings.Join(b.keys, ","))
+		}
+		if _, seen := groups[g]; !seen {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], b)
+		rounds = max(rounds, len(groups[g]))
+	}
+	if rounds < 3 {
+		t.Errorf("found %d alternatives for one key; want the three Redis examples", rounds)
+	}
+	for r := 0; r < rounds; r++ {
+		var enabled []block
+		var names []string
+		for _, g := range order {
+			alt := groups[g]
+			b := alt[r%len(alt)]
+			enabled = append(enabled, b)
+			names = append(names, strconv.Itoa(b.start+1))
+		}
+		name := fmt.Sprintf("round %d (examples at lines %s)", r+1, strings.Join(names, ", "))
+		doc := []byte(strings.Join(enableBlocks(lines, enabled), "\n"))
+		if len(cut) > 0 {
+			if doc, err = withoutSections(doc, cut); err != nil {
+				t.Errorf("%s: enabled, the examples are not YAML: %v", name, err)
+				continue
+			}
+		}
+		c, err := config.Parse(doc, exampleFile)
+		if err == nil {
+			if c.Redis == nil {
+				t.Errorf("%s: no Redis example was enabled", name)
+			}
+			continue
+		}
+		var ce *config.Error
+		if !errorsAs(err, &ce) {
+			t.Errorf("%s: enabled, the examples do not load: %v", name, err)
+			continue
+		}
+		for _, p := range ce.Problems {
+			if !strings.Contains(p, "no such file or directory") {
+				t.Errorf("%s: enabled, the examples do not load: %s", name, p)
+			}
+		}
+	}
+}
+
+func errorsAs(err error, target **config.Error) bool {
+	ce, ok := err.(*config.Error)
+	if ok {
+		*target = ce
+	}
+	return ok
+}
+
+// block is a commented-out example: lines start..end-1, whose first line
+// is a key at indent.
+type block struct {
+	start, end int
+	indent     int
+	keys       []string // the keys at indent
+}
+
+// uncomment returns a comment line with its "# " deleted, and whether the
+// line was a "# " comment.
+func uncomment(line string) (string, bool) {
+	trimmed := strings.TrimLeft(line, " ")
+	if !strings.HasPrefix(trimmed, "# ") {
+		return line, false
+	}
+	return line[:len(line)-len(trimmed)] + trimmed[2:], true
+}
+
+func indentOf(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+
+// commentedBlocks finds the commented-out examples: a run of comment lines
+// that starts with a commented-out key (as scanKeys finds them) and goes on
+// while its lines are indented deeper, or are commented-out keys at the same
+// indentation.
+func commentedBlocks(root reflect.Type, lines []string) []block {
+	isKey := make(map[int]bool)
+	for _, k := range scanKeys(root, []byte(strings.Join(lines, "\n"))) {
+		if k.commented {
+			isKey[k.line] = true
+		}
+	}
+	var out []block
+	for i := 0; i < len(lines); i++ {
+		if !isKey[i] {
+			continue
+		}
+		u, _ := uncomment(lines[i])
+		m := keyLine.FindStringSubmatch(u)
+		b := block{start: i, indent: len(m[1])}
+		if m[2] == "" {
+			b.keys = append(b.keys, strings.Trim(m[3], `"'`))
+		}
+		j := i + 1
+		for ; j < len(lines); j++ {
+			u, ok := uncomment(lines[j])
+			if !ok {
+				break
+			}
+			if indentOf(u) > b.indent {
+				continue
+			}
+			if !isKey[j] || indentOf(u) != b.indent {
+				break
+			}
+			if m := keyLine.FindStringSubmatch(u); m[2] == "" {
+				b.keys = append(b.keys, strings.Trim(m[3], `"'`))
+			}
+		}
+		b.end = j
+		out = append(out, b)
+		i = j - 1
+	}
+	return out
+}
+
+// enableBlocks returns the lines with the blocks uncommented and the live
+// keys they stand in for (same key, same indentation, same parent) removed.
+func enableBlocks(lines []string, blocks []block) []string {
+	drop := make(map[int]bool)
+	enable := make(map[int]bool)
+	for _, b := range blocks {
+		for i := b.start; i < b.end; i++ {
+			enable[i] = true
+		}
+		for i := range liveSiblings(lines, b) {
+			drop[i] = true
+		}
+	}
+	var out []string
+	for i, l := range lines {
+		switch {
+		case drop[i]:
+		case enable[i]:
+			u, _ := uncomment(l)
+			out = append(out, u)
+		default:
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// liveSiblings returns the live lines a block replaces: keys of the block at
+// its indentation, with their children, in the same parent.
+func liveSiblings(lines []string, b block) map[int]bool {
+	drop := make(map[int]bool)
+	replaces := make(map[string]bool)
+	for _, k := range b.keys {
+		replaces[k] = true
+	}
+	live := func(i int) (string, bool) {
+		t := strings.TrimSpace(lines[i])
+		if t == "" || strings.HasPrefix(t, "#") {
+			return "", false
+		}
+		return lines[i], true
+	}
+	dropSibling := func(i int) {
+		drop[i] = true
+		for j := i + 1; j < len(lines); j++ {
+			l, ok := live(j)
+			if !ok {
+				continue
+			}
+			if indentOf(l) <= b.indent {
+				return
+			}
+			drop[j] = true
+		}
+	}
+	for _, dir := range []int{-1, 1} {
+		i := b.start - 1
+		if dir == 1 {
+			i = b.end
+		}
+		for ; i >= 0 && i < len(lines); i += dir {
+			l, ok := live(i)
+			if !ok {
+				continue
+			}
+			if indentOf(l) < b.indent {
+				break
+			}
+			m := keyLine.FindStringSubmatch(l)
+			if m != nil && m[2] == "" && len(m[1]) == b.indent && replaces[strings.Trim(m[3], `"'`)] {
+				dropSibling(i)
+			}
+		}
+	}
+	return drop
 }
