@@ -19,32 +19,13 @@ import (
 // exampleFile is the commented example config shipped to postmasters.
 var exampleFile = filepath.Join("..", "..", "configs", "abusemilter.yaml")
 
-// pendingSections are top-level sections the example documents ahead of
-// their field in Config. While Config lacks one, it is cut from the example
-// before loading and its keys are not checked; once the field exists, the
-// section is checked like every other. Remove a name when its field lands.
-var pendingSections = []string{"notify"}
-
 // TestExampleConfigIsDefault loads configs/abusemilter.yaml and checks that,
 // with its commented-out examples left commented, it is valid and equal to
 // Default() in every field (compared through their YAML form, so that
 // "60m" and "1h" are equal and unexported parse details are not).
 func TestExampleConfigIsDefault(t *testing.T) {
-	data, err := os.ReadFile(exampleFile)
+	got, err := config.Load(exampleFile)
 	if err != nil {
-		t.Fatalf("reading the example config: %v", err)
-	}
-	var got *config.Config
-	if cut := missingPendingSections(t, data); len(cut) > 0 {
-		t.Logf("config.Config has no field for %v yet: cut from the example before loading", cut)
-		trimmed, err := withoutSections(data, cut)
-		if err != nil {
-			t.Fatalf("cutting %v from %s: %v", cut, exampleFile, err)
-		}
-		if got, err = config.Parse(trimmed, exampleFile); err != nil {
-			t.Fatalf("the example config does not load:\n%v", err)
-		}
-	} else if got, err = config.Load(exampleFile); err != nil {
 		t.Fatalf("the example config does not load:\n%v", err)
 	}
 	got.Path = ""
@@ -88,18 +69,11 @@ func TestExampleConfigListsEveryKey(t *testing.T) {
 	}
 	root := reflect.TypeOf(config.Config{})
 	want := configKeys(root)
-	pending := make(map[string]bool)
-	for _, s := range missingPendingSections(t, data) {
-		pending[s] = true
-	}
 
 	have := make(map[string]bool)
 	add := func(path []string, line int) {
 		norm, err := normalizeKey(root, path)
 		if err != nil {
-			if pending[path[0]] {
-				return
-			}
 			t.Errorf("%s:%d: %s: %v", exampleFile, line, strings.Join(path, "."), err)
 			return
 		}
@@ -208,54 +182,6 @@ func uniq(s []string) []string {
 		}
 	}
 	return out
-}
-
-// missingPendingSections returns the pending sections that the example has
-// at top level and Config does not.
-func missingPendingSections(t *testing.T, data []byte) []string {
-	t.Helper()
-	var top map[string]any
-	if err := yaml.Unmarshal(data, &top); err != nil {
-		t.Fatalf("parsing %s: %v", exampleFile, err)
-	}
-	fields := make(map[string]bool)
-	ct := reflect.TypeOf(config.Config{})
-	for i := 0; i < ct.NumField(); i++ {
-		if name, ok := yamlName(ct.Field(i)); ok {
-			fields[name] = true
-		}
-	}
-	var out []string
-	for _, s := range pendingSections {
-		if _, inExample := top[s]; inExample && !fields[s] {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// withoutSections returns the document without the named top-level keys.
-func withoutSections(data []byte, names []string) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, err
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("the document is not a mapping")
-	}
-	m := doc.Content[0]
-	drop := make(map[string]bool)
-	for _, n := range names {
-		drop[n] = true
-	}
-	var kept []*yaml.Node
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if !drop[m.Content[i].Value] {
-			kept = append(kept, m.Content[i], m.Content[i+1])
-		}
-	}
-	m.Content = kept
-	return yaml.Marshal(&doc)
 }
 
 // flattenYAML marshals v to YAML and flattens the result to "path" -> value
@@ -550,7 +476,6 @@ func TestExampleCommentedBlocksLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading the example config: %v", err)
 	}
-	cut := missingPendingSections(t, data)
 	t.Setenv("ABUSEMILTER_REDIS_PASSWORD", "example")
 	lines := strings.Split(string(data), "\n")
 	blocks := commentedBlocks(reflect.TypeOf(config.Config{}), lines)
@@ -586,12 +511,6 @@ func TestExampleCommentedBlocksLoad(t *testing.T) {
 		}
 		name := fmt.Sprintf("round %d (examples at lines %s)", r+1, strings.Join(names, ", "))
 		doc := []byte(strings.Join(enableBlocks(lines, enabled), "\n"))
-		if len(cut) > 0 {
-			if doc, err = withoutSections(doc, cut); err != nil {
-				t.Errorf("%s: enabled, the examples are not YAML: %v", name, err)
-				continue
-			}
-		}
 		c, err := config.Parse(doc, exampleFile)
 		if err == nil {
 			if c.Redis == nil {
