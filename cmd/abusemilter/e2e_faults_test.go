@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -471,7 +472,9 @@ func e2eFaultOutage(t *testing.T, failMode string, n int, outage time.Duration) 
 		t.Errorf("redis_failure defer: no message was deferred during the outage")
 	}
 	limiterErrors := p.countDecisions(func(l map[string]any) bool { return l["limiter_error"] != nil && l["limiter_error"] != "" })
-	t.Logf("decision log: %d decisions with limiter_error (the fail mode decided)", limiterErrors)
+	p50, p99, worst := p.decisionMillis()
+	t.Logf("decision log: %d decisions with limiter_error (the fail mode decided); MAIL-to-decision ms p50 %.1f, p99 %.1f, max %.1f",
+		limiterErrors, p50, p99, worst)
 	if limiterErrors == 0 {
 		t.Errorf("the daemon never logged a limiter_error: it did not notice the outage")
 	}
@@ -618,6 +621,25 @@ func (p *proc) countDecisions(match func(map[string]any) bool) int {
 		}
 	}
 	return n
+}
+
+// decisionMillis returns the median, 99th percentile and maximum of the
+// end-of-message decisions' "ms" field (from MAIL FROM to the decision, so
+// it includes the time the MTA took to pass the message on).
+func (p *proc) decisionMillis() (p50, p99, worst float64) {
+	p.mu.Lock()
+	var ms []float64
+	for _, l := range p.lines {
+		if v, ok := l["ms"].(float64); ok && l["msg"] == "decision" && l["stage"] == "eom" {
+			ms = append(ms, v)
+		}
+	}
+	p.mu.Unlock()
+	if len(ms) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ms)
+	return ms[len(ms)/2], ms[len(ms)*99/100], ms[len(ms)-1]
 }
 
 func e2eFaultTail(s string, n int) string {
