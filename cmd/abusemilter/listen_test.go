@@ -103,4 +103,3 @@ func TestBinarySocketModeIgnoresUmask(t *testing.T) {
 		})
 	}
 }
-
