@@ -131,6 +131,10 @@ func (b *backend) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 func (b *backend) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
 	b.cs.applyMacros(m.Macros, &b.msg)
 	b.msg.addHeader(name, value, b.lim)
+	// go-milter keeps its own uncapped copy of every header field until
+	// ABORT (m.Headers is that map); nothing here reads it, so empty it
+	// to keep a message's memory within our caps.
+	clear(m.Headers)
 	if b.sink != nil {
 		b.sink.Header(name, value)
 	}
@@ -169,9 +173,7 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		b.srv.log.Error("no engine configured, deferring message")
 		return keepSession{gomilter.NewResponseStr(byte(gomilter.ActReplyCode), fallbackReply)}, nil
 	}
-	if b.start.IsZero() {
-		b.start = time.Now()
-	}
+	b.start = time.Now() // the eom decision's "ms" is the time spent deciding
 	env := b.cs.envelope(&b.msg)
 	msg := b.msg.message()
 	ctx, cancel := context.WithTimeout(context.Background(), b.srv.opts.CheckTimeout)
@@ -273,10 +275,13 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
 	}
+	var elapsed time.Duration
 	if !b.start.IsZero() {
-		fields = append(fields, zap.Float64("ms", float64(time.Since(b.start).Microseconds())/1000))
+		elapsed = time.Since(b.start)
+		fields = append(fields, zap.Float64("ms", float64(elapsed.Microseconds())/1000))
 	}
 	b.srv.log.Info("decision", fields...)
+	b.srv.opts.Observer.Decision(stage, v, elapsed)
 }
 
 // tempfailMilter answers every session past the session cap with a

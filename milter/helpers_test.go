@@ -251,7 +251,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 func alice(from string, rcpts ...string) message {
 	return message{
 		login: "alice", client: "192.0.2.10", from: "alice@example.com", rcpts: rcpts,
-		headers: [][2]string{{"From", from}, {"Message-Id", fmt.Sprintf("<%d@example.com>", msgSeq.Add(1))}, {"Subject", "hello"}},
+		headers: [][2]string{{"From", from}, {"Date", time.Now().Format(time.RFC1123Z)}, {"Message-Id", fmt.Sprintf("<%d@example.com>", msgSeq.Add(1))}, {"Subject", "hello"}},
 		body:    "Hello Bob,\r\n\r\nsee you.\r\n",
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -49,13 +50,13 @@ func listenUnix(spec, path string, opts ListenOptions) (net.Listener, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("listen %q: %w", spec, err)
 	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen %q: %w", spec, err)
-	}
 	mode := opts.SocketMode
 	if mode == 0 {
 		mode = 0o660
+	}
+	ln, err := listenUnixMode(path, mode)
+	if err != nil {
+		return nil, fmt.Errorf("listen %q: %w", spec, err)
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
@@ -73,6 +74,22 @@ func listenUnix(spec, path string, opts ListenOptions) (net.Listener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// umaskMu serialises the umask changes of listenUnixMode within this process.
+var umaskMu sync.Mutex
+
+// listenUnixMode binds a unix socket that is never more open than mode:
+// bind creates the file with the process umask's permissions (0777 under
+// umask 000), so the umask is narrowed to mode for the bind itself instead
+// of leaving a window before the chmod. The umask is process-wide; other
+// files created in that instant get at most mode too.
+func listenUnixMode(path string, mode os.FileMode) (net.Listener, error) {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := syscall.Umask(0o777 &^ int(mode.Perm()))
+	defer syscall.Umask(old)
+	return net.Listen("unix", path)
 }
 
 // lookupGroup resolves a group name or numeric id.

@@ -58,7 +58,29 @@ type Options struct {
 	// (for example to a DKIM verifier) and is finished before the engine
 	// checks the message. It may return nil to skip a message.
 	NewBodySink func(env *scoring.Envelope) BodySink
+	// Observer, when set, is told of every decision and session (metrics).
+	Observer Observer
 }
+
+// Observer is told what the server does, for metrics and notifications.
+// Its methods are called on the session's goroutine and must not block.
+type Observer interface {
+	// Decision is called once per logged decision with the stage ("mail",
+	// "rcpt" or "eom") and the time since MAIL FROM.
+	Decision(stage string, v scoring.Verdict, elapsed time.Duration)
+	SessionOpened()
+	SessionClosed()
+	// SessionRefused counts a connection past the session cap.
+	SessionRefused()
+}
+
+// nopObserver is the Observer when none is set.
+type nopObserver struct{}
+
+func (nopObserver) Decision(string, scoring.Verdict, time.Duration) {}
+func (nopObserver) SessionOpened()                                  {}
+func (nopObserver) SessionClosed()                                  {}
+func (nopObserver) SessionRefused()                                 {}
 
 // BodySink streams a whole message to a consumer that needs more than the
 // body sample, such as a DKIM verifier. Calls come from one goroutine.
@@ -116,6 +138,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
@@ -276,6 +301,7 @@ func (s *Server) dispatch(conn net.Conn) {
 	if overflow && s.overflow >= s.opts.MaxSessions {
 		s.mu.Unlock()
 		s.stats.refused.Add(1)
+		s.opts.Observer.SessionRefused()
 		s.log.Warn("milter session cap reached twice over, closing connection", zap.Int("max_sessions", s.opts.MaxSessions))
 		conn.Close()
 		return
@@ -295,10 +321,12 @@ func (s *Server) dispatch(conn net.Conn) {
 	s.mu.Unlock()
 	if overflow {
 		s.stats.refused.Add(1)
+		s.opts.Observer.SessionRefused()
 		log.Warn("milter session cap reached, answering tempfail", zap.Int("max_sessions", s.opts.MaxSessions))
 		s.spillLn.push(sc)
 		return
 	}
+	s.opts.Observer.SessionOpened()
 	s.mainLn.push(sc)
 }
 
@@ -315,6 +343,7 @@ func (s *Server) sessionDone(c *sessionConn) {
 		s.overflow--
 	} else {
 		s.active--
+		s.opts.Observer.SessionClosed()
 	}
 	s.checkDone()
 }

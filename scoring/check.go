@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"errors"
+	"fmt"
 	"net/mail"
 	"strings"
 
@@ -106,13 +107,26 @@ func (c *Check) forwarder() bool { return c.Account != nil && c.Account.Forwarde
 // parseAddressesTolerant parses an address list strictly; when that fails
 // it salvages every local@domain it can find (in angle brackets first,
 // else as bare words), returning them with the strict error.
+//
+// At most MaxAddressesChecked addresses are returned, so that a header with
+// thousands of addresses cannot make every per-address rule (lookalikes,
+// brands) cost seconds; errTooManyAddresses then says some were left out.
 func parseAddressesTolerant(v string) ([]*mail.Address, error) {
 	addrs, err := ParseAddressList(v)
-	if err == nil {
-		return addrs, nil
+	if err != nil {
+		addrs = salvageAddresses(unfold(v))
 	}
-	return salvageAddresses(unfold(v)), err
+	if len(addrs) > MaxAddressesChecked {
+		return addrs[:MaxAddressesChecked], errTooManyAddresses
+	}
+	return addrs, err
 }
+
+// MaxAddressesChecked bounds the addresses of one header that rules examine.
+const MaxAddressesChecked = 50
+
+// errTooManyAddresses: a header had more than MaxAddressesChecked addresses.
+var errTooManyAddresses = fmt.Errorf("more than %d addresses", MaxAddressesChecked)
 
 // salvageAddresses finds addresses in a header value that net/mail cannot
 // parse (obsolete syntax, unquoted specials in display names).

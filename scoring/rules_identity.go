@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -33,7 +34,11 @@ func fromDomainNotOwned() Rule {
 			for _, name := range senderHeaders {
 				// Malformed headers are parsed tolerantly: an address that can be
 				// salvaged from them still has to be the account's.
-				addrs, _ := c.Addresses(name)
+				addrs, err := c.Addresses(name)
+				if errors.Is(err, errTooManyAddresses) {
+					// What was not checked cannot be shown to be the account's.
+					return fmt.Sprintf("%s has %s; not all could be checked", name, err), true
+				}
 				for _, a := range addrs {
 					if !mayUse(c.Account, a.Address) {
 						return fmt.Sprintf("%s address %q is not an address of account %q", name, strings.ToLower(a.Address), c.Account.Name), true

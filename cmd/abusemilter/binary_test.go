@@ -62,7 +62,13 @@ type proc struct {
 
 func startDaemon(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"--log-format", "json"}, args...)...)
+	return startCommand(t, exec.Command(binary(t), append([]string{"--log-format", "json"}, args...)...))
+}
+
+// startCommand starts cmd (a daemon, possibly behind a wrapper that execs
+// it) and collects its JSON log lines from stderr, as startDaemon does.
+func startCommand(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

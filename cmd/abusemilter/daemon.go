@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/abusemilter/abusemilter/internal/app"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/logging"
+	"github.com/abusemilter/abusemilter/internal/metrics"
+	"github.com/abusemilter/abusemilter/internal/notify"
 	"github.com/abusemilter/abusemilter/internal/version"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
@@ -30,20 +33,55 @@ type daemon struct {
 	// it lives as long as the process.
 	resolver scoring.Resolver
 	srv      *milter.Server
+	obs      *observer
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
+	// listening is set once the milter listener is up (readiness).
+	listening atomic.Bool
 }
 
 // newDaemon builds the engine and the server from a validated config.
 func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
 	d := &daemon{opts: o, log: logger, level: level, cfg: cfg, resolver: app.Resolver(cfg)}
-	engine, limiter, err := d.build(cfg, nil)
+	d.metrics = metrics.New(metrics.BuildInfo{Version: version.Version, Commit: version.Commit})
+	no, err := notify.OptionsFromConfig(cfg.Notify)
 	if err != nil {
 		return nil, err
 	}
+	no.Logger, no.Observer = logger.Named("notify"), d.metrics
+	if d.notifier, err = notify.New(no); err != nil {
+		return nil, err
+	}
+	d.obs = &observer{log: logger, metrics: d.metrics, notifier: d.notifier}
+	engine, limiter, err := d.build(cfg, nil)
+	if err != nil {
+		d.notifier.Close(context.Background())
+		return nil, err
+	}
 	d.limiter = limiter
+	d.obs.setStore(limiter, cfg.RedisFailure)
+	d.metrics.WatchStore(func() metrics.StoreStats {
+		st, _ := d.obs.storeStats()
+		return metrics.StoreStats(st)
+	})
+	d.metrics.ConfigLoaded()
 	so := serverOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)
+	so.Observer = d.obs
 	d.srv = milter.New(so)
 	return d, nil
+}
+
+// ready is the /readyz check: the milter listens and has an engine. A rate
+// store that does not answer is not "not ready": the fail mode decides.
+func (d *daemon) ready() error {
+	if !d.listening.Load() {
+		return errors.New("milter listener not up yet")
+	}
+	if d.srv.Engine() == nil {
+		return errors.New("no config loaded")
+	}
+	return nil
 }
 
 // serverOptions maps the config to the milter server's options.
@@ -68,7 +106,7 @@ func (d *daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 	}
 	limiter := old
 	if old == nil || !sameLimiterSettings(d.cfg, cfg) {
-		if limiter, err = app.Limiter(cfg); err != nil {
+		if limiter, err = app.LimiterWith(cfg, ratelimit.Options{OnEvent: d.obs.storeEvent}); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -93,13 +131,22 @@ func (d *daemon) serve(signals <-chan os.Signal) int {
 		d.log.Error("cannot listen: " + err.Error())
 		return exitFailed
 	}
+	msrv, err := d.metrics.Serve(d.cfg.Metrics.Listen, d.ready)
+	if err != nil {
+		ln.Close()
+		d.log.Error("cannot serve metrics: " + err.Error())
+		return exitFailed
+	}
+	defer msrv.Shutdown(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve(ln) }()
+	d.listening.Store(true)
 	d.log.Info("abusemilter ready",
 		zap.String("version", version.String()),
 		zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
 		zap.String("mode", d.cfg.Mode),
-		zap.String("config", d.cfg.Path))
+		zap.String("config", d.cfg.Path),
+		zap.String("metrics", msrv.Addr()))
 	for {
 		select {
 		case err := <-served:
@@ -131,6 +178,11 @@ func (d *daemon) stop(sig os.Signal, served <-chan error) int {
 	if cerr := d.limiter.Close(); cerr != nil {
 		d.log.Warn("closing the rate store", zap.Error(cerr))
 	}
+	nctx, ncancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer ncancel()
+	if nerr := d.notifier.Close(nctx); nerr != nil {
+		d.log.Warn("notifications still queued at exit were dropped", zap.Error(nerr))
+	}
 	d.log.Info("stopped")
 	return exitOK
 }
@@ -152,13 +204,20 @@ func (d *daemon) reload() {
 			fields = append(fields, zap.Error(err))
 		}
 		d.log.Error("config reload failed, keeping the running config", fields...)
+		d.metrics.ConfigReloaded(err)
 		return
 	}
 	engine, limiter, err := d.build(cfg, d.limiter)
 	if err != nil {
 		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.configPath), zap.Error(err))
+		d.metrics.ConfigReloaded(err)
 		return
 	}
+	d.metrics.ConfigReloaded(nil)
+	if err := d.notifier.Reopen(); err != nil {
+		d.log.Warn("reopening the audit log", zap.Error(err))
+	}
+	d.obs.setStore(limiter, cfg.RedisFailure)
 	kept := limiter == d.limiter
 	if !kept {
 		old := d.limiter
@@ -195,6 +254,12 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.DNS, cfg.DNS) {
 		out = append(out, "dns")
+	}
+	if old.Metrics != cfg.Metrics {
+		out = append(out, "metrics")
+	}
+	if !reflect.DeepEqual(old.Notify, cfg.Notify) {
+		out = append(out, "notify")
 	}
 	return out
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"os"
+	"os/user"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -182,4 +187,61 @@ func (p *proc) waitDecision(t *testing.T, what string, match func(map[string]any
 	defer p.mu.Unlock()
 	t.Fatalf("no decision log line for %s; log:\n%s", what, strings.Join(p.raw, "\n"))
 	return nil
+}
+
+// TestEndToEndPostfixUnixSocket checks the documented unix-socket layout
+// for Postfix's chroot: the daemon listens on a socket inside the queue
+// directory with mode 0660 and group postfix, and Postfix names it
+// relative to the queue directory, as chrooted smtpd and cleanup must.
+func TestEndToEndPostfixUnixSocket(t *testing.T) {
+	testenv.RequireTool(t, "postfix")
+	testenv.RequireTool(t, "swaks")
+	testenv.RequireRoot(t, "Postfix's master starts as root")
+
+	sink := testenv.StartSink(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		SMTPDMilter:    "unix:abusemilter/abusemilter.sock",
+		NonSMTPDMilter: "unix:abusemilter/abusemilter.sock",
+		RelayTo:        sink.Addr(),
+	})
+	// As documented: install -d -g postfix -m 0750 QUEUE_DIR/abusemilter.
+	postfixGroup, err := user.LookupGroup("postfix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid, _ := strconv.Atoi(postfixGroup.Gid)
+	sockDir := filepath.Join(pf.QueueDir, "abusemilter")
+	if err := os.MkdirAll(sockDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(sockDir, 0, gid); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(sockDir, "abusemilter.sock")
+	cfg := strings.Replace(e2eConfig, "listen: inet:127.0.0.1:0", "listen: unix:"+sock+"\nsocket:\n  mode: \"0660\"\n  group: postfix", 1)
+	p := startDaemon(t, "--config", writeConfig(t, t.TempDir(), cfg))
+	p.waitLog(t, "abusemilter ready", 0)
+
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("socket mode %v, want a socket with 0660", fi.Mode())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Gid) != gid {
+		t.Errorf("socket group %v, want postfix's %d", fi.Sys(), gid)
+	}
+
+	ok := testenv.Swaks(t, testenv.SwaksOptions{Server: pf.Addr(), From: "alice@example.com", To: []string{"bob@example.org"},
+		XClientLogin: "alice", XClientAddr: "203.0.113.10", Headers: []string{"From: alice@example.com", "Subject: e2e-unix"}})
+	if ok.ExitCode != testenv.SwaksOK {
+		t.Fatalf("own mail over the unix socket: swaks exit %d:\n%s\npostfix log:\n%s", ok.ExitCode, ok.Transcript, pf.Log())
+	}
+	sink.WaitFor(t, e2eWait, "Subject e2e-unix", func(m testenv.SinkMessage) bool { return m.Header("Subject") == "e2e-unix" })
+	bad := testenv.Swaks(t, testenv.SwaksOptions{Server: pf.Addr(), From: "alice@example.com", To: []string{"bob@example.org"},
+		XClientLogin: "alice", XClientAddr: "203.0.113.10", Headers: []string{"From: ceo@other-company.example"}})
+	if got := bad.EndOfDataReply(); !strings.HasPrefix(got, "550 5.7.1 ") || !strings.Contains(got, "FROM_DOMAIN_NOT_OWNED") {
+		t.Fatalf("forged mail over the unix socket: %q", got)
+	}
 }

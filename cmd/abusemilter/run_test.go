@@ -25,10 +25,12 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 
 func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("REDIS_PASSWORD", "s3cret")
 	good := writeConfig(t, dir, `
 mode: monitor
 redis:
-  url: redis://user:s3cret@127.0.0.1:6390/2
+  url: redis://127.0.0.1:6390/2
+  username: redisuser
   password_env: REDIS_PASSWORD
 identity:
   accounts:
@@ -45,7 +47,7 @@ identity:
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "s3cret") || strings.Contains(out, "user") {
+	if strings.Contains(out+errOut, "s3cret") || strings.Contains(out, "redisuser") {
 		t.Fatalf("summary leaks credentials:\n%s", out)
 	}
 

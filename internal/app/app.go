@@ -81,18 +81,28 @@ func Directory(cfg *config.Config) (*identity.Directory, error) {
 // store when the config has a redis section, else the in-memory one. Both
 // also implement ratelimit.Admin.
 func Limiter(cfg *config.Config) (ratelimit.Limiter, error) {
+	return LimiterWith(cfg, ratelimit.Options{})
+}
+
+// LimiterWith is Limiter with store options (event receiver, breaker
+// tuning). The config's notify.threshold becomes the usage threshold when
+// opts sets none.
+func LimiterWith(cfg *config.Config, opts ratelimit.Options) (ratelimit.Limiter, error) {
+	if len(opts.UsageThresholds) == 0 && cfg.Notify.Threshold > 0 {
+		opts.UsageThresholds = []float64{cfg.Notify.Threshold}
+	}
 	if cfg.Redis != nil {
 		ro, err := cfg.Redis.StoreOptions()
 		if err != nil {
 			return nil, err
 		}
-		r, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
+		r, err := ratelimit.NewRedis(ro, cfg.Policy(), opts)
 		if err != nil {
 			return nil, fmt.Errorf("redis store: %w", err)
 		}
 		return r, nil
 	}
-	return ratelimit.NewMemory(cfg.Policy(), nil), nil
+	return ratelimit.NewMemoryOptions(cfg.Policy(), nil, opts), nil
 }
 
 // EngineOptions converts the config into engine options.

@@ -46,6 +46,8 @@ type Config struct {
 	Rules        RulesConfig   `yaml:"rules"`
 	DNS          DNSConfig     `yaml:"dns"`
 	Metrics      MetricsConfig `yaml:"metrics"`
+	// Notify delivers lock, threshold and fail-mode events.
+	Notify NotifyConfig `yaml:"notify"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -146,6 +148,7 @@ func Default() *Config {
 		Rules:        DefaultRules(),
 		DNS:          DefaultDNS(),
 		Metrics:      MetricsConfig{Listen: "127.0.0.1:9357"},
+		Notify:       DefaultNotify(),
 	}
 }
 
@@ -237,6 +240,14 @@ func (c *Config) Validate() error {
 	c.validateRedis(&e)
 	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
 	c.validateRules(&e)
+	c.Notify.validate(&e)
+	if c.Metrics.Listen != "" {
+		if !strings.Contains(c.Metrics.Listen, ":") {
+			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)
+		} else if !c.AllowNonLoopback && !loopbackHost(c.Metrics.Listen) {
+			e.add("metrics.listen", "%q is not a loopback address; set allow_non_loopback: true to listen on it", c.Metrics.Listen)
+		}
+	}
 	if len(e) > 0 {
 		return &Error{Path: c.Path, Problems: e}
 	}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// env is what a command runs against: the store's admin API, the policy of
+// the config (for thresholds and configured exemptions), the clock used for
+// ages, the operator named in the audit log, and whether to colour output.
+type env struct {
+	admin  ratelimit.Admin
+	policy ratelimit.Policy
+	// where names the store in errors ("redis 127.0.0.1:6380").
+	where string
+	now   func() time.Time
+	user  string
+	color bool
+
+	closeStore func() error
+	// open connects on first use (nil: admin is set already), so that a
+	// bad command line is reported before any connection attempt.
+	open func(ctx context.Context) error
+}
+
+// store returns the admin API, connecting on first use.
+func (e *env) store(ctx context.Context) (ratelimit.Admin, error) {
+	if e.admin == nil && e.open != nil {
+		open := e.open
+		e.open = nil
+		if err := open(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if e.admin == nil {
+		return nil, fmt.Errorf("no rate store")
+	}
+	return e.admin, nil
+}
+
+func (e *env) close() {
+	if e.closeStore != nil {
+		_ = e.closeStore()
+	}
+}
+
+// connect loads the config, opens the Redis store exactly as the daemon
+// does and checks with one PING that it answers and accepts the password.
+func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string) error {
+	cfg, err := loadConfig(g, defaultConfig)
+	if err != nil {
+		return err
+	}
+	if cfg.Redis == nil && g.RedisURL == "" {
+		return &configError{fmt.Errorf("config %q uses the embedded rate store: the admin CLI needs the redis store "+
+			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", cfg.Path)}
+	}
+	ro := ratelimit.RedisOptions{}
+	if cfg.Redis != nil {
+		if ro, err = cfg.Redis.StoreOptions(); err != nil {
+			return &configError{err}
+		}
+	}
+	if g.RedisURL != "" {
+		ro.URL, ro.Addrs, ro.MasterName = g.RedisURL, nil, ""
+		if ro.KeyPrefix == "" {
+			ro.KeyPrefix = "am:"
+		}
+	}
+	if g.PasswordFile != "" {
+		b, err := os.ReadFile(g.PasswordFile)
+		if err != nil {
+			return &configError{fmt.Errorf("--password-file: %w", err)}
+		}
+		ro.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if g.Timeout <= 0 {
+		return usageErrorf("--timeout must be positive")
+	}
+	// The mail path's per-call timeout (200ms) is too short for a SCAN of a
+	// big keyspace; an admin call waits up to --timeout.
+	ro.Timeout = g.Timeout
+	e.where = redisWhere(ro)
+	r, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
+	if err != nil {
+		return &configError{err}
+	}
+	pctx, cancel := context.WithTimeout(ctx, g.Timeout)
+	defer cancel()
+	if err := r.Client().Ping(pctx).Err(); err != nil {
+		r.Close()
+		return redisError(e.where, err)
+	}
+	e.admin, e.policy, e.closeStore = r, cfg.Policy(), r.Close
+	return nil
+}
+
+// loadConfig reads --config, else the default config when it exists and no
+// --redis was given, else the built-in defaults (with --redis).
+func loadConfig(g globalOptions, defaultConfig string) (*config.Config, error) {
+	path := g.ConfigPath
+	if path == "" && defaultConfig != "" {
+		if _, err := os.Stat(defaultConfig); err == nil {
+			path = defaultConfig
+		} else if g.RedisURL == "" {
+			return nil, usageErrorf("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL (%s: %v)",
+				defaultConfig, errors.Unwrap(err))
+		}
+	}
+	if path == "" {
+		if g.RedisURL == "" {
+			return nil, usageErrorf("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL")
+		}
+		cfg := config.Default()
+		if err := cfg.Validate(); err != nil {
+			return nil, &configError{err}
+		}
+		return cfg, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return nil, &configError{fmt.Errorf("config %q: %w", path, pe.Err)}
+		}
+		return nil, &configError{err}
+	}
+	return cfg, nil
+}
+
+// redisWhere names the server of ro for messages, without credentials.
+func redisWhere(ro ratelimit.RedisOptions) string {
+	switch {
+	case ro.URL != "":
+		if i := strings.Index(ro.URL, "://"); i >= 0 {
+			return "redis " + ro.URL[i+3:]
+		}
+		return "redis " + ro.URL
+	case ro.MasterName != "":
+		return fmt.Sprintf("redis master %q via sentinels %s", ro.MasterName, strings.Join(ro.Addrs, ","))
+	}
+	return "redis " + strings.Join(ro.Addrs, ",")
+}
+
+// redisError turns a connection failure into one line that says what to
+// check.
+func redisError(where string, err error) error {
+	msg := err.Error()
+	var ne net.Error
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"),
+		strings.Contains(msg, "invalid username-password"):
+		return fmt.Errorf("%s refused the credentials (wrong password or user): %s", where, oneLine(msg))
+	case strings.Contains(msg, "NOAUTH"):
+		return fmt.Errorf("%s wants a password and none was given (set redis.password_file or password_env, or --password-file): %s", where, oneLine(msg))
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%s is unreachable: no answer within the timeout (%s)", where, oneLine(msg))
+	}
+	return fmt.Errorf("%s is unreachable: %s", where, oneLine(msg))
+}
+
+// storeError wraps an admin call's error in one line naming the store.
+func (e *env) storeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", e.where, oneLine(err.Error()))
+}
+
+// currentUser is the operator recorded in the audit log: the OS user, and
+// the user behind sudo when there is one.
+func currentUser() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if su := os.Getenv("SUDO_USER"); su != "" && su != name {
+		return su + " (sudo " + name + ")"
+	}
+	return name
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// overrideOptions are the options of "abusectl override".
+type overrideOptions struct {
+	Env     *env
+	Subject string
+	Limit   string
+	Rate    string // "500/1h" or "20/10m,500/24h"
+	For     time.Duration
+	Remove  bool
+}
+
+func overrideCommand() *command {
+	return &command{
+		name:     "override",
+		synopsis: "ACCOUNT|sender:ADDR|client:IP --limit NAME (--rate N/WINDOW[,N/WINDOW] [--for DURATION] | --remove)",
+		summary:  "replace (or restore) the rates of one limit for one subject",
+		details: `Replaces the configured rates of one limit for one subject, e.g. to let a
+customer send a legitimate mailing, or to throttle a suspicious one. The
+milters apply it to the subject's very next message. --for makes it expire;
+--remove restores the configured rates (exit 1 when there is no override).
+
+Limit names as for reset. Several windows: --rate 20/10m,500/24h.`,
+		examples: []string{
+			"abusectl override alice --limit messages --rate 500/1h --for 24h",
+			"abusectl override sender:shop@example.com --limit sender_messages --rate 50/1h",
+			"abusectl override alice --limit messages --remove",
+		},
+		setup: func(fs *flag.FlagSet) runner {
+			var o overrideOptions
+			fs.StringVar(&o.Limit, "limit", "", "which limit (`NAME`, required)")
+			fs.StringVar(&o.Rate, "rate", "", "new `rates`, N/WINDOW[,N/WINDOW...]")
+			fs.Var(durationValue{&o.For}, "for", "expire after this `duration` (default: until removed)")
+			fs.BoolVar(&o.Remove, "remove", false, "remove the override (restore the configured rates)")
+			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
+				if len(args) != 1 {
+					return usageErrorf("override takes one ACCOUNT, sender:ADDR or client:IP, got %d arguments", len(args))
+				}
+				o.Env, o.Subject = e, args[0]
+				return runOverride(ctx, o, out)
+			}
+		},
+	}
+}
+
+func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
+	s, err := parseSubject(o.Subject)
+	if err != nil {
+		return err
+	}
+	if o.Limit == "" {
+		return usageErrorf("override: --limit is required")
+	}
+	dim, err := parseLimit(s, o.Limit)
+	if err != nil {
+		return err
+	}
+	if o.Remove == (o.Rate != "") {
+		return usageErrorf("override: give either --rate or --remove")
+	}
+	if o.Remove && o.For != 0 {
+		return usageErrorf("override: --for goes with --rate, not --remove")
+	}
+	var rates []ratelimit.Rate
+	if !o.Remove {
+		if rates, err = parseRates(o.Rate); err != nil {
+			return err
+		}
+	}
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	if o.Remove {
+		st, err := admin.Status(ctx, s)
+		if err != nil {
+			return o.Env.storeError(err)
+		}
+		found := false
+		for _, ov := range st.Overrides {
+			found = found || ov.Dimension == dim
+		}
+		if !found {
+			return &notFoundError{fmt.Sprintf("%s has no override of %s", s, dim)}
+		}
+		if err := admin.SetOverride(ctx, s, dim, nil, 0, o.Env.user); err != nil {
+			return o.Env.storeError(err)
+		}
+		_, err = fmt.Fprintf(out, "removed the override of %s for %s: the configured rates apply\n", dim, s)
+		return err
+	}
+	if err := admin.SetOverride(ctx, s, dim, rates, o.For, o.Env.user); err != nil {
+		return o.Env.storeError(err)
+	}
+	var parts []string
+	for _, r := range rates {
+		parts = append(parts, r.String())
+	}
+	_, err = fmt.Fprintf(out, "%s of %s is now %s %s\n", dim, s, strings.Join(parts, ","), forText(o.For))
+	return err
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// statusOptions are the options of "abusectl status".
+type statusOptions struct {
+	Env     *env
+	Subject string // ACCOUNT, sender:ADDR, client:IP, or an address or IP
+	JSON    bool
+	// Audit caps the audit entries shown (0: all the store returns).
+	Audit int
+}
+
+func statusCommand() *command {
+	return &command{
+		name:     "status",
+		synopsis: "ACCOUNT|sender:ADDR|client:IP [--json] [--audit N]",
+		summary:  "show usage, remaining quota, strikes, lock, overrides, exemptions and audit of one subject",
+		details: `Shows every limit that applies to the subject: for each window the rate,
+how much is used, how much remains and when the oldest counted message
+leaves the window; the strikes in the strike window; whether the account is
+locked, why, by whom and since when; overrides and exemptions in force (set
+at run time, or in the config); the most recent admin actions.
+
+The subject is an account name, sender:ADDRESS, client:IP or acct:NAME; a
+bare word with '@' is a sender address and a bare IP address a client.`,
+		examples: []string{
+			"abusectl status alice",
+			"abusectl status sender:newsletter@example.com --json",
+			"abusectl status 192.0.2.10",
+		},
+		setup: func(fs *flag.FlagSet) runner {
+			var o statusOptions
+			fs.BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
+			fs.IntVar(&o.Audit, "audit", 10, "show at most `N` audit entries (0: all kept)")
+			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
+				if len(args) != 1 {
+					return usageErrorf("status takes one ACCOUNT, sender:ADDR or client:IP, got %d arguments", len(args))
+				}
+				o.Env, o.Subject = e, args[0]
+				return runStatus(ctx, o, out)
+			}
+		},
+	}
+}
+
+// statusJSON is the --json output of status; its fields are documented in
+// docs/abusectl.md and kept stable.
+type statusJSON struct {
+	Subject             string          `json:"subject"`
+	Kind                string          `json:"kind"`
+	Name                string          `json:"name"`
+	Limits              []limitJSON     `json:"limits"`
+	Strikes             int             `json:"strikes"`
+	StrikeWindowSeconds int64           `json:"strike_window_seconds"`
+	StrikeThreshold     int             `json:"strike_threshold"`
+	Locked              bool            `json:"locked"`
+	Lock                *lockJSON       `json:"lock"`
+	Overrides           []overrideJSON  `json:"overrides"`
+	Exempt              bool            `json:"exempt"`
+	Exemptions          []exemptionJSON `json:"exemptions"`
+	Audit               []auditJSON     `json:"audit"`
+}
+
+type limitJSON struct {
+	Limit          string `json:"limit"`
+	Rule           string `json:"rule"`
+	Rate           string `json:"rate"`
+	Max            int64  `json:"max"`
+	WindowSeconds  int64  `json:"window_seconds"`
+	Used           int64  `json:"used"`
+	Remaining      int64  `json:"remaining"`
+	FreesInSeconds int64  `json:"frees_in_seconds"`
+	Override       bool   `json:"override"`
+}
+
+type lockJSON struct {
+	Account    string  `json:"account,omitempty"`
+	Reason     string  `json:"reason"`
+	By         string  `json:"by"`
+	At         *string `json:"at"`
+	AgeSeconds int64   `json:"age_seconds"`
+	Until      *string `json:"until"`
+}
+
+type overrideJSON struct {
+	Limit string   `json:"limit"`
+	Rates []string `json:"rates"`
+	Until *string  `json:"until"`
+}
+
+type exemptionJSON struct {
+	Subject string  `json:"subject"`
+	Source  string  `json:"source"` // "runtime" (abusectl exempt) or "config"
+	Reason  string  `json:"reason"`
+	By      string  `json:"by"`
+	At      *string `json:"at"`
+	Until   *string `json:"until"`
+}
+
+type auditJSON struct {
+	At     *string `json:"at"`
+	By     string  `json:"by"`
+	Action string  `json:"action"`
+	Detail string  `json:"detail"`
+}
+
+func runStatus(ctx context.Context, o statusOptions, out io.Writer) error {
+	subj, err := ratelimit.ParseSubject(o.Subject)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	admin, err := o.Env.store(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := admin.Status(ctx, subj)
+	if err != nil {
+		return o.Env.storeError(err)
+	}
+	if o.Audit > 0 && len(st.Audit) > o.Audit {
+		st.Audit = st.Audit[:o.Audit]
+	}
+	v := statusView(st, o.Env.policy, o.Env.now())
+	if o.JSON {
+		return writeJSON(out, v)
+	}
+	return writeStatus(out, v, o.Env.color)
+}
+
+// configExemption returns the exemption the config itself grants, if any.
+func configExemption(s ratelimit.Subject, p ratelimit.Policy) (exemptionJSON, bool) {
+	var exempt bool
+	switch s.Kind {
+	case ratelimit.KindAccount:
+		exempt = p.ExemptAccounts[s.Name]
+	case ratelimit.KindSender:
+		exempt = p.ExemptSenders[s.Name]
+	case ratelimit.KindClient:
+		a, err := netip.ParseAddr(s.Name)
+		exempt = err == nil && p.ExemptClient(a)
+	}
+	return exemptionJSON{Subject: s.String(), Source: "config", Reason: "listed in limits.exempt", By: "config"}, exempt
+}
+
+func statusView(st ratelimit.Status, p ratelimit.Policy, now time.Time) statusJSON {
+	v := statusJSON{
+		Subject: st.Subject.String(), Kind: string(st.Subject.Kind), Name: st.Subject.Name,
+		Limits: []limitJSON{}, Overrides: []overrideJSON{}, Exemptions: []exemptionJSON{}, Audit: []auditJSON{},
+		Strikes: st.Strikes, StrikeWindowSeconds: seconds(st.StrikeWindow), StrikeThreshold: p.Strikes.Threshold,
+	}
+	for _, l := range st.Limits {
+		v.Limits = append(v.Limits, limitJSON{
+			Limit: string(l.Dimension), Rule: l.Dimension.RuleID(), Rate: l.Rate.String(), Max: l.Rate.Limit,
+			WindowSeconds: seconds(l.Rate.Window), Used: l.Used, Remaining: l.Remaining,
+			FreesInSeconds: seconds(l.FreesIn), Override: l.Override,
+		})
+	}
+	if st.Lock != nil {
+		v.Locked = true
+		v.Lock = &lockJSON{Reason: st.Lock.Reason, By: st.Lock.By, At: jsonTime(st.Lock.At),
+			AgeSeconds: seconds(now.Sub(st.Lock.At)), Until: jsonTime(st.Lock.Until)}
+	}
+	for _, ov := range st.Overrides {
+		o := overrideJSON{Limit: string(ov.Dimension), Rates: []string{}, Until: jsonTime(ov.Until)}
+		for _, r := range ov.Rates {
+			o.Rates = append(o.Rates, r.String())
+		}
+		v.Overrides = append(v.Overrides, o)
+	}
+	if e := st.Exemption; e != nil {
+		v.Exemptions = append(v.Exemptions, exemptionJSON{Subject: e.Subject.String(), Source: "runtime",
+			Reason: e.Reason, By: e.By, At: jsonTime(e.At), Until: jsonTime(e.Until)})
+	}
+	if e, ok := configExemption(st.Subject, p); ok {
+		v.Exemptions = append(v.Exemptions, e)
+	}
+	v.Exempt = len(v.Exemptions) > 0
+	for _, a := range st.Audit {
+		v.Audit = append(v.Audit, auditJSON{At: jsonTime(a.At), By: a.By, Action: a.Action, Detail: a.Detail})
+	}
+	return v
+}
+
+func parseJSONTime(s *string) time.Time {
+	if s == nil {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339, *s)
+	return t
+}
+
+func writeStatus(out io.Writer, v statusJSON, color bool) error {
+	var b strings.Builder
+	fmt.Fprintln(&b, v.Subject)
+	if len(v.Limits) == 0 {
+		fmt.Fprintln(&b, "  no limit applies (none configured for this kind of subject)")
+	} else {
+		var t table
+		t.header("LIMIT", "RULE", "RATE", "USED", "REMAINING", "FREES IN")
+		for _, l := range v.Limits {
+			s := good
+			switch {
+			case l.Remaining == 0:
+				s = bad
+			case l.Used*5 >= l.Max*4:
+				s = warn
+			}
+			rate := l.Rate
+			if l.Override {
+				rate += " (override)"
+			}
+			frees := "-"
+			if l.Used > 0 {
+				frees = "in " + short(time.Duration(l.FreesInSeconds)*time.Second)
+			}
+			t.add(s, l.Limit, l.Rule, rate, fmt.Sprint(l.Used), fmt.Sprint(l.Remaining), frees)
+		}
+		if _, err := io.WriteString(out, b.String()); err != nil {
+			return err
+		}
+		b.Reset()
+		if err := t.write(out, "  ", color); err != nil {
+			return err
+		}
+	}
+	if v.Kind == string(ratelimit.KindAccount) {
+		lockAt := "locking off"
+		if v.StrikeThreshold > 0 {
+			lockAt = fmt.Sprintf("%d lock the account", v.StrikeThreshold)
+		}
+		fmt.Fprintf(&b, "Strikes:    %d in the last %s (%s)\n", v.Strikes, short(time.Duration(v.StrikeWindowSeconds)*time.Second), lockAt)
+		if l := v.Lock; l != nil {
+			at := parseJSONTime(l.At)
+			line := fmt.Sprintf("LOCKED by %s at %s (%s ago), %s: %q", l.By, clock(at),
+				short(time.Duration(l.AgeSeconds)*time.Second), untilPlain(l.Until), l.Reason)
+			fmt.Fprintf(&b, "Lock:       %s\n", bad.paint(line, color))
+		} else {
+			fmt.Fprintf(&b, "Lock:       %s\n", good.paint("not locked", color))
+		}
+	}
+	if len(v.Overrides) == 0 {
+		fmt.Fprintln(&b, "Overrides:  none")
+	}
+	for i, o := range v.Overrides {
+		label := "Overrides:  "
+		if i > 0 {
+			label = "            "
+		}
+		fmt.Fprintf(&b, "%s%s %s, %s\n", label, o.Limit, strings.Join(o.Rates, ","), untilPlain(o.Until))
+	}
+	if len(v.Exemptions) == 0 {
+		fmt.Fprintln(&b, "Exemption:  none")
+	}
+	for i, e := range v.Exemptions {
+		label := "Exemption:  "
+		if i > 0 {
+			label = "            "
+		}
+		line := "EXEMPT from every limit (" + e.Source + ")"
+		if e.Source == "runtime" {
+			line += fmt.Sprintf(" by %s at %s, %s: %q", e.By, clock(parseJSONTime(e.At)), untilPlain(e.Until), e.Reason)
+		}
+		fmt.Fprintf(&b, "%s%s\n", label, warn.paint(line, color))
+	}
+	if _, err := io.WriteString(out, b.String()); err != nil {
+		return err
+	}
+	if len(v.Audit) == 0 {
+		_, err := fmt.Fprintln(out, "Audit:      no admin action recorded")
+		return err
+	}
+	fmt.Fprintln(out, "Audit (newest first):")
+	var t table
+	t.header("WHEN", "BY", "ACTION", "DETAIL")
+	for _, a := range v.Audit {
+		t.add(plain, clock(parseJSONTime(a.At)), a.By, a.Action, a.Detail)
+	}
+	return t.write(out, "  ", color)
+}
+
+// untilPlain writes an end time, or "until removed".
+func untilPlain(s *string) string {
+	if s == nil {
+		return "until removed"
+	}
+	return "until " + clock(parseJSONTime(s))
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/abusemilter/abusemilter/internal/metrics"
+	"github.com/abusemilter/abusemilter/internal/notify"
+	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+// observer connects the milter and the rate store to metrics and
+// notifications: it counts decisions and sessions, turns store events into
+// notifications, and publishes entering and leaving the fail mode when the
+// store's circuit breaker opens or closes.
+type observer struct {
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
+	failMode atomic.Value // string: the configured redis_failure
+	store    atomic.Value // statsSource: the limiter in use
+}
+
+// statsSource is a store that reports its call counters.
+type statsSource interface{ Stats() ratelimit.Stats }
+
+// setStore records the limiter in use and its metrics source.
+func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
+	o.failMode.Store(failMode)
+	if s, ok := l.(statsSource); ok {
+		o.store.Store(s)
+	}
+}
+
+// storeStats returns the current store's counters.
+func (o *observer) storeStats() (ratelimit.Stats, bool) {
+	s, ok := o.store.Load().(statsSource)
+	if !ok {
+		return ratelimit.Stats{}, false
+	}
+	return s.Stats(), true
+}
+
+// Decision implements milter.Observer.
+func (o *observer) Decision(stage string, v scoring.Verdict, elapsed time.Duration) {
+	o.metrics.Decision(v.Action.String(), string(v.Clause), v.Rule, v.RuleIDs(), elapsed)
+	if stage != "eom" {
+		return
+	}
+	if st, ok := o.storeStats(); ok {
+		var cause error
+		if v.LimiterError != "" {
+			cause = errors.New(v.LimiterError)
+		}
+		mode, _ := o.failMode.Load().(string)
+		o.notifier.FailMode(st.BreakerOpen, mode, cause)
+	}
+}
+
+// SessionOpened implements milter.Observer.
+func (o *observer) SessionOpened() { o.metrics.SessionOpened() }
+
+// SessionClosed implements milter.Observer.
+func (o *observer) SessionClosed() { o.metrics.SessionClosed() }
+
+// SessionRefused implements milter.Observer.
+func (o *observer) SessionRefused() { o.metrics.SessionRefused() }
+
+// storeEvent receives the rate store's events (on the store's own
+// goroutine) and logs, counts and publishes them.
+func (o *observer) storeEvent(ev ratelimit.Event) {
+	switch ev.Kind {
+	case ratelimit.EventLock:
+		o.metrics.AccountLocked()
+		e := notify.Event{Kind: notify.AccountLocked, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At}
+		if ev.Lock != nil {
+			e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
+		}
+		o.log.Warn("account locked", zap.String("account", e.Account), zap.String("reason", e.Reason), zap.String("by", e.By), zap.Int("strikes", e.Strikes))
+		o.notifier.Publish(e)
+	case ratelimit.EventWouldLock:
+		o.log.Warn("account would be locked (monitor mode)", zap.String("account", ev.Subject.Name), zap.Int("strikes", ev.Strikes))
+		o.notifier.Publish(notify.Event{Kind: notify.AccountWouldLock, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At})
+	case ratelimit.EventUnlock:
+		o.metrics.AccountUnlocked()
+		by := ""
+		if ev.Lock != nil {
+			by = ev.Lock.By
+		}
+		o.log.Info("account unlocked", zap.String("account", ev.Subject.Name), zap.String("by", by))
+		o.notifier.Publish(notify.Event{Kind: notify.AccountUnlocked, Account: ev.Subject.Name, By: by, Time: ev.At})
+	case ratelimit.EventUsage:
+		o.notifier.Publish(notify.Event{
+			Kind: notify.LimitThreshold, Time: ev.At,
+			Dimension: string(ev.Dimension), Rule: ev.Dimension.RuleID(),
+			KeyKind: keyKind(ev.Subject.Kind), Key: ev.Subject.Name,
+			Used: ev.Used, Limit: ev.Rate.Limit, Window: notify.FormatWindow(ev.Rate.Window), Share: ev.Threshold,
+		})
+	}
+}
+
+// keyKind names a subject kind as the event schema does.
+func keyKind(k ratelimit.SubjectKind) string {
+	switch k {
+	case ratelimit.KindSender:
+		return "sender"
+	case ratelimit.KindClient:
+		return "client"
+	}
+	return "account"
+}
