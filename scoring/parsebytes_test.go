@@ -90,12 +90,16 @@ func TestParseBytesAgreesWithParseMessage(t *testing.T) {
 	if m := parseBoth(t, parserCases()[len(parserCases())-4], 100); m.Get("X-After") != "" || string(m.Body) != "the body" {
 		t.Errorf("huge section: X-After %q, body %q", m.Get("X-After"), m.Body)
 	}
-	// Every message of the corpus, when there is one.
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		return
+	// The malformed messages, and every message of the corpus when there
+	// is one.
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "malformed", "*.eml"))
+	if len(files) == 0 {
+		t.Fatal("no testdata/malformed/*.eml")
 	}
-	files, _ := filepath.Glob(filepath.Join(root, "*", "*.eml"))
+	if root := os.Getenv("ABUSEMILTER_CORPUS"); root != "" {
+		corpus, _ := filepath.Glob(filepath.Join(root, "*", "*", "*"))
+		files = append(files, corpus...)
+	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
