@@ -86,7 +86,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.ConfigPath, "config", "", "abusemilter config `FILE` (default: built-in defaults)")
 	fs.StringVar(&o.Account, "account", "", "scan as if `LOGIN` (a login or account name) sent every message")
 	fs.BoolVar(&o.AccountFromSender, "account-from-sender", false, "scan each message as sent by an account owning its From domain")
-	fs.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender")
+	fs.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
 	fs.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
 	fs.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
 	fs.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
