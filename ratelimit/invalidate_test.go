@@ -55,6 +55,25 @@ func waitForgotten(t *testing.T, s *ratelimit.Redis, account, after string) {
 	})
 }
 
+// lockedUntilUnlocked locks account through admin, has milter refuse it
+// (and cache the refusal), unlocks it through admin and waits until milter
+// drops the refusal and admits the account's next message.
+func lockedUntilUnlocked(t *testing.T, milter, admin *ratelimit.Redis, account string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := admin.Lock(ctx, account, "test", "ops", 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := refuse(t, milter, account); !d.Locked {
+		t.Fatalf("%s: %+v, want locked", account, d)
+	}
+	if err := admin.Unlock(ctx, account, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	waitForgotten(t, milter, account, "an unlock")
+	admit(t, milter, account)
+}
+
 // invalidationPolicy: two messages an hour, no automatic locks.
 func invalidationPolicy() ratelimit.Policy {
 	return ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(2, time.Hour)}}}
@@ -82,17 +101,7 @@ func TestRedisAdminChangesReachOtherInstances(t *testing.T) {
 	// A bystander whose refusal must survive changes to other accounts.
 	overLimit(t, a, "bystander")
 
-	if err := b.Lock(ctx, "alice", "test", "ops", 0); err != nil {
-		t.Fatal(err)
-	}
-	if d := refuse(t, a, "alice"); !d.Locked {
-		t.Fatalf("alice: %+v, want locked", d)
-	}
-	if err := b.Unlock(ctx, "alice", "ops"); err != nil {
-		t.Fatal(err)
-	}
-	waitForgotten(t, a, "alice", "an unlock")
-	admit(t, a, "alice")
+	lockedUntilUnlocked(t, a, b, "alice")
 
 	overLimit(t, a, "bob")
 	if err := b.Reset(ctx, ratelimit.Account("bob"), "", "ops"); err != nil {
@@ -155,17 +164,7 @@ func TestRedisInvalidationAfterRestart(t *testing.T) {
 			return err == nil
 		})
 	}
-	if err := b.Lock(ctx, "frank", "test", "ops", 0); err != nil {
-		t.Fatal(err)
-	}
-	if d := refuse(t, a, "frank"); !d.Locked {
-		t.Fatalf("frank: %+v, want locked", d)
-	}
-	if err := b.Unlock(ctx, "frank", "ops"); err != nil {
-		t.Fatal(err)
-	}
-	waitForgotten(t, a, "frank", "an unlock after the restart")
-	admit(t, a, "frank")
+	lockedUntilUnlocked(t, a, b, "frank")
 }
 
 // TestMemoryAdminChangesDropRecent: the in-memory store's admin API drops
