@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,7 +57,7 @@ func waitForgotten(t *testing.T, s *ratelimit.Redis, account, after string) {
 }
 
 // lockedUntilUnlocked locks account through admin, has milter refuse it
-// (and cache the refusal), unlocks it through admin and waits until milter
+// and cache the refusal, unlocks it through admin and waits until milter
 // drops the refusal and admits the account's next message.
 func lockedUntilUnlocked(t *testing.T, milter, admin *ratelimit.Redis, account string) {
 	t.Helper()
@@ -64,9 +65,18 @@ func lockedUntilUnlocked(t *testing.T, milter, admin *ratelimit.Redis, account s
 	if err := admin.Lock(ctx, account, "test", "ops", 0); err != nil {
 		t.Fatal(err)
 	}
-	if d := refuse(t, milter, account); !d.Locked {
-		t.Fatalf("%s: %+v, want locked", account, d)
-	}
+	// The lock's own announcement may reach milter while its first refused
+	// call is in flight; that refusal is then not cached (a refusal read
+	// before a change that came in meanwhile never is), so wait until one
+	// is.
+	redistest.WaitFor(t, invalidationWait, "milter to cache the lock of "+account, func() bool {
+		d, err := milter.CheckAndCharge(ctx, msg(account, ""))
+		if err != nil || !d.Locked {
+			t.Fatalf("%s: %+v %v, want locked", account, d, err)
+		}
+		_, ok := milter.Recent(account)
+		return ok
+	})
 	if err := admin.Unlock(ctx, account, "ops"); err != nil {
 		t.Fatal(err)
 	}
@@ -216,5 +226,26 @@ func TestMemoryAdminChangesDropRecent(t *testing.T) {
 				t.Fatalf("message after %s: %+v %v, want admitted", c.name, d, err)
 			}
 		})
+	}
+}
+
+// TestRedisAdminChangeNotPublished: a Redis ACL user without the channel
+// can save a change but not publish it; the admin gets an error that says
+// the change was saved, and the milter never confirms its subscription (so
+// Recent keeps to its short bound).
+func TestRedisAdminChangeNotPublished(t *testing.T) {
+	srv := redistest.Start(t, "--user", "limited", "on", ">pw", "~noch:*", "+@all")
+	ro := ratelimit.RedisOptions{URL: "redis://limited@" + srv.Addr(), Password: "pw", KeyPrefix: "noch:"}
+	s := newRedis(t, ro, invalidationPolicy(), ratelimit.Options{})
+	ctx := context.Background()
+	err := s.Lock(ctx, "gina", "test", "ops", 0)
+	if err == nil || !strings.Contains(err.Error(), `lock account "gina": saved, but telling the milters failed`) {
+		t.Fatalf("lock without the channel: %v, want an error saying it was saved", err)
+	}
+	if d, err := s.CheckAndCharge(ctx, msg("gina", "")); err != nil || !d.Locked {
+		t.Fatalf("gina after the lock: %+v %v, want locked", d, err)
+	}
+	if s.Subscribed() {
+		t.Fatalf("subscribed to a channel the user may not read")
 	}
 }
