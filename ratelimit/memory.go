@@ -204,7 +204,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 		if !l.Until.IsZero() {
 			d.RetryAfter = l.Until.Sub(now)
 		}
-		m.recent.remember(req.Account, d, now, m.opts.RecentMax)
+		m.recent.remember(req.Account, d, now, m.opts.RecentMax, m.recent.generation())
 		return d
 	}
 	if req.Outcome == Strike {
@@ -257,7 +257,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 			}
 			d.Strikes, d.NewlyLocked, d.WouldLock = m.strike(req, now)
 			m.lockEvents(req, &d, now)
-			m.recent.remember(req.Account, d, now, m.opts.RecentMax)
+			m.recent.remember(req.Account, d, now, m.opts.RecentMax, m.recent.generation())
 			return d
 		}
 	}

@@ -134,6 +134,7 @@ func (m *Memory) Lock(_ context.Context, account, reason, by string, d time.Dura
 	m.locks[account] = l
 	m.record(Account(account), by, "lock", lockDetail(reason, d), now)
 	m.mu.Unlock()
+	m.recent.invalidate(Account(account))
 	m.events.emit(Event{Kind: EventLock, Subject: Account(account), Lock: &l, At: now})
 	return nil
 }
@@ -154,7 +155,7 @@ func (m *Memory) Unlock(_ context.Context, account, by string) error {
 	delete(m.strikes, account)
 	m.record(Account(account), by, "unlock", "", now)
 	m.mu.Unlock()
-	m.recent.forget(account)
+	m.recent.invalidate(Account(account))
 	m.events.emit(Event{Kind: EventUnlock, Subject: Account(account), At: now})
 	return nil
 }
@@ -180,7 +181,7 @@ func (m *Memory) Reset(_ context.Context, s Subject, dim Dimension, by string) e
 	if s.Kind == KindAccount && dim == "" {
 		delete(m.strikes, s.Name)
 	}
-	m.recent.forget(s.Name)
+	m.recent.invalidate(s)
 	m.record(s, by, "reset", string(dim), now)
 	return nil
 }
@@ -193,6 +194,7 @@ func (m *Memory) SetOverride(_ context.Context, s Subject, dim Dimension, rates 
 	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.recent.invalidate(s)
 	if rates == nil {
 		delete(m.overrides[s], dim)
 		m.record(s, by, "override-remove", string(dim), now)
@@ -233,6 +235,7 @@ func (m *Memory) Exempt(_ context.Context, s Subject, reason string, d time.Dura
 	}
 	m.exempt[s] = e
 	m.record(s, by, "exempt", lockDetail(reason, d), now)
+	m.recent.invalidate(s)
 	return nil
 }
 
@@ -243,6 +246,7 @@ func (m *Memory) Unexempt(_ context.Context, s Subject, by string) error {
 	defer m.mu.Unlock()
 	delete(m.exempt, s)
 	m.record(s, by, "unexempt", "", now)
+	m.recent.invalidate(s)
 	return nil
 }
 

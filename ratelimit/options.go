@@ -20,9 +20,14 @@ type Options struct {
 	// UsageThresholds are the fractions of a limit whose crossing raises an
 	// EventUsage (default 0.8; 1.0 means "now full").
 	UsageThresholds []float64
-	// RecentMax caps how long Recent keeps serving a refusal (default 1m),
-	// so that an admin reset or unlock reaches every milter soon.
+	// RecentMax caps how long Recent keeps serving a refusal (default 1m).
+	// Admin changes drop the refusals they affect at once (Redis: on every
+	// instance, see Redis); the cap bounds what a lost change can cost.
 	RecentMax time.Duration
+	// RecentUnsubscribedMax (Redis only) caps how long Recent serves a
+	// refusal while the subscription to admin changes is not confirmed
+	// (default 5s), so that a change missed meanwhile costs little.
+	RecentUnsubscribedMax time.Duration
 	// BreakerFailures consecutive failures open the circuit breaker
 	// (default 3); while open, calls fail at once, and one probe call is let
 	// through every BreakerProbe (default 1s) until one succeeds.
@@ -39,6 +44,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RecentMax <= 0 {
 		o.RecentMax = time.Minute
+	}
+	if o.RecentUnsubscribedMax <= 0 {
+		o.RecentUnsubscribedMax = 5 * time.Second
 	}
 	if o.BreakerFailures <= 0 {
 		o.BreakerFailures = 3
@@ -170,30 +178,72 @@ func (b *breaker) isOpen() bool {
 	return b.open
 }
 
-// recentCache remembers refusals until they expire.
+// recentCache remembers refusals until they expire or an admin change
+// invalidates them.
 type recentCache struct {
 	mu sync.Mutex
 	m  map[string]recentEntry
+	// gen counts invalidations: a decision read from the store before an
+	// invalidation is not cached after it (see remember).
+	gen uint64
+	// unconfirmedMax, when positive, caps how long an entry is served while
+	// confirmed is false: the store's feed of admin changes (Redis: the
+	// subscription) is down, so an invalidation may have been missed.
+	unconfirmedMax time.Duration
+	confirmed      bool
 }
 
 type recentEntry struct {
-	d     Decision
-	until time.Time
+	d         Decision
+	at, until time.Time
 }
 
-func (c *recentCache) put(account string, d Decision, until time.Time) {
+// generation returns the invalidation count, to pass to remember.
+func (c *recentCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = make(map[string]recentEntry)
+	return c.gen
+}
+
+// invalidate drops what an admin change of s may have made stale: the
+// account's entry, or every entry for a sender or client subject (an
+// exemption of either admits any account).
+func (c *recentCache) invalidate(s Subject) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if s.Kind == KindAccount {
+		delete(c.m, s.Name)
+		return
 	}
-	c.m[account] = recentEntry{d, until}
+	clear(c.m)
 }
 
-func (c *recentCache) forget(account string) {
+// invalidateAll drops every entry.
+func (c *recentCache) invalidateAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.m, account)
+	c.gen++
+	clear(c.m)
+}
+
+// setConfirmed records whether the feed of admin changes is up. On
+// confirmation every entry is dropped: it may have missed an invalidation
+// while the feed was down.
+func (c *recentCache) setConfirmed(up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if up {
+		c.gen++
+		clear(c.m)
+	}
+	c.confirmed = up
+}
+
+func (c *recentCache) isConfirmed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.confirmed
 }
 
 func (c *recentCache) get(account string, now time.Time) (Decision, bool) {
@@ -203,7 +253,8 @@ func (c *recentCache) get(account string, now time.Time) (Decision, bool) {
 	if !ok {
 		return Decision{}, false
 	}
-	if !now.Before(e.until) {
+	stale := c.unconfirmedMax > 0 && !c.confirmed && now.Sub(e.at) >= c.unconfirmedMax
+	if stale || !now.Before(e.until) {
 		delete(c.m, account)
 		return Decision{}, false
 	}
@@ -215,8 +266,10 @@ func (c *recentCache) get(account string, now time.Time) (Decision, bool) {
 
 // remember caches a refusal for Recent: a lock until it ends, an exceeded
 // account limit until its retry time, both capped by max. Refusals by sender
-// or client limits are not cached: Recent knows only the account.
-func (c *recentCache) remember(account string, d Decision, now time.Time, max time.Duration) {
+// or client limits are not cached: Recent knows only the account. gen is the
+// generation read before the store was asked: when an invalidation came in
+// since, the decision may predate the admin change and is not cached.
+func (c *recentCache) remember(account string, d Decision, now time.Time, max time.Duration, gen uint64) {
 	ttl := max
 	switch {
 	case d.Locked:
@@ -230,9 +283,18 @@ func (c *recentCache) remember(account string, d Decision, now time.Time, max ti
 	default:
 		return
 	}
-	if ttl > 0 {
-		c.put(account, d, now.Add(ttl))
+	if ttl <= 0 {
+		return
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if c.m == nil {
+		c.m = make(map[string]recentEntry)
+	}
+	c.m[account] = recentEntry{d: d, at: now, until: now.Add(ttl)}
 }
 
 // eventQueue delivers events to a callback on one goroutine.

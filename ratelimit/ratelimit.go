@@ -28,7 +28,9 @@
 //   - Exemptions (configured or runtime) of the account, the sender or the
 //     client exempt the whole message from every limit; locks still apply.
 //   - Recent serves refusals this instance saw (locks, account limits) until
-//     their retry time, capped by Options.RecentMax, without I/O.
+//     their retry time, capped by Options.RecentMax, without I/O. Every
+//     admin change drops the refusals it affects at once, on every instance
+//     (Redis: by PUBLISH on "<prefix>admin", see Redis).
 //   - Faults: each call has a deadline (RedisOptions.Timeout, no retries);
 //     after Options.BreakerFailures consecutive failures the breaker opens
 //     and calls fail at once (wrapping ErrUnavailable) while one probe per
@@ -212,8 +214,9 @@ type Limiter interface {
 	// caller applies its configured fail mode.
 	CheckAndCharge(ctx context.Context, req Request) (Decision, error)
 	// Recent returns a refusal this limiter instance saw for the account and
-	// that has not yet expired (a lock or an exceeded limit), without I/O:
-	// used at MAIL FROM to refuse before the body is uploaded.
+	// that has not yet expired (a lock or an exceeded limit) nor been undone
+	// by an admin change, without I/O: used at MAIL FROM to refuse before
+	// the body is uploaded.
 	Recent(account string) (Decision, bool)
 	// Close releases connections.
 	Close() error

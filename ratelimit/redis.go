@@ -79,6 +79,26 @@ type RedisOptions struct {
 // follow-up takes, and no limit ever admits more than it allows: the only
 // error is a brief over-count of at most one message per refused message in
 // flight.
+//
+// Recent serves refusals this instance saw without asking Redis. Admin
+// changes (Lock, Unlock, Reset, SetOverride, Exempt, Unexempt) reach every
+// instance's cache at once: each is published, once saved, on the channel
+// "<prefix>admin" (e.g. am:admin) as the subject it changed ("acct:alice",
+// "sender:a@b.example", "client:192.0.2.1"). Every instance subscribes to
+// that channel on a connection of its own, started by NewRedis and stopped
+// by Close, and drops the account's cached refusal (every cached refusal
+// for a sender or client subject, or for a message it cannot read). A
+// refusal read from Redis before a change that came in meanwhile is not
+// cached. The per-message path never waits for the subscription. On
+// Cluster, PUBLISH reaches subscribers on every node.
+//
+// After a lost connection (Redis restarted, failover) go-redis dials and
+// subscribes again by itself; a subscription silent for 5s is pinged, and
+// one that does not answer within 5s more is replaced. Until the
+// subscription is confirmed (at start, and while Redis is unreachable)
+// Recent serves a refusal for at most Options.RecentUnsubscribedMax (5s),
+// and on confirmation every cached refusal is dropped, since a change may
+// have been missed meanwhile. Subscribed tells which state holds.
 type Redis struct {
 	client  redis.UniversalClient
 	cluster bool
@@ -91,6 +111,7 @@ type Redis struct {
 	breaker breaker
 	recent  recentCache
 	events  *eventQueue
+	sub     *subscriber
 
 	follow sync.WaitGroup // background refunds
 }
@@ -153,7 +174,7 @@ func redactErr(err error, url string) error {
 }
 
 // NewRedisClient wraps an existing client (tests, or a caller that builds
-// its own). Close closes the client.
+// its own) and subscribes to admin changes. Close closes the client.
 func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Duration, policy Policy, opts Options) *Redis {
 	if prefix == "" {
 		prefix = "am:"
@@ -166,6 +187,8 @@ func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Du
 	_, r.cluster = client.(*redis.ClusterClient)
 	r.breaker = breaker{failures: opts.BreakerFailures, probe: opts.BreakerProbe}
 	r.events = newEventQueue(opts.OnEvent, &r.stats)
+	r.recent.unconfirmedMax = opts.RecentUnsubscribedMax
+	r.sub = startSubscriber(r)
 	return r
 }
 
@@ -175,9 +198,15 @@ func (r *Redis) Client() redis.UniversalClient { return r.client }
 // Stats returns the call counters.
 func (r *Redis) Stats() Stats { return r.stats.snapshot(r.breaker.isOpen()) }
 
-// Close waits for background follow-ups, stops event delivery and closes
-// the connections.
+// Subscribed reports whether the subscription to admin changes is confirmed
+// now (see Redis); while it is not, Recent serves a refusal for at most
+// Options.RecentUnsubscribedMax.
+func (r *Redis) Subscribed() bool { return r.recent.isConfirmed() }
+
+// Close stops the subscription to admin changes, waits for background
+// follow-ups, stops event delivery and closes the connections.
 func (r *Redis) Close() error {
+	r.sub.close()
 	r.follow.Wait()
 	r.events.close()
 	return r.client.Close()
@@ -265,7 +294,7 @@ func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	d, err := r.call(ctx, req, subs)
+	d, err := r.call(ctx, req, subs, r.recent.generation())
 	elapsed := time.Since(start)
 	r.stats.observe(elapsed, err)
 	if r.breaker.done(time.Now(), err == nil) {
@@ -316,7 +345,8 @@ func appendRecipients(args []any, rcpts []string) []any {
 
 // call makes the round trip: one script call, or on Cluster one per subject
 // in one pipeline.
-func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (Decision, error) {
+// gen is the Recent generation read before the call.
+func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject, gen uint64) (Decision, error) {
 	callID := newCallID()
 	rcpts := normalizeAll(req.Recipients)
 	if !r.cluster || req.Outcome == Strike {
@@ -336,7 +366,7 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (De
 		if err != nil {
 			return Decision{}, err
 		}
-		return r.decide(req, subs, []reply{rep}), nil
+		return r.decide(req, subs, []reply{rep}, gen), nil
 	}
 	// One pipeline, one call per subject (each in its own slot).
 	pipe := r.client.Pipeline()
@@ -369,7 +399,7 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject) (De
 	if retry != nil {
 		_, _ = retry.Exec(ctx)
 	}
-	return r.splitDecision(req, subs, callID, cmds)
+	return r.splitDecision(req, subs, callID, cmds, gen)
 }
 
 func isNoScript(err error) bool {
@@ -378,7 +408,7 @@ func isNoScript(err error) bool {
 
 // splitDecision combines the per-slot replies of a Cluster call and starts
 // the follow-up for a refusal.
-func (r *Redis) splitDecision(req Request, subs []scriptSubject, callID string, cmds []*redis.Cmd) (Decision, error) {
+func (r *Redis) splitDecision(req Request, subs []scriptSubject, callID string, cmds []*redis.Cmd, gen uint64) (Decision, error) {
 	reps := make([]reply, len(cmds))
 	var callErr error
 	for i, c := range cmds {
@@ -398,7 +428,7 @@ func (r *Redis) splitDecision(req Request, subs []scriptSubject, callID string, 
 		r.followUp(req, subs, callID, reps, false)
 		return Decision{}, callErr
 	}
-	d := r.decide(req, subs, reps)
+	d := r.decide(req, subs, reps, gen)
 	if !d.Allowed || d.Exempt {
 		r.followUp(req, subs, callID, reps, !d.Exempt)
 	}
@@ -563,8 +593,9 @@ func dimensionOf(kind SubjectKind, d Dimension) Dimension {
 }
 
 // decide turns replies (one, or one per subject on Cluster) into a Decision,
-// fills the Recent cache and raises events.
-func (r *Redis) decide(req Request, subs []scriptSubject, reps []reply) Decision {
+// fills the Recent cache (unless an admin change came in since generation
+// gen) and raises events.
+func (r *Redis) decide(req Request, subs []scriptSubject, reps []reply, gen uint64) Decision {
 	var d Decision
 	subjectOf := func(rep reply, idx int) Subject {
 		if len(reps) > 1 {
@@ -620,7 +651,7 @@ func (r *Redis) decide(req Request, subs []scriptSubject, reps []reply) Decision
 		r.events.emit(Event{Kind: EventWouldLock, Subject: Account(req.Account), Strikes: d.Strikes, At: now})
 	}
 	if d.Locked || d.Exceeded != "" {
-		r.recent.remember(req.Account, d, time.Now(), r.opts.RecentMax)
+		r.recent.remember(req.Account, d, time.Now(), r.opts.RecentMax, gen)
 	}
 	return d
 }

@@ -63,6 +63,19 @@ func (r *Redis) audit(ctx context.Context, pipe redis.Pipeliner, s Subject, by, 
 	pipe.PExpire(ctx, key, openLockTTL)
 }
 
+// save runs the transaction of an admin change of s, then emits ev (when
+// set) and announces the change (see Redis). what names the change in
+// errors.
+func (r *Redis) save(ctx context.Context, pipe redis.Pipeliner, s Subject, what string, ev *Event) error {
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if ev != nil {
+		r.events.emit(*ev)
+	}
+	return r.announce(ctx, s, what)
+}
+
 // Status implements Admin.
 func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 	ctx, cancel := adminCtx(ctx)
@@ -328,11 +341,7 @@ func (r *Redis) Lock(ctx context.Context, account, reason, by string, d time.Dur
 	pipe.HSet(ctx, key, "reason", reason, "by", by, "at", now.UnixMicro(), "until", until)
 	pipe.PExpire(ctx, key, ttlFor(d))
 	r.audit(ctx, pipe, s, by, "lock", lockDetail(reason, d), now)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("lock account %q: %w", account, err)
-	}
-	r.events.emit(Event{Kind: EventLock, Subject: s, Lock: &l, At: now})
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("lock account %q", account), &Event{Kind: EventLock, Subject: s, Lock: &l, At: now})
 }
 
 // Unlock implements Admin. It also clears the account's strikes, so that
@@ -348,12 +357,7 @@ func (r *Redis) Unlock(ctx context.Context, account, by string) error {
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, r.base(s)+":lock", r.base(s)+":strikes")
 	r.audit(ctx, pipe, s, by, "unlock", "", now)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("unlock account %q: %w", account, err)
-	}
-	r.recent.forget(account)
-	r.events.emit(Event{Kind: EventUnlock, Subject: s, At: now})
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("unlock account %q", account), &Event{Kind: EventUnlock, Subject: s, At: now})
 }
 
 // Reset implements Admin.
@@ -385,11 +389,7 @@ func (r *Redis) Reset(ctx context.Context, s Subject, dim Dimension, by string) 
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, keys...)
 	r.audit(ctx, pipe, s, by, "reset", string(dim), now)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("reset %s: %w", s, err)
-	}
-	r.recent.forget(s.Name)
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("reset %s", s), nil)
 }
 
 // SetOverride implements Admin.
@@ -418,10 +418,7 @@ func (r *Redis) SetOverride(ctx context.Context, s Subject, dim Dimension, rates
 		pipe.PExpire(ctx, key, openLockTTL)
 		r.audit(ctx, pipe, s, by, "override", overrideDetail(dim, rates, d), now)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("override %s for %s: %w", dim, s, err)
-	}
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("override %s for %s", dim, s), nil)
 }
 
 // Exempt implements Admin.
@@ -440,10 +437,7 @@ func (r *Redis) Exempt(ctx context.Context, s Subject, reason string, d time.Dur
 	pipe := r.client.TxPipeline()
 	pipe.Set(ctx, r.base(s)+":exempt", v, ttlFor(d))
 	r.audit(ctx, pipe, s, by, "exempt", lockDetail(reason, d), now)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("exempt %s: %w", s, err)
-	}
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("exempt %s", s), nil)
 }
 
 // Unexempt implements Admin.
@@ -457,10 +451,7 @@ func (r *Redis) Unexempt(ctx context.Context, s Subject, by string) error {
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, r.base(s)+":exempt")
 	r.audit(ctx, pipe, s, by, "unexempt", "", now)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("unexempt %s: %w", s, err)
-	}
-	return nil
+	return r.save(ctx, pipe, s, fmt.Sprintf("unexempt %s", s), nil)
 }
 
 // Exemptions implements Admin.

@@ -129,6 +129,9 @@ func TestRedisCluster(t *testing.T) {
 	if l, err := c.Locked(ctx); err != nil || len(l) != 1 || l[0].Account != "carol" {
 		t.Fatalf("locked on a cluster: %+v %v", l, err)
 	}
+	// Admin changes reach every instance's Recent cache on a cluster too
+	// (PUBLISH goes to every node, whichever one the subscription is on).
+	lockedUntilUnlocked(t, subscribed(t, a), subscribed(t, b), "dora")
 }
 
 func TestRedisSentinelFailover(t *testing.T) {
@@ -212,8 +215,10 @@ func TestRedisPasswordNeverShown(t *testing.T) {
 func TestRedisFaults(t *testing.T) {
 	srv := redistest.Start(t)
 	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(2, time.Hour)}}}
-	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), Timeout: 200 * time.Millisecond}, p,
-		ratelimit.Options{BreakerFailures: 3, BreakerProbe: 50 * time.Millisecond})
+	// Recent keeps serving the refusal while Redis is down for as long as
+	// RecentUnsubscribedMax says: an hour here, to see that it needs no I/O.
+	r := subscribed(t, newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), Timeout: 200 * time.Millisecond}, p,
+		ratelimit.Options{BreakerFailures: 3, BreakerProbe: 50 * time.Millisecond, RecentUnsubscribedMax: time.Hour}))
 	ctx := context.Background()
 	if d, err := r.CheckAndCharge(ctx, msg("a", "")); err != nil || !d.Allowed {
 		t.Fatalf("before the fault: %+v %v", d, err)
@@ -318,9 +323,11 @@ func TestRedisOneRoundTripPerMessage(t *testing.T) {
 		ratelimit.SenderMessages:       {rate(400, time.Hour)},
 		ratelimit.ClientMessages:       {rate(400, time.Hour)},
 	}}
-	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, ratelimit.Options{})
+	// Subscribed to admin changes, as a milter is: that connection is apart
+	// from the per-message path.
+	r := subscribed(t, newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, ratelimit.Options{}))
 	before := map[string]int{}
-	for _, c := range []string{"evalsha", "eval", "zadd", "zcount"} {
+	for _, c := range []string{"evalsha", "eval", "zadd", "zcount", "publish"} {
 		before[c] = commandCalls(t, srv, c)
 	}
 	for i := range 1000 {
@@ -334,6 +341,16 @@ func TestRedisOneRoundTripPerMessage(t *testing.T) {
 	eval := commandCalls(t, srv, "eval") - before["eval"]
 	if evalsha+eval > 1000+1 || eval > 1 {
 		t.Fatalf("1000 messages made %d EVALSHA and %d EVAL calls", evalsha, eval)
+	}
+	if n := commandCalls(t, srv, "publish") - before["publish"]; n != 0 {
+		t.Fatalf("1000 messages made %d PUBLISH calls, want none", n)
+	}
+	// An admin change is published once.
+	if err := r.Unlock(context.Background(), "acct1", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if n := commandCalls(t, srv, "publish") - before["publish"]; n != 1 {
+		t.Fatalf("an unlock made %d PUBLISH calls, want 1", n)
 	}
 }
 

@@ -47,7 +47,7 @@ func bothStores(parent *testing.T) []storeMaker {
 			if srv == nil {
 				srv = redistest.Start(parent)
 			}
-			return newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, o)
+			return subscribed(t, newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, o))
 		}},
 	}
 }
@@ -65,6 +65,15 @@ func newRedis(t testing.TB, ro ratelimit.RedisOptions, p ratelimit.Policy, o rat
 		t.Fatalf("NewRedis: %v", err)
 	}
 	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// subscribed waits until r's subscription to admin changes is confirmed:
+// refusals cached before are dropped then, which would race with a test
+// that looks at Recent.
+func subscribed(t testing.TB, r *ratelimit.Redis) *ratelimit.Redis {
+	t.Helper()
+	redistest.WaitFor(t, 10*time.Second, "the subscription to admin changes", r.Subscribed)
 	return r
 }
 

@@ -79,9 +79,11 @@ func TestStrikeLockShowsInStatusAndLockedAndUnlockLetsMailThrough(t *testing.T) 
 	}
 
 	var out bytes.Buffer
+	f.milterCaches(t, "alice")
 	if err := runUnlock(ctx, unlockOptions{Env: f.env, Account: "alice"}, &out); err != nil {
 		t.Fatal(err)
 	}
+	f.waitMilterForgets(t, "alice")
 	mustAccept(t, "first message after unlock", f.send(t, "alice", "alice@example.com", 1))
 	v = statusOf(t, f.env, "alice")
 	if v.Locked || v.Strikes != 0 {
@@ -144,6 +146,7 @@ func TestResetClearsTheCountersTrafficSet(t *testing.T) {
 		t.Fatalf("before reset strikes %d, want 1", v.Strikes)
 	}
 
+	f.milterCaches(t, "alice")
 	// Only the recipients counter first.
 	var out bytes.Buffer
 	if err := runReset(ctx, resetOptions{Env: f.env, Subject: "alice", Limit: "recipients"}, &out); err != nil {
@@ -167,6 +170,7 @@ func TestResetClearsTheCountersTrafficSet(t *testing.T) {
 	if v.Audit[0].Action != "reset" || v.Audit[1].Action != "reset" || v.Audit[1].Detail != string(ratelimit.AccountRecipients) {
 		t.Errorf("audit = %+v, want two resets, the older of recipients", v.Audit)
 	}
+	f.waitMilterForgets(t, "alice")
 	mustAccept(t, "first message after reset", f.send(t, "alice", "alice@example.com", 1))
 
 	if err := runReset(ctx, resetOptions{Env: f.env, Subject: "alice", Limit: "client_messages"}, &out); exitCode(err) != exitUsage {
@@ -186,9 +190,11 @@ func TestOverrideChangesTheLimitOfTheNextMessage(t *testing.T) {
 	mustRefuse(t, "over 3/1h", f.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_MSG_RATE")
 
 	var out bytes.Buffer
+	f.milterCaches(t, "alice")
 	if err := runOverride(ctx, overrideOptions{Env: f.env, Subject: "alice", Limit: "ACCOUNT_MSG_RATE", Rate: "5/1h", For: 24 * time.Hour}, &out); err != nil {
 		t.Fatal(err)
 	}
+	f.waitMilterForgets(t, "alice")
 	mustAccept(t, "first message under the override", f.send(t, "alice", "alice@example.com", 1))
 	mustAccept(t, "second message under the override", f.send(t, "alice", "alice@example.com", 1))
 	mustRefuse(t, "over the override", f.send(t, "alice", "alice@example.com", 1), 451, "5/1h")
@@ -238,9 +244,11 @@ func TestExemptionsLetMailThroughAndAreListed(t *testing.T) {
 	mustRefuse(t, "over the limit", f.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_MSG_RATE")
 
 	var out bytes.Buffer
+	f.milterCaches(t, "alice")
 	if err := runExempt(ctx, exemptOptions{Env: f.env, Action: "add", Subject: "alice", Reason: "newsletter", For: 6 * time.Hour}, &out); err != nil {
 		t.Fatal(err)
 	}
+	f.waitMilterForgets(t, "alice")
 	mustAccept(t, "exempt", f.send(t, "alice", "alice@example.com", 1))
 	mustAccept(t, "exempt again", f.send(t, "alice", "alice@example.com", 1))
 

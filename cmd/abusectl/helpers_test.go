@@ -61,6 +61,7 @@ type fixture struct {
 	redis      *redistest.Server
 	configPath string
 	milterAddr string
+	milter     *ratelimit.Redis // the milter's limiter, to watch its Recent cache
 	env        *env
 }
 
@@ -81,7 +82,7 @@ func newFixture(t testing.TB) *fixture {
 	f := &fixture{redis: redistest.Start(t)}
 	f.configPath = writeConfig(t, testConfig, f.redis.Addr())
 	f.env = connectEnv(t, globalOptions{ConfigPath: f.configPath, Timeout: 3 * time.Second})
-	f.milterAddr = startMilter(t, f.configPath)
+	f.milterAddr, f.milter = startMilter(t, f.configPath)
 	return f
 }
 
@@ -97,11 +98,12 @@ func connectEnv(t testing.TB, g globalOptions) *env {
 }
 
 // startMilter serves the daemon's engine over the config's Redis store on
-// 127.0.0.1:0. The limiter's Recent cache (a per-process shortcut that
-// refuses at MAIL FROM what this milter itself refused in the last
-// minute, see docs/abusectl.md) is kept to a nanosecond, so that every
-// message asks Redis, which is what abusectl changes.
-func startMilter(t testing.TB, configPath string) string {
+// 127.0.0.1:0, with the daemon's default options: its Recent cache (a
+// per-process shortcut that refuses at MAIL FROM what this milter itself
+// refused, see docs/abusectl.md) is on, and it returns once the limiter's
+// subscription to admin changes is confirmed (refusals cached before are
+// dropped then, which would race with the tests).
+func startMilter(t testing.TB, configPath string) (string, *ratelimit.Redis) {
 	t.Helper()
 	cfg, err := config.Load(configPath)
 	if err != nil {
@@ -115,11 +117,12 @@ func startMilter(t testing.TB, configPath string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{RecentMax: time.Nanosecond})
+	lim, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lim.Close() })
+	redistest.WaitFor(t, 10*time.Second, "the milter's subscription to admin changes", lim.Subscribed)
 	srv := milter.New(milter.Options{Engine: app.Engine(cfg, dir, lim, nil), CheckTimeout: 5 * time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,7 +134,29 @@ func startMilter(t testing.TB, configPath string) string {
 		srv.Close()
 		<-served
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), lim
+}
+
+// milterCaches checks that the milter caches a refusal of account: the
+// next message would be refused at MAIL FROM without asking Redis.
+func (f *fixture) milterCaches(t testing.TB, account string) {
+	t.Helper()
+	if _, ok := f.milter.Recent(account); !ok {
+		t.Fatalf("the milter does not cache the refusal of %s", account)
+	}
+}
+
+// waitMilterForgets waits until the milter drops its cached refusal of
+// account after an abusectl change. The change reaches the milter by Redis
+// PUBLISH and is applied on the limiter's own goroutine, so it is
+// asynchronous: a deadline bounds the wait (without the invalidation the
+// refusal would stay for RecentMax, a minute).
+func (f *fixture) waitMilterForgets(t testing.TB, account string) {
+	t.Helper()
+	redistest.WaitFor(t, 10*time.Second, "the milter to drop its cached refusal of "+account, func() bool {
+		_, ok := f.milter.Recent(account)
+		return !ok
+	})
 }
 
 var msgSeq atomic.Int64
