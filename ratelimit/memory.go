@@ -192,9 +192,6 @@ func (m *Memory) CheckAndCharge(_ context.Context, req Request) (Decision, error
 
 func (m *Memory) checkAndCharge(req Request) Decision {
 	subs, _, exempt := m.policy.subjects(req)
-	if exempt {
-		return Decision{Allowed: true, Exempt: true}
-	}
 	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -293,7 +290,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 			seen[rc] = now
 		}
 	}
-	d.Allowed = true
+	d.Allowed, d.Exempt = true, exempt
 	for _, c := range checks {
 		u := Usage{Dimension: c.dim, Key: c.subj.Name, Rate: c.rate, Used: c.used + c.cost}
 		d.Usage = append(d.Usage, u)

@@ -240,12 +240,16 @@ type scriptSubject struct {
 	rates [][]Rate // configured, per dimension of the kind (Kind.dimensions order)
 }
 
-// subjects lists what a request is counted against, or reports that a
-// configured exemption covers it.
+// subjects lists what a request is counted against. When a configured
+// exemption covers it, only the account is listed, with no limits: an
+// exempt account is never counted or refused by a limit, but its lock and
+// strikes still apply.
 func (p *Policy) subjects(req Request) (subs []scriptSubject, sender string, exempt bool) {
 	sender = identity.NormalizeAddress(req.Sender)
 	if p.ExemptAccounts[req.Account] || (sender != "" && p.ExemptSenders[sender]) || p.ExemptClient(req.Client) {
-		return nil, sender, true
+		acct := scriptSubject{subj: Account(req.Account)}
+		acct.rates = make([][]Rate, len(KindAccount.dimensions()))
+		return []scriptSubject{acct}, sender, true
 	}
 	add := func(s Subject) {
 		ss := scriptSubject{subj: s}
@@ -281,10 +285,6 @@ func newCallID() string {
 // CheckAndCharge implements Limiter.
 func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
 	subs, _, exempt := r.policy.subjects(req)
-	if exempt {
-		r.stats.observe(0, nil)
-		return Decision{Allowed: true, Exempt: true}, nil
-	}
 	start := time.Now()
 	if !r.breaker.allow(start) {
 		r.stats.calls.Add(1)
@@ -303,6 +303,7 @@ func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, erro
 	if err != nil {
 		return Decision{}, fmt.Errorf("redis check for account %q: %w: %w", req.Account, ErrUnavailable, err)
 	}
+	d.Exempt = d.Exempt || (exempt && d.Allowed)
 	return d, nil
 }
 
