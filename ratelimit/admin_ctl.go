@@ -43,17 +43,9 @@ const topScanCount = 2000
 func (r *Redis) TopOnServer(ctx context.Context, by TopBy, window time.Duration, n int) ([]TopEntry, error) {
 	ctx, cancel := adminCtx(ctx)
 	defer cancel()
-	var pattern, suffix string
-	p := globEscape(r.prefix)
-	switch by {
-	case TopMessages:
-		pattern, suffix = p+"{*}:msgs", "msgs"
-	case TopRecipients:
-		pattern, suffix = p+"{acct:*}:rcpts", "rcpts"
-	case TopStrikes:
-		pattern, suffix = p+"{acct:*}:strikes", "strikes"
-	default:
-		return nil, fmt.Errorf("top by %q: want messages, recipients or strikes", by)
+	pattern, suffix, err := r.topPattern(by)
+	if err != nil {
+		return nil, err
 	}
 	now, err := r.serverNow(ctx)
 	if err != nil {

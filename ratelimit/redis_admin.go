@@ -244,21 +244,28 @@ func (r *Redis) subjectOfKey(key, suffix string) (Subject, bool) {
 	return Subject{SubjectKind(kind), name}, true
 }
 
+// topPattern is the SCAN pattern of the counter keys ranked by Top, and
+// the key suffix that names the counted dimension.
+func (r *Redis) topPattern(by TopBy) (pattern, suffix string, err error) {
+	p := globEscape(r.prefix)
+	switch by {
+	case TopMessages:
+		return p + "{*}:msgs", "msgs", nil
+	case TopRecipients:
+		return p + "{acct:*}:rcpts", "rcpts", nil
+	case TopStrikes:
+		return p + "{acct:*}:strikes", "strikes", nil
+	}
+	return "", "", fmt.Errorf("top by %q: want messages, recipients or strikes", by)
+}
+
 // Top implements Admin.
 func (r *Redis) Top(ctx context.Context, by TopBy, window time.Duration, n int) ([]TopEntry, error) {
 	ctx, cancel := adminCtx(ctx)
 	defer cancel()
-	var pattern, suffix string
-	p := globEscape(r.prefix)
-	switch by {
-	case TopMessages:
-		pattern, suffix = p+"{*}:msgs", "msgs"
-	case TopRecipients:
-		pattern, suffix = p+"{acct:*}:rcpts", "rcpts"
-	case TopStrikes:
-		pattern, suffix = p+"{acct:*}:strikes", "strikes"
-	default:
-		return nil, fmt.Errorf("top by %q: want messages, recipients or strikes", by)
+	pattern, suffix, err := r.topPattern(by)
+	if err != nil {
+		return nil, err
 	}
 	now, err := r.serverNow(ctx)
 	if err != nil {
