@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"net/url"
 	"os"
@@ -89,6 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer logger.Sync()
+	redis.SetLogger(redisLog{logger.Named("go-redis")})
 	restore, err := logging.RedirectStdLog(logger, "go-milter")
 	if err == nil {
 		defer restore()
