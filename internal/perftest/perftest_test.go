@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/loadgen"
@@ -91,5 +92,29 @@ func TestGauge(t *testing.T) {
 	}
 	if _, err := Gauge(context.Background(), url, "missing"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing metric: err = %v", err)
+	}
+}
+
+func TestReadCPUOfSelf(t *testing.T) {
+	before, err := ReadCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	x := 0
+	for {
+		for i := range 1_000_000 {
+			x += i
+		}
+		after, err := ReadCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time stayed at %v after 5 s of work (%d)", before, x)
+		}
 	}
 }
