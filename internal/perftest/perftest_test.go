@@ -118,3 +118,22 @@ func TestReadCPUOfSelf(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenFilesOfSelf(t *testing.T) {
+	before, err := OpenFiles(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	after, err := OpenFiles(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before+1 {
+		t.Errorf("open files %d after opening one more, want %d", after, before+1)
+	}
+}

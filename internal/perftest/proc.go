@@ -137,3 +137,14 @@ func ReadCPU(pid int) (time.Duration, error) {
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
 }
+
+// OpenFiles counts a process's open file descriptors (/proc/PID/fd): with
+// one socket per milter session, it comes back to its idle value only when
+// every session has ended.
+func OpenFiles(pid int) (int, error) {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, fmt.Errorf("counting open files of process %d: %w", pid, err)
+	}
+	return len(entries), nil
+}
