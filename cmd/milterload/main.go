@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -63,6 +64,7 @@ type options struct {
 	bodySize    int
 	seed        uint64
 
+	serveNoOp     string
 	writeConfig   string
 	configRedis   string
 	configMetrics string
@@ -102,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRcpt, "max-rcpt", 5, "recipients per message, at most")
 	fs.IntVar(&o.bodySize, "body-size", 4000, "approximate body size of generated messages in bytes")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated messages")
+	fs.StringVar(&o.serveNoOp, "serve-noop", "", "serve the no-op milter at this address (inet:HOST:PORT or unix:/PATH) until\n"+
+		"interrupted, measuring nothing: a ceiling in a process of its own, as the daemon is")
 	fs.StringVar(&o.writeConfig, "write-config", "", "write an abusemilter config to this file whose accounts own the generated mail\n"+
 		"(--accounts/3 customers with two domains each, listening on --target; all rules, DNS off,\n"+
 		"limits not reached) and exit")
@@ -112,6 +116,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (the milter address goes in --target)", fs.Arg(0))
+	}
+	if o.serveNoOp != "" {
+		return o, nil
 	}
 	if o.writeConfig != "" {
 		if o.target == "" {
@@ -142,6 +149,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "milterload: %v\n", err)
 		return exitUsage
+	}
+	if o.serveNoOp != "" {
+		if err := serveNoOp(ctx, o.serveNoOp, stderr); err != nil {
+			fmt.Fprintf(stderr, "milterload: %v\n", err)
+			return exitUsage
+		}
+		return exitOK
 	}
 	if o.writeConfig != "" {
 		if err := writeConfig(o); err != nil {
@@ -261,4 +275,27 @@ func writeConfig(o *options) error {
 		return fmt.Errorf("writing config: %w", err)
 	}
 	return nil
+}
+
+// serveNoOp serves the no-op milter at addr until ctx ends.
+func serveNoOp(ctx context.Context, addr string, stderr io.Writer) error {
+	target, err := loadgen.ParseTarget(addr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen(target.Network, target.Address)
+	if err != nil {
+		return fmt.Errorf("serve the no-op milter: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- loadgen.NewNoOpServer().Serve(ln) }()
+	fmt.Fprintf(stderr, "milterload: serving the no-op milter at %s\n", target)
+	select {
+	case <-ctx.Done():
+		ln.Close()
+		<-served
+		return nil
+	case err := <-served:
+		return fmt.Errorf("serve the no-op milter: %w", err)
+	}
 }
