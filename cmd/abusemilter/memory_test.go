@@ -18,7 +18,7 @@ import (
 )
 
 var soak = flag.Duration("perf.soak", 60*time.Second,
-	"length of TestDaemonMemorySteady's load (e.g. -perf.soak=10m for the long form; run it with -timeout 15m)")
+	"length of TestDaemonMemorySteady's load; the long form: go test ./cmd/abusemilter -run TestDaemonMemorySteady -timeout 15m -args -perf.soak=10m")
 
 // TestDaemonMemorySteady runs the daemon binary (every rule, embedded rate
 // store, 10,000 accounts owning 20,000 domains) under a constant load of
