@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,6 +18,11 @@ import (
 // without allocating anything.
 var errPacketTooLarge = errors.New("milter packet too large")
 
+// readBufferSize is the read buffer of one session: a packet's length and
+// payload, and a macro packet with the command after it, usually come in
+// one system call instead of two or four.
+const readBufferSize = 4096
+
 // sessionConn wraps one MTA connection. It reads the milter framing itself:
 // each packet's 4-byte length is checked against the cap before it is
 // handed to go-milter, which would otherwise allocate whatever the peer
@@ -31,6 +37,8 @@ type sessionConn struct {
 	maxPacket uint32
 
 	// Framing state, touched only by the reading goroutine.
+	in        *bufio.Reader // over socketReader; made on first read
+	atPacket  bool          // the next socket read starts a packet
 	hdr       [4]byte
 	hdrN      int    // header bytes read from the peer
 	hdrOut    int    // header bytes not yet handed to the library
@@ -49,6 +57,9 @@ func (c *sessionConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if c.in == nil {
+		c.in = bufio.NewReaderSize(socketReader{c}, readBufferSize)
+	}
 	if c.remaining == 0 && c.hdrOut == 0 {
 		if err := c.readHeader(); err != nil {
 			return 0, err
@@ -62,21 +73,31 @@ func (c *sessionConn) Read(p []byte) (int, error) {
 	if uint32(len(p)) > c.remaining {
 		p = p[:c.remaining]
 	}
-	if err := c.arm(false); err != nil {
-		return 0, err
-	}
-	n, err := c.Conn.Read(p)
+	n, err := c.in.Read(p)
 	c.remaining -= uint32(n)
 	return n, c.readErr(err)
 }
 
+// socketReader reads from the peer for the session's buffer, arming the
+// read deadline (and the drain check) before every system call.
+type socketReader struct{ c *sessionConn }
+
+func (r socketReader) Read(p []byte) (int, error) {
+	if err := r.c.arm(r.c.atPacket); err != nil {
+		return 0, err
+	}
+	return r.c.Conn.Read(p)
+}
+
 // readHeader reads a whole 4-byte length and checks it against the cap.
 func (c *sessionConn) readHeader() error {
+	if err := c.atBoundary(); err != nil {
+		return err
+	}
 	for c.hdrN < 4 {
-		if err := c.arm(c.hdrN == 0); err != nil {
-			return err
-		}
-		n, err := c.Conn.Read(c.hdr[c.hdrN:])
+		c.atPacket = c.hdrN == 0
+		n, err := c.in.Read(c.hdr[c.hdrN:])
+		c.atPacket = false
 		c.hdrN += n
 		if n > 0 {
 			c.mu.Lock()
@@ -98,6 +119,20 @@ func (c *sessionConn) readHeader() error {
 	}
 	c.remaining = length
 	c.hdrOut = 4
+	return nil
+}
+
+// atBoundary ends a draining session that is not in a message before it
+// reads the next packet, also when that packet is already buffered.
+func (c *sessionConn) atBoundary() error {
+	if c.hdrN > 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining && !c.inMessage {
+		return io.EOF
+	}
 	return nil
 }
 

@@ -168,7 +168,9 @@ type lexicon struct {
 	brands    []Brand
 	brandLex  []lexEntry
 	customers []lexEntry
-	ownMTAs   []string
+	// customerIndex finds lookalikes among customers without a scan.
+	customerIndex *lexIndex
+	ownMTAs       []string
 }
 
 func newLexicon(s *RuleSettings) *lexicon {
@@ -179,6 +181,7 @@ func newLexicon(s *RuleSettings) *lexicon {
 	for _, d := range s.CustomerDomains {
 		lx.customers = append(lx.customers, newLexEntry(d))
 	}
+	lx.customerIndex = newLexIndex(lx.customers)
 	for _, m := range s.OwnMTAs {
 		lx.ownMTAs = append(lx.ownMTAs, strings.ToLower(strings.Trim(m, ". ")))
 	}

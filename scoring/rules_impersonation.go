@@ -65,7 +65,7 @@ func impersonationRules() []Rule {
 					if c.OwnsDomain(sd.domain) {
 						continue
 					}
-					if ref, how, ok := c.domain(sd.domain).lookalikeOf(c.lex.customers); ok && !c.OwnsDomain(ref.domain) {
+					if ref, how, ok := c.domain(sd.domain).lookalikeIn(c.lex.customerIndex); ok && !c.OwnsDomain(ref.domain) {
 						return fmt.Sprintf("%s domain %q imitates customer domain %q (%s)", sd.where, sd.domain, ref.domain, how), true
 					}
 				}

@@ -17,12 +17,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/loadgen"
+	"github.com/abusemilter/abusemilter/internal/perftest"
 )
 
 const (
@@ -61,6 +63,11 @@ type options struct {
 	maxRcpt     int
 	bodySize    int
 	seed        uint64
+
+	serveNoOp     string
+	writeConfig   string
+	configRedis   string
+	configMetrics string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -97,11 +104,30 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxRcpt, "max-rcpt", 5, "recipients per message, at most")
 	fs.IntVar(&o.bodySize, "body-size", 4000, "approximate body size of generated messages in bytes")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the generated messages")
+	fs.StringVar(&o.serveNoOp, "serve-noop", "", "serve the no-op milter at this address (inet:HOST:PORT or unix:/PATH) until\n"+
+		"interrupted, measuring nothing: a ceiling in a process of its own, as the daemon is")
+	fs.StringVar(&o.writeConfig, "write-config", "", "write an abusemilter config to this file whose accounts own the generated mail\n"+
+		"(--accounts/3 customers with two domains each, listening on --target; all rules, DNS off,\n"+
+		"limits not reached) and exit")
+	fs.StringVar(&o.configRedis, "config-redis", "", "with --write-config: Redis URL of the store (default: embedded store)")
+	fs.StringVar(&o.configMetrics, "config-metrics", "", "with --write-config: metrics listen host:port (default: off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (the milter address goes in --target)", fs.Arg(0))
+	}
+	if o.serveNoOp != "" {
+		return o, nil
+	}
+	if o.writeConfig != "" {
+		if o.target == "" {
+			return nil, errors.New("--write-config needs --target (the address the daemon is to listen on)")
+		}
+		if o.accounts%loadgen.UsersPerCustomer != 0 {
+			return nil, fmt.Errorf("--accounts %d: must be a multiple of %d with --write-config", o.accounts, loadgen.UsersPerCustomer)
+		}
+		return o, nil
 	}
 	if o.target == "" && !o.noop {
 		return nil, errors.New("nothing to measure: give --target, --noop or both")
@@ -123,6 +149,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "milterload: %v\n", err)
 		return exitUsage
+	}
+	if o.serveNoOp != "" {
+		if err := serveNoOp(ctx, o.serveNoOp, stderr); err != nil {
+			fmt.Fprintf(stderr, "milterload: %v\n", err)
+			return exitUsage
+		}
+		return exitOK
+	}
+	if o.writeConfig != "" {
+		if err := writeConfig(o); err != nil {
+			fmt.Fprintf(stderr, "milterload: %v\n", err)
+			return exitUsage
+		}
+		return exitOK
 	}
 	summary, err := measure(ctx, o, stderr)
 	if err != nil {
@@ -217,4 +257,45 @@ func buildSource(o *options) (loadgen.Source, error) {
 		return nil, err
 	}
 	return pool, nil
+}
+
+// writeConfig writes an abusemilter config whose accounts own the mail that
+// the same --accounts generate.
+func writeConfig(o *options) error {
+	data, err := perftest.Config(perftest.ConfigOptions{
+		Customers:     o.accounts / loadgen.UsersPerCustomer,
+		Listen:        o.target,
+		MetricsListen: o.configMetrics,
+		RedisURL:      o.configRedis,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.writeConfig, data, 0o644); err != nil {
+		return fmt.Errorf("writing config: %w", err)
+	}
+	return nil
+}
+
+// serveNoOp serves the no-op milter at addr until ctx ends.
+func serveNoOp(ctx context.Context, addr string, stderr io.Writer) error {
+	target, err := loadgen.ParseTarget(addr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen(target.Network, target.Address)
+	if err != nil {
+		return fmt.Errorf("serve the no-op milter: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- loadgen.NewNoOpServer().Serve(ln) }()
+	fmt.Fprintf(stderr, "milterload: serving the no-op milter at %s\n", target)
+	select {
+	case <-ctx.Done():
+		ln.Close()
+		<-served
+		return nil
+	case err := <-served:
+		return fmt.Errorf("serve the no-op milter: %w", err)
+	}
 }

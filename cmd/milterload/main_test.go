@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/abusemilter/abusemilter/internal/loadgen"
 )
@@ -78,5 +81,51 @@ func TestRunExitCodes(t *testing.T) {
 		if code != c.want || !strings.Contains(stdout.String()+stderr.String(), c.says) {
 			t.Errorf("%q: exit %d, want %d mentioning %q\nstdout: %s\nstderr: %s", c.args, code, c.want, c.says, stdout.String(), stderr.String())
 		}
+	}
+}
+
+func TestServeNoOpServesUntilCancelled(t *testing.T) {
+	sock := t.TempDir() + "/noop.sock"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() { done <- run(ctx, []string{"--serve-noop", "unix:" + sock}, io.Discard, &stderr) }()
+	var stdout bytes.Buffer
+	var code int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+	}
+	code = run(context.Background(), []string{"--target", "unix:" + sock, "--count", "30", "--concurrency", "3", "--pool", "5", "--json"}, &stdout, io.Discard)
+	if code != exitOK {
+		t.Errorf("load against --serve-noop: exit %d\n%s", code, stdout.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("--serve-noop exit %d after cancel; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("--serve-noop did not stop when cancelled")
+	}
+}
+
+func TestWriteConfig(t *testing.T) {
+	path := t.TempDir() + "/perf.yaml"
+	code := run(context.Background(), []string{"--write-config", path, "--target", "inet:127.0.0.1:7357", "--accounts", "30"}, io.Discard, io.Discard)
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "customer10:") || strings.Contains(string(data), "customer11:") {
+		t.Errorf("want customers 1 to 10 for 30 accounts:\n%s", data)
+	}
+	if code := run(context.Background(), []string{"--write-config", path, "--target", "inet:127.0.0.1:7357", "--accounts", "31"}, io.Discard, io.Discard); code != exitUsage {
+		t.Errorf("--accounts 31: exit %d, want %d", code, exitUsage)
 	}
 }

@@ -36,6 +36,11 @@ type Report struct {
 	TargetRate  float64 `json:"target_rate,omitempty"`
 	RateMissed  int64   `json:"rate_missed,omitempty"`
 	RateReached *bool   `json:"rate_reached,omitempty"`
+	// ProcessCPUSeconds is the CPU time (user and system) this process
+	// used during the run: the load generator's own cost, plus the server's
+	// when it runs in-process (the no-op ceiling). Other jobs on the
+	// machine change it far less than they change Rate.
+	ProcessCPUSeconds float64 `json:"process_cpu_seconds"`
 
 	Latency []StageLatency `json:"latency"`
 
@@ -239,6 +244,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 		label, rep.Target, rep.Messages, rep.ElapsedSeconds, rep.Rate, rep.Concurrency, rep.MessagesPerConn)
 	if rep.Failed > 0 {
 		fmt.Fprintf(w, "failed: %d messages\n", rep.Failed)
+	}
+	if rep.Messages > 0 {
+		fmt.Fprintf(w, "CPU time of this process: %.2fs, %.3f ms per message\n",
+			rep.ProcessCPUSeconds, rep.ProcessCPUSeconds*1000/float64(rep.Messages))
 	}
 	if rep.TargetRate > 0 {
 		state := "reached"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -65,6 +66,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		tokens = pacer.tokens
 	}
 	start := opts.Now()
+	cpuStart := processCPU()
 	var wg sync.WaitGroup
 	if pacer != nil {
 		wg.Go(func() { pacer.run(ctx) })
@@ -75,6 +77,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	wg.Wait()
 	elapsed := opts.Now().Sub(start)
 	rep := rec.report(opts, start, elapsed)
+	rep.ProcessCPUSeconds = (processCPU() - cpuStart).Seconds()
 	if pacer != nil {
 		rep.RateMissed = pacer.missed.Load()
 	}
@@ -211,4 +214,13 @@ func (p *pacer) run(ctx context.Context) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

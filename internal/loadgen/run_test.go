@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/textproto"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -294,6 +295,11 @@ func TestRunCountModeSendsExactlyCount(t *testing.T) {
 	}
 	if rep.Messages != 77 || stats.mails.Load() != 77 {
 		t.Errorf("report %d messages, server %d MAIL, want 77", rep.Messages, stats.mails.Load())
+	}
+	// Client and server both run here: 77 messages cost some CPU time, and
+	// never more than the run's wall time on every CPU.
+	if rep.ProcessCPUSeconds <= 0 || rep.ProcessCPUSeconds > rep.ElapsedSeconds*float64(runtime.NumCPU())+0.1 {
+		t.Errorf("process CPU %v s for a run of %v s", rep.ProcessCPUSeconds, rep.ElapsedSeconds)
 	}
 }
 
