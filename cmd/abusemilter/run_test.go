@@ -8,8 +8,14 @@ import (
 	"testing"
 )
 
+// writeConfig writes a config for a test daemon. Unless the body sets
+// metrics itself, the metrics listener is turned off, so that test daemons
+// never bind the fixed default port 127.0.0.1:9357.
 func writeConfig(t *testing.T, dir, body string) string {
 	t.Helper()
+	if !strings.Contains(body, "\nmetrics:") && !strings.HasPrefix(body, "metrics:") {
+		body += "\nmetrics:\n  listen: \"\"\n"
+	}
 	path := filepath.Join(dir, "abusemilter.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
