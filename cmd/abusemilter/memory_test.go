@@ -20,6 +20,9 @@ import (
 var soak = flag.Duration("perf.soak", 60*time.Second,
 	"length of TestDaemonMemorySteady's load; the long form: go test ./cmd/abusemilter -run TestDaemonMemorySteady -timeout 15m -args -perf.soak=10m")
 
+var soakRedis = flag.Bool("perf.redis", false,
+	"run TestDaemonMemorySteady with the Redis store (a redis-server of its own) instead of the embedded one")
+
 // TestDaemonMemorySteady runs the daemon binary (every rule, embedded rate
 // store, 10,000 accounts owning 20,000 domains) under a constant load of
 // generated mail for -perf.soak (60 s by default) and checks that it does
@@ -33,11 +36,16 @@ func TestDaemonMemorySteady(t *testing.T) {
 	}
 	dir := t.TempDir()
 	port, metricsPort := redistest.FreePort(t), redistest.FreePort(t)
-	cfgData, err := perftest.Config(perftest.ConfigOptions{
+	cfgOpts := perftest.ConfigOptions{
 		Customers:     10000,
 		Listen:        fmt.Sprintf("inet:127.0.0.1:%d", port),
 		MetricsListen: fmt.Sprintf("127.0.0.1:%d", metricsPort),
-	})
+	}
+	if *soakRedis {
+		redistest.Binary(t, "redis-server")
+		cfgOpts.RedisURL = "redis://" + redistest.Start(t).Addr()
+	}
+	cfgData, err := perftest.Config(cfgOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
