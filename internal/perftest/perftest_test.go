@@ -137,3 +137,39 @@ func TestOpenFilesOfSelf(t *testing.T) {
 		t.Errorf("open files %d after opening one more, want %d", after, before+1)
 	}
 }
+
+func TestSessionsCountsConnectionsOnThePort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	count := func() int {
+		n, err := Sessions(os.Getpid(), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d sessions before any connection, want 0 (the listener does not count)", n)
+	}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The accepted side has the listener's port; the client side does not.
+	if n := count(); n != 1 {
+		t.Errorf("%d sessions with one accepted connection, want 1", n)
+	}
+	client.Close()
+	server.Close()
+	if n := count(); n != 0 {
+		t.Errorf("%d sessions after closing, want 0", n)
+	}
+}

@@ -148,3 +148,45 @@ func OpenFiles(pid int) (int, error) {
 	}
 	return len(entries), nil
 }
+
+// Sessions counts the TCP connections a process holds on its local port
+// port, listening sockets excepted: a milter daemon's open sessions, apart
+// from its connections to Redis or anything else. It reads the process's
+// socket inodes from /proc/PID/fd and their ports from /proc/PID/net/tcp
+// and tcp6.
+func Sessions(pid, port int) (int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("counting sessions of process %d: %w", pid, err)
+	}
+	inodes := make(map[string]bool)
+	for _, e := range entries {
+		link, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if inode, ok := strings.CutPrefix(link, "socket:["); ok {
+			inodes[strings.TrimSuffix(inode, "]")] = true
+		}
+	}
+	n := 0
+	for _, table := range []string{"tcp", "tcp6"} {
+		path := fmt.Sprintf("/proc/%d/net/%s", pid, table)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0, fmt.Errorf("counting sessions of process %d: %w", pid, err)
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || !inodes[f[9]] || f[3] == "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseInt(hexPort, 16, 32); ok && err == nil && int(p) == port {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
