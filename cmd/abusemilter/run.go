@@ -167,8 +167,14 @@ func printSummary(w io.Writer, cfg *config.Config) {
 		accounts = append(accounts, name)
 	}
 	sort.Strings(accounts)
+	// A provider may have tens of thousands of accounts: name a few.
+	const named = 10
+	list := strings.Join(accounts[:min(len(accounts), named)], ", ")
+	if len(accounts) > named {
+		list += fmt.Sprintf(", ... %d more", len(accounts)-named)
+	}
 	fmt.Fprintf(w, "  accounts:  %d (%s), networks: %d, sender login maps: %d\n",
-		len(accounts), strings.Join(accounts, ", "), len(cfg.Identity.Networks), len(cfg.Identity.SenderLoginMaps))
+		len(accounts), list, len(cfg.Identity.Networks), len(cfg.Identity.SenderLoginMaps))
 	fmt.Fprintf(w, "  unknown:   login %s, client %s\n", cfg.Identity.UnknownLogin, cfg.Identity.UnknownClient)
 	fmt.Fprintf(w, "  limits:    %d recipients/message, account messages %s\n",
 		cfg.Limits.MaxRecipientsPerMessage, strings.Join(cfg.Limits.AccountMessages, ", "))
