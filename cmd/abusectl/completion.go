@@ -93,15 +93,7 @@ _abusectl() {
     case "$cmd" in
 `)
 	for _, c := range commands() {
-		words := commandFlags(c)
-		switch c.name {
-		case "exempt":
-			words = append(words, "add", "remove", "list")
-		case "completion":
-			words = append(words, "bash", "zsh")
-		case "help":
-			words = append(words, commandNames()...)
-		}
+		words := completionWords(c)
 		fmt.Fprintf(&b, "        %s) COMPREPLY=($(compgen -W %q -- \"$cur\")) ;;\n", c.name, strings.Join(words, " "))
 	}
 	b.WriteString(`    esac
@@ -145,15 +137,7 @@ _abusectl() {
     case "$cmd" in
 `)
 	for _, c := range commands() {
-		words := commandFlags(c)
-		switch c.name {
-		case "exempt":
-			words = append(words, "add", "remove", "list")
-		case "completion":
-			words = append(words, "bash", "zsh")
-		case "help":
-			words = append(words, commandNames()...)
-		}
+		words := completionWords(c)
 		fmt.Fprintf(&b, "        %s) compadd -- %s ;;\n", c.name, strings.Join(words, " "))
 	}
 	b.WriteString(`    esac
@@ -162,4 +146,19 @@ _abusectl "$@"
 `)
 	_, err := io.WriteString(out, b.String())
 	return err
+}
+
+// completionWords are what may follow a command: its flags and, for some,
+// their sub-commands or arguments.
+func completionWords(c *command) []string {
+	words := commandFlags(c)
+	switch c.name {
+	case "exempt":
+		words = append(words, "add", "remove", "list")
+	case "completion":
+		words = append(words, "bash", "zsh")
+	case "help":
+		words = append(words, commandNames()...)
+	}
+	return words
 }
