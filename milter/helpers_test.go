@@ -224,6 +224,15 @@ func abort(t testing.TB, s *gomilter.ClientSession) {
 	}
 }
 
+// mailFrom sends m's MAIL-stage macros and MAIL FROM, which must continue.
+func mailFrom(t testing.TB, s *gomilter.ClientSession, m message) {
+	t.Helper()
+	if err := s.Macros(gomilter.CodeMail, m.mailMacros()...); err != nil {
+		t.Fatal(err)
+	}
+	mustContinue(t, "mail")(s.Mail(m.from, nil))
+}
+
 func mustContinue(t testing.TB, stage string) func(*gomilter.Action, error) {
 	return func(a *gomilter.Action, err error) {
 		t.Helper()

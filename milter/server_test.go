@@ -151,10 +151,7 @@ func TestAbortMidMessage(t *testing.T) {
 	s := h.session(t)
 	connect(t, s, "192.0.2.10")
 	m := alice("alice@example.com", "a@example.org")
-	if err := s.Macros(gomilter.CodeMail, m.mailMacros()...); err != nil {
-		t.Fatal(err)
-	}
-	mustContinue(t, "mail")(s.Mail("alice@example.com", nil))
+	mailFrom(t, s, m)
 	mustContinue(t, "rcpt")(s.Rcpt("a@example.org", nil))
 	mustContinue(t, "header")(s.HeaderField("From", "PayPal <service@paypal.com>"))
 	abort(t, s)
@@ -237,10 +234,7 @@ func TestEngineSwapKeepsMessageEngine(t *testing.T) {
 	s := h.session(t)
 	connect(t, s, "192.0.2.10")
 	m := alice("PayPal <service@paypal.com>", "a@example.org")
-	if err := s.Macros(gomilter.CodeMail, m.mailMacros()...); err != nil {
-		t.Fatal(err)
-	}
-	mustContinue(t, "mail")(s.Mail(m.from, nil))
+	mailFrom(t, s, m)
 	mustContinue(t, "rcpt")(s.Rcpt("a@example.org", nil))
 	monitor := newEngine(t, "mode: monitor\n"+baseConfig)
 	h.srv.SetEngine(monitor)
@@ -448,10 +442,7 @@ func TestShutdownDeadline(t *testing.T) {
 	s := h.session(t)
 	connect(t, s, "192.0.2.10")
 	m := alice("alice@example.com", "a@example.org")
-	if err := s.Macros(gomilter.CodeMail, m.mailMacros()...); err != nil {
-		t.Fatal(err)
-	}
-	mustContinue(t, "mail")(s.Mail(m.from, nil))
+	mailFrom(t, s, m)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := h.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
