@@ -225,7 +225,9 @@ end
 local digit = tonumber(string.sub(callid, -1), 16)
 local prune = digit == nil or digit == 0
 
--- charge every counter once, with its longest window
+-- charge every counter once, with its longest window (the time written
+-- once as an integer: Redis would format a Lua number per argument)
+local now_s = string.format('%d', now)
 local keys, order = {}, {}
 for _, c in ipairs(checks) do
   local k = keys[c.key]
@@ -244,7 +246,7 @@ for _, key in ipairs(order) do
     local args = {}
     local last = math.min(k.cost, i + 199)
     for j = i, last do
-      args[#args + 1] = now
+      args[#args + 1] = now_s
       args[#args + 1] = callid .. ':' .. j
     end
     redis.call('ZADD', key, unpack(args))
@@ -256,7 +258,7 @@ end
 if acct and acct.seen_window and #rcpts > 0 then
   local args = {}
   for i, r in ipairs(rcpts) do
-    args[#args + 1] = now
+    args[#args + 1] = now_s
     args[#args + 1] = r
     if #args >= 400 or i == #rcpts then
       redis.call('ZADD', acct.seen, unpack(args))
