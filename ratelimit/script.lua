@@ -253,7 +253,9 @@ for _, key in ipairs(order) do
     i = last + 1
   end
   if prune then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - k.window) end
-  redis.call('PEXPIRE', key, math.ceil(k.window / 1000) + 1000)
+  -- a key is given its TTL when charged: with nothing added (no new
+  -- recipient) the TTL set with its newest member still outlives it
+  if k.cost > 0 then redis.call('PEXPIRE', key, math.ceil(k.window / 1000) + 1000) end
 end
 if acct and acct.seen_window and #rcpts > 0 then
   local args = {}
