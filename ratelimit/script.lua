@@ -36,9 +36,10 @@ local function parse_rates(s)
 end
 
 -- effective rates: a runtime override in force replaces the configured ones
-local function rates_for(okey, field, configured)
-  if okey then
-    local v = redis.call('HGET', okey, field)
+-- (ov: the subject's override fields, read once with HMGET)
+local function rates_for(ov, field, configured)
+  if ov then
+    local v = ov[field]
     if v then
       local r, u = string.match(v, '^([^|]*)|(%d+)')
       if r and (tonumber(u) == 0 or tonumber(u) > now) then
@@ -143,16 +144,34 @@ if mode == 'strike' then
   return {'strike', now, n, newly, would}
 end
 
+-- one EXISTS for all exemptions; only when one exists, find which
+local exempts = {}
+for _, s in ipairs(subjects) do exempts[#exempts + 1] = s.exempt end
+if redis.call('EXISTS', unpack(exempts)) > 0 then
+  for _, s in ipairs(subjects) do
+    if redis.call('EXISTS', s.exempt) == 1 then
+      return {'exempt', now, 0, 0, 0, s.index}
+    end
+  end
+end
+
+-- each override hash is read once
+local dims = {a = {'msgs', 'rcpts', 'newrcpts'}, s = {'msgs'}}
 for _, s in ipairs(subjects) do
-  if redis.call('EXISTS', s.exempt) == 1 then
-    return {'exempt', now, 0, 0, 0, s.index}
+  if s.override then
+    local fields = dims[s.kind]
+    local v = redis.call('HMGET', s.override, unpack(fields))
+    s.ov = {}
+    for i, f in ipairs(fields) do
+      if v[i] then s.ov[f] = v[i] end
+    end
   end
 end
 
 -- the windows to check
 local checks = {}
 local function add(s, dim, key, cost)
-  local rates = rates_for(s.override, dim, s.conf[dim])
+  local rates = rates_for(s.ov, dim, s.conf[dim])
   for _, r in ipairs(rates) do
     checks[#checks + 1] = {s = s, dim = dim, key = key, limit = r[1], window = r[2], cost = cost}
   end
@@ -171,9 +190,11 @@ for _, s in ipairs(subjects) do
       for i = first, #checks do
         if checks[i].window > longest then longest = checks[i].window end
       end
-      for _, r in ipairs(rcpts) do
-        local last = redis.call('ZSCORE', s.seen, r)
-        if not last or tonumber(last) <= now - longest then newr[#newr + 1] = r end
+      if #rcpts > 0 then
+        local last = redis.call('ZMSCORE', s.seen, unpack(rcpts))
+        for i, r in ipairs(rcpts) do
+          if not last[i] or tonumber(last[i]) <= now - longest then newr[#newr + 1] = r end
+        end
       end
       for i = first, #checks do checks[i].cost = #newr end
       s.seen_window = longest
@@ -198,7 +219,15 @@ for _, c in ipairs(checks) do
   end
 end
 
--- charge every counter once, with its longest window
+-- Members older than the window are pruned by about one call in 16 (chosen
+-- by the random call id): every read bounds its range by the window, so an
+-- old member is never counted, and pruning each time would only cost more.
+local digit = tonumber(string.sub(callid, -1), 16)
+local prune = digit == nil or digit == 0
+
+-- charge every counter once, with its longest window (the time written
+-- once as an integer: Redis would format a Lua number per argument)
+local now_s = string.format('%d', now)
 local keys, order = {}, {}
 for _, c in ipairs(checks) do
   local k = keys[c.key]
@@ -217,26 +246,28 @@ for _, key in ipairs(order) do
     local args = {}
     local last = math.min(k.cost, i + 199)
     for j = i, last do
-      args[#args + 1] = now
+      args[#args + 1] = now_s
       args[#args + 1] = callid .. ':' .. j
     end
     redis.call('ZADD', key, unpack(args))
     i = last + 1
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - k.window)
-  redis.call('PEXPIRE', key, math.ceil(k.window / 1000) + 1000)
+  if prune then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - k.window) end
+  -- a key is given its TTL when charged: with nothing added (no new
+  -- recipient) the TTL set with its newest member still outlives it
+  if k.cost > 0 then redis.call('PEXPIRE', key, math.ceil(k.window / 1000) + 1000) end
 end
 if acct and acct.seen_window and #rcpts > 0 then
   local args = {}
   for i, r in ipairs(rcpts) do
-    args[#args + 1] = now
+    args[#args + 1] = now_s
     args[#args + 1] = r
     if #args >= 400 or i == #rcpts then
       redis.call('ZADD', acct.seen, unpack(args))
       args = {}
     end
   end
-  redis.call('ZREMRANGEBYSCORE', acct.seen, '-inf', now - acct.seen_window)
+  if prune then redis.call('ZREMRANGEBYSCORE', acct.seen, '-inf', now - acct.seen_window) end
   redis.call('PEXPIRE', acct.seen, math.ceil(acct.seen_window / 1000) + 1000)
 end
 
