@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/abusemilter/abusemilter/internal/perftest"
 	"github.com/abusemilter/abusemilter/internal/redistest"
 	"github.com/abusemilter/abusemilter/internal/testenv"
 )
@@ -41,6 +43,8 @@ const (
 func e2eFaultConfig(redisAddr, failMode string) string {
 	return fmt.Sprintf(`
 listen: inet:127.0.0.1:0
+metrics:
+  listen: 127.0.0.1:0
 dns:
   enabled: false
 redis:
@@ -361,7 +365,12 @@ func e2eFaultOutage(t *testing.T, failMode string, n int, outage time.Duration) 
 		}
 	}
 	baseline := e2eFaultSettle(t, pid, milterPort, rs.Port, nil)
-	t.Logf("baseline after %d warm-up messages: %s", len(warm.results), baseline)
+	goroutinesURL := "http://" + metricsAddr(t, p) + "/metrics"
+	baseGoroutines, err := perftest.Gauge(context.Background(), goroutinesURL, "go_goroutines")
+	if err != nil {
+		t.Fatalf("reading the daemon's goroutine count: %v", err)
+	}
+	t.Logf("baseline after %d warm-up messages: %s, %v goroutines", len(warm.results), baseline, baseGoroutines)
 
 	// The load, in three phases fed by the test.
 	load := &e2eFaultLoad{addr: pf.Addr(), results: make([]e2eFaultResult, n)}
@@ -504,6 +513,15 @@ func e2eFaultOutage(t *testing.T, failMode string, n int, outage time.Duration) 
 	if limit := baseline.rssKiB + e2eFaultRSSSlackKiB; after.rssKiB > limit {
 		t.Errorf("RSS %d KiB after the load, want at most %d KiB (baseline %d KiB + %d KiB)", after.rssKiB, limit, baseline.rssKiB, e2eFaultRSSSlackKiB)
 	}
+	// Goroutines come back too: a session, a Redis call or a reconnection
+	// that leaked one would keep it. A few may differ with the Redis pool's
+	// size after the outage.
+	var goroutines float64
+	redistest.WaitFor(t, 30*time.Second, "the daemon's goroutines back to the baseline", func() bool {
+		goroutines, err = perftest.Gauge(context.Background(), goroutinesURL, "go_goroutines")
+		return err == nil && goroutines <= baseGoroutines+e2eFaultGoroutineSlack
+	})
+	t.Logf("goroutines: %v at the baseline, %v after the load", baseGoroutines, goroutines)
 	if t.Failed() {
 		t.Logf("postfix log tail:\n%s", e2eFaultTail(pf.Log(), 40))
 	}
@@ -519,6 +537,10 @@ const e2eFaultRecovery = 5 * time.Second
 // to the byte; a leak of a few KiB per message over thousands of messages
 // goes past it.
 const e2eFaultRSSSlackKiB = 8 << 10
+
+// e2eFaultGoroutineSlack is how many goroutines above the idle baseline
+// the daemon may keep after the outage (none are expected).
+const e2eFaultGoroutineSlack = 3
 
 // e2eFaultLimitsBack sends messages as the bulk account (limit 1/1h) until
 // one is deferred with ACCOUNT_MSG_RATE; it returns how long after its
