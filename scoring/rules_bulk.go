@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -114,13 +115,119 @@ func bulkRules() []Rule {
 // maxURLHosts bounds the links examined per message.
 const maxURLHosts = 200
 
-// urlHosts returns the hosts linked from the body sample, once per message.
+// urlHosts returns the hosts linked from the body sample, once per
+// message, including links inside base64-encoded text parts.
 func (c *Check) urlHosts() []string {
 	if !c.urlsParsed {
 		c.urlsParsed = true
 		c.urls = bodyURLHosts(c.Msg.Body)
+		if len(c.urls) < maxURLHosts {
+			topLevel := strings.EqualFold(strings.TrimSpace(c.Msg.Get("Content-Transfer-Encoding")), "base64") &&
+				isTextType(c.Msg.Get("Content-Type"))
+			if decoded := decodeBase64Text(c.Msg.Body, topLevel); len(decoded) > 0 {
+				more := bodyURLHosts(decoded)
+				c.urls = append(c.urls, more[:min(len(more), maxURLHosts-len(c.urls))]...)
+			}
+		}
 	}
 	return c.urls
+}
+
+// maxDecodedText bounds what decodeBase64Text returns.
+const maxDecodedText = 512 << 10
+
+// decodeBase64Text returns the decoded text of the base64-encoded text
+// parts in a body sample: the whole body when topLevel says the message
+// itself is base64 text, and every MIME part whose own header block says
+// "Content-Transfer-Encoding: base64" with a text (or no) Content-Type. A
+// part cut off by the sample is decoded as far as it goes. It is a
+// tolerant line scanner, not a MIME parser: it needs no boundary and never
+// fails.
+func decodeBase64Text(body []byte, topLevel bool) []byte {
+	var out, chunk []byte
+	flush := func() {
+		if len(chunk) >= 4 {
+			n := len(chunk) / 4 * 4
+			dec := make([]byte, base64.StdEncoding.DecodedLen(n))
+			if m, err := base64.StdEncoding.Decode(dec, chunk[:n]); err == nil || m > 0 {
+				out = append(out, dec[:m]...)
+				out = append(out, '\n')
+			}
+		}
+		chunk = chunk[:0]
+	}
+	const (
+		scanning = iota // looking for a part header block
+		inHeader        // in a part's header block
+		inBase64        // in a base64 text part's body
+	)
+	state, isB64, isText := scanning, false, true
+	if topLevel {
+		state = inBase64
+	}
+	for line := range bytes.Lines(body) {
+		if len(out) >= maxDecodedText {
+			break
+		}
+		t := bytes.TrimRight(line, "\r\n")
+		switch state {
+		case scanning:
+			if bytes.HasPrefix(t, []byte("--")) { // a boundary: a part header block follows
+				state, isB64, isText = inHeader, false, true
+			}
+		case inHeader:
+			if len(bytes.TrimSpace(t)) == 0 {
+				state = scanning
+				if isB64 && isText {
+					state = inBase64
+				}
+				continue
+			}
+			name, value, ok := bytes.Cut(t, []byte(":"))
+			if !ok {
+				continue
+			}
+			switch strings.ToLower(string(bytes.TrimSpace(name))) {
+			case "content-transfer-encoding":
+				isB64 = strings.EqualFold(string(bytes.TrimSpace(value)), "base64")
+			case "content-type":
+				isText = isTextType(string(value))
+			}
+		case inBase64:
+			if !isBase64Line(t) {
+				flush()
+				state = scanning
+				if bytes.HasPrefix(t, []byte("--")) {
+					state, isB64, isText = inHeader, false, true
+				}
+				continue
+			}
+			chunk = append(chunk, bytes.TrimSpace(t)...)
+		}
+	}
+	flush()
+	return out[:min(len(out), maxDecodedText)]
+}
+
+// isTextType reports whether a Content-Type value is text (or absent,
+// which means text/plain).
+func isTextType(v string) bool {
+	v = strings.ToLower(strings.TrimSpace(v))
+	return v == "" || strings.HasPrefix(v, "text/")
+}
+
+// isBase64Line reports whether a line holds only base64 characters.
+func isBase64Line(t []byte) bool {
+	t = bytes.TrimSpace(t)
+	if len(t) == 0 {
+		return false
+	}
+	for _, b := range t {
+		if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '=') {
+			return false
+		}
+	}
+	return true
 }
 
 // bodyURLHosts returns the lowercase hosts of http and https links in a

@@ -1,6 +1,7 @@
 package scoring_test
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,25 @@ func message(from, extra, body string) string {
 }
 
 const aliceFrom = "Alice Example <alice@example.com>"
+
+// multipartBase64 is a two-part message whose second part, of the given
+// type, carries text base64-encoded, as mass-mail kits write it.
+func multipartBase64(partType, text string) string {
+	m := message(aliceFrom, "", "--b1\nContent-Type: text/plain\n\nSee the attachment.\n--b1\n"+
+		"Content-Type: "+partType+"\nContent-Transfer-Encoding: base64\n\n"+
+		wrap76(base64.StdEncoding.EncodeToString([]byte(text)))+"--b1--\n")
+	return strings.Replace(m, "Content-Type: text/plain; charset=utf-8", "Content-Type: multipart/mixed; boundary=\"b1\"", 1)
+}
+
+// wrap76 folds base64 into lines of 76 characters, each ending in a newline.
+func wrap76(s string) string {
+	var b strings.Builder
+	for len(s) > 76 {
+		b.WriteString(s[:76] + "\n")
+		s = s[76:]
+	}
+	return b.String() + s + "\n"
+}
 
 // Legitimate message shapes that must fire no rule at all.
 var (
@@ -239,6 +259,9 @@ func ruleCases() []ruleCase {
 		{rule: scoring.RuleURLShortener, name: "ordinary link", raw: message(aliceFrom, "", "Look: https://www.example.com/bit.ly\n")},
 		{rule: scoring.RuleURLRawIP, name: "link to public IP", fire: true, raw: message(aliceFrom, "", "<a href=\"http://45.77.12.9/login.php\">Verify</a>\n")},
 		{rule: scoring.RuleURLRawIP, name: "link to router on private IP", raw: message(aliceFrom, "", "Open http://192.168.1.1/ to configure\n")},
+		{rule: scoring.RuleURLRawIP, name: "link in a base64 text part", fire: true, raw: multipartBase64("text/html; charset=utf-8", "<a href=\"http://45.77.12.9/login.php\">Verify your account</a>")},
+		{rule: scoring.RuleURLRawIP, name: "same bytes in a base64 image part", raw: multipartBase64("image/png", "<a href=\"http://45.77.12.9/login.php\">Verify your account</a>")},
+		{rule: scoring.RuleURLRawIP, name: "base64 body of the message itself", fire: true, raw: message(aliceFrom, "Content-Transfer-Encoding: base64\n", wrap76(base64.StdEncoding.EncodeToString([]byte("Please log in at http://45.77.12.9/bank now.\n"))))},
 		{rule: scoring.RuleBulkNoUnsubscribe, name: "Precedence bulk without unsubscribe", fire: true, raw: message(aliceFrom, "Precedence: bulk\n", "hi\n")},
 		{rule: scoring.RuleBulkNoUnsubscribe, name: "newsletter with List-Unsubscribe", rcpts: rcptList(25, 2), raw: message(aliceFrom, "Precedence: bulk\nList-Unsubscribe: <https://example.com/u/1>\n", "hi\n")},
 	}
