@@ -1,14 +1,13 @@
 package milter_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,22 +54,7 @@ func newEngine(t testing.TB, yaml string) *scoring.Engine {
 }
 
 // logBuffer is a goroutine-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ testenv.SyncBuffer }
 
 // decisions returns the decision log lines, decoded.
 func (b *logBuffer) decisions(t testing.TB) []map[string]any {
@@ -128,16 +112,7 @@ func start(t testing.TB, opts milter.Options) *harness {
 // session opens a negotiated client session, as Postfix does.
 func (h *harness) session(t testing.TB) *gomilter.ClientSession {
 	t.Helper()
-	c := gomilter.NewClientWithOptions("tcp", h.addr, gomilter.ClientOptions{
-		ActionMask:   gomilter.OptAddHeader | gomilter.OptChangeHeader,
-		ReadTimeout:  5 * time.Second,
-		WriteTimeout: 5 * time.Second,
-	})
-	s, err := c.Session()
-	if err != nil {
-		t.Fatalf("milter session: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := testenv.MilterSession(t, h.addr, 5*time.Second)
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net"
 	"os"
 	"path/filepath"
@@ -175,15 +176,7 @@ func (v verdict) accepted() bool { return v.code == 0 }
 // MAIL FROM or end of message.
 func (f *fixture) send(t testing.TB, login, fromHeader string, n int) verdict {
 	t.Helper()
-	c := gomilter.NewClientWithOptions("tcp", f.milterAddr, gomilter.ClientOptions{
-		ActionMask:   gomilter.OptAddHeader | gomilter.OptChangeHeader,
-		ReadTimeout:  10 * time.Second,
-		WriteTimeout: 10 * time.Second,
-	})
-	s, err := c.Session()
-	if err != nil {
-		t.Fatalf("milter session: %v", err)
-	}
+	s := testenv.MilterSession(t, f.milterAddr, 10*time.Second)
 	defer s.Close()
 	cont := func(stage string, a *gomilter.Action, err error) {
 		t.Helper()

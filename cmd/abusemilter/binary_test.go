@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,15 +154,7 @@ func milterAddr(t *testing.T, p *proc) string {
 
 func clientSession(t *testing.T, addr string) *gomilter.ClientSession {
 	t.Helper()
-	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-	})
-	s, err := c.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return testenv.MilterSession(t, addr, 5*time.Second)
 }
 
 // act fails the test when a milter call fails and returns its action.

@@ -769,13 +769,7 @@ func (p *e2eFaultSlowProxy) close() {
 // daemon took from MAIL to the end-of-message reply.
 func e2eFaultMilterMessage(t *testing.T, addr, login, from string) (*gomilter.Action, time.Duration) {
 	t.Helper()
-	c := gomilter.NewClientWithOptions("tcp", addr, gomilter.ClientOptions{
-		ActionMask: gomilter.OptAddHeader | gomilter.OptChangeHeader, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
-	})
-	s, err := c.Session()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testenv.MilterSession(t, addr, 10*time.Second)
 	defer s.Close()
 	act(t, "conn")(s.Conn("client.example.net", gomilter.FamilyInet, 40000, "192.0.2.10"))
 	if err := s.Macros(gomilter.CodeMail, "{auth_authen}", login, "{auth_type}", "PLAIN"); err != nil {

@@ -2,15 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -128,7 +127,7 @@ func runBinary(t *testing.T, env []string, timeout time.Duration, args ...string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	cmd.Stdout = &out
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -175,21 +174,4 @@ func runBinary(t *testing.T, env []string, timeout time.Duration, args ...string
 		t.Fatalf("the binary did not finish within %v:\n%s", timeout, out.String())
 	}
 	return binaryRun{output: out.String(), code: cmd.ProcessState.ExitCode()}
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
