@@ -102,37 +102,25 @@ func TestPeerHangsUp(t *testing.T) {
 			p.mail("alice@example.com", "alice")
 		}},
 		{"in the middle of the headers", func(p *rawPeer) {
-			p.negotiate()
-			p.connect("192.0.2.10")
-			p.mail("alice@example.com", "alice")
-			p.command(cmdRcpt, cstr("<bob@example.org>"))
+			p.beginMessage()
 			p.header("From", "alice@example.com")
 			// Half of a header packet: the length says more is coming.
 			p.write(packetBytes(cmdHeader, cstr("Subject"), cstr("half of it"))[:12])
 		}},
 		{"in the middle of the body", func(p *rawPeer) {
-			p.negotiate()
-			p.connect("192.0.2.10")
-			p.mail("alice@example.com", "alice")
-			p.command(cmdRcpt, cstr("<bob@example.org>"))
+			p.beginMessage()
 			p.header("From", "alice@example.com")
 			p.command(cmdEOH)
 			p.command(cmdBody, body)
 			p.write(packetBytes(cmdBody, body)[:len(body)/2])
 		}},
 		{"before end of message", func(p *rawPeer) {
-			p.negotiate()
-			p.connect("192.0.2.10")
-			p.mail("alice@example.com", "alice")
-			p.command(cmdRcpt, cstr("<bob@example.org>"))
+			p.beginMessage()
 			p.command(cmdEOH)
 			p.command(cmdBody, body)
 		}},
 		{"between messages, after end of message and ABORT", func(p *rawPeer) {
-			p.negotiate()
-			p.connect("192.0.2.10")
-			p.mail("alice@example.com", "alice")
-			p.command(cmdRcpt, cstr("<bob@example.org>"))
+			p.beginMessage()
 			p.header("From", "alice@example.com")
 			p.command(cmdEOH)
 			if r := p.command(cmdEOB); r.code != 'a' {
@@ -141,10 +129,7 @@ func TestPeerHangsUp(t *testing.T) {
 			p.send(cmdAbort)
 		}},
 		{"while the milter writes its reply", func(p *rawPeer) {
-			p.negotiate()
-			p.connect("192.0.2.10")
-			p.mail("alice@example.com", "alice")
-			p.command(cmdRcpt, cstr("<bob@example.org>"))
+			p.beginMessage()
 			p.command(cmdEOH)
 			p.send(cmdEOB) // close without reading the answer
 		}},

@@ -59,6 +59,15 @@ func rawSession(t testing.TB, addr string) *rawPeer {
 	return p
 }
 
+// beginMessage negotiates, connects from 192.0.2.10 and starts a message
+// from alice to bob, as every fault case does before misbehaving.
+func (p *rawPeer) beginMessage() {
+	p.negotiate()
+	p.connect("192.0.2.10")
+	p.mail("alice@example.com", "alice")
+	p.command(cmdRcpt, cstr("<bob@example.org>"))
+}
+
 func (p *rawPeer) negotiate() {
 	p.t.Helper()
 	p.send(cmdOptNeg, be32(6), be32(0x1|0x10), be32(0))
