@@ -223,13 +223,7 @@ func mustContinue(t testing.TB, stage string) func(*gomilter.Action, error) {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 5*time.Second, what, cond)
 }
 
 func alice(from string, rcpts ...string) message {

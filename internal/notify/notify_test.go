@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -47,13 +48,7 @@ func (c *counts) Dropped(sink string) int { return c.get(&c.dropped, sink) }
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // receivedRequest is one webhook POST as the test server saw it.

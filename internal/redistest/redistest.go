@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"math/big"
 	"net"
 	"os"
@@ -229,13 +230,7 @@ func (s *Server) Info(section, field string) string {
 // WaitFor polls cond every 20ms until it holds or timeout passes.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, timeout, what, cond)
 }
 
 // StartCluster starts n masters with cluster mode on, joins them with
