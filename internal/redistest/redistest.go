@@ -227,7 +227,7 @@ func (s *Server) Info(section, field string) string {
 	return ""
 }
 
-// WaitFor polls cond every 20ms until it holds or timeout passes.
+// WaitFor is testenv.WaitFor, kept here for the many Redis tests that call it.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	testenv.WaitFor(t, timeout, what, cond)
