@@ -3,6 +3,7 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,7 +31,7 @@ func TestCommandFillsPlaceholders(t *testing.T) {
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
 	if _, err := os.Stat("/bin/sh"); err != nil {
-		t.Skipf("/bin/sh not available: %v", err)
+		testenv.Unavailable(t, "/bin/sh not available: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "on-lock.sh")
 	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
@@ -88,7 +89,7 @@ echo "held 3 messages"
 
 func TestOnLockCommandWithEcho(t *testing.T) {
 	if _, err := os.Stat("/bin/echo"); err != nil {
-		t.Skipf("/bin/echo not available: %v", err)
+		testenv.Unavailable(t, "/bin/echo not available: %v", err)
 	}
 	obs := newCounts()
 	n := newNotifier(t, Options{OnLockCommand: []string{"/bin/echo", "hold", "{account}"}, Observer: obs})
