@@ -127,18 +127,27 @@ func (b *backend) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 	return gomilter.RespContinue, nil
 }
 
-// Header implements gomilter.Milter.
+// Header implements gomilter.Milter. The value goes through headerValues:
+// the rules and everything else see it trimmed as before, the body sink gets
+// the field as in the message.
 func (b *backend) Header(name, value string, m *gomilter.Modifier) (gomilter.Response, error) {
 	b.cs.applyMacros(m.Macros, &b.msg)
+	value, field := headerValues(value, b.leadingSpace())
 	b.msg.addHeader(name, value, b.lim)
 	// go-milter keeps its own uncapped copy of every header field until
 	// ABORT (m.Headers is that map); nothing here reads it, so empty it
 	// to keep a message's memory within our caps.
 	clear(m.Headers)
 	if b.sink != nil {
-		b.sink.Header(name, value)
+		b.sink.Header(name, field)
 	}
 	return gomilter.RespContinue, nil
+}
+
+// leadingSpace reports whether the MTA sends header values with their
+// leading whitespace (SMFIP_HDR_LEADSPC negotiated on this connection).
+func (b *backend) leadingSpace() bool {
+	return b.conn != nil && b.conn.leadingSpace()
 }
 
 // Headers implements gomilter.Milter.
@@ -192,11 +201,11 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		return nil, err
 	}
 	if b.engine.Mode() == scoring.Monitor {
-		if err := m.AddHeader(HeaderVerdict, VerdictHeader(v)); err != nil {
+		if err := m.AddHeader(HeaderVerdict, addedHeaderValue(VerdictHeader(v), b.leadingSpace())); err != nil {
 			return nil, err
 		}
 		if f := FindingsHeader(v.Findings); f != "" {
-			if err := m.AddHeader(HeaderFindings, f); err != nil {
+			if err := m.AddHeader(HeaderFindings, addedHeaderValue(f, b.leadingSpace())); err != nil {
 				return nil, err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	gomilter "github.com/emersion/go-milter"
 	"go.uber.org/zap"
 )
 
@@ -43,6 +44,10 @@ type sessionConn struct {
 	hdrN      int    // header bytes read from the peer
 	hdrOut    int    // header bytes not yet handed to the library
 	remaining uint32 // payload bytes left in the current packet
+
+	// Option negotiation, touched only by the session's goroutine (go-milter
+	// reads, calls the backend and writes the reply on one goroutine).
+	neg negotiation
 
 	mu        sync.Mutex
 	boundary  bool // the reader waits for the first byte of a packet
@@ -119,7 +124,25 @@ func (c *sessionConn) readHeader() error {
 	}
 	c.remaining = length
 	c.hdrOut = 4
+	if !c.neg.seenFirst {
+		c.neg.seenFirst = true
+		c.peekOptNeg(length)
+	}
 	return nil
+}
+
+// peekOptNeg records the protocol options the MTA offers in its OPTNEG, the
+// first packet of a session, without consuming it: go-milter reads it next.
+// A first packet that is not an OPTNEG offers nothing.
+func (c *sessionConn) peekOptNeg(length uint32) {
+	if length < optNegLen {
+		return
+	}
+	b, err := c.in.Peek(optNegLen)
+	if err != nil || b[0] != optNegCode {
+		return // the library's read of the same bytes reports the error
+	}
+	c.neg.offered = binary.BigEndian.Uint32(b[9:13])
 }
 
 // atBoundary ends a draining session that is not in a message before it
@@ -173,14 +196,25 @@ func (c *sessionConn) readErr(err error) error {
 	return err
 }
 
-// Write implements net.Conn with a write deadline of one idle timeout.
+// Write implements net.Conn with a write deadline of one idle timeout. The
+// first reply of a session, go-milter's OPTNEG, is adjusted on its way out
+// (see negotiation).
 func (c *sessionConn) Write(p []byte) (int, error) {
+	if c.neg.written < optNegReplyHead {
+		p = c.neg.adjustReply(p)
+	}
 	if c.idle > 0 {
 		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
 			return 0, err
 		}
 	}
 	return c.Conn.Write(p)
+}
+
+// leadingSpace reports whether the session negotiated SMFIP_HDR_LEADSPC:
+// the MTA then sends header values with their leading whitespace.
+func (c *sessionConn) leadingSpace() bool {
+	return c.neg.agreed&uint32(gomilter.OptHeaderLeadingSpace) != 0
 }
 
 // Close implements net.Conn and unregisters the session.
@@ -210,4 +244,64 @@ func (c *sessionConn) drain() {
 	if c.boundary && !c.inMessage {
 		c.Conn.SetReadDeadline(time.Unix(1, 0))
 	}
+}
+
+// Sizes of the option negotiation packets (milter-protocol.txt): the MTA's
+// OPTNEG is the command byte and three 32-bit words (version, actions,
+// protocol options); the reply starts with its 4-byte length, the command
+// byte and the same three words, then the macro lists (SETSYMLIST).
+const (
+	optNegCode         = 'O'
+	optNegLen          = 1 + 3*4
+	optNegReplyHead    = 4 + optNegLen
+	optNegReplyProtoAt = 4 + 1 + 2*4 // offset of the protocol options in the reply
+)
+
+// negotiation limits the protocol options the milter asks for to those the
+// MTA offered. go-milter v0.5.0 ignores the MTA's OPTNEG and answers with
+// its Server.Protocol as it is (session.go, CodeOptNeg); Sendmail refuses a
+// milter that asks for an option it did not offer ("negotiate: protocol
+// abilities ... != MTA milter abilities") and an older MTA would not know
+// the option. So the MTA's offer is read as it passes (peekOptNeg) and the
+// protocol word of the reply is ANDed with it on its way out (adjustReply):
+// the milter asks for SMFIP_HDR_LEADSPC only from an MTA that offered it.
+// The AND works byte by byte, so a reply split over several writes is
+// adjusted all the same.
+type negotiation struct {
+	seenFirst bool   // the first packet from the MTA was looked at
+	offered   uint32 // protocol options in the MTA's OPTNEG; 0 without one
+	written   int    // bytes of the reply head written so far
+	isOptNeg  bool   // the first reply is an OPTNEG
+	agreed    uint32 // protocol options of the reply as sent
+}
+
+// adjustReply returns p, or a copy of it with the reply's protocol options
+// limited to the MTA's offer, for the first optNegReplyHead bytes written.
+func (n *negotiation) adjustReply(p []byte) []byte {
+	var out []byte
+	for i := range p {
+		off := n.written + i
+		if off >= optNegReplyHead {
+			break
+		}
+		switch {
+		case off == 4:
+			n.isOptNeg = p[i] == optNegCode
+		case off >= optNegReplyProtoAt && n.isOptNeg:
+			shift := 8 * (optNegReplyHead - 1 - off)
+			b := p[i] & byte(n.offered>>shift)
+			if b != p[i] {
+				if out == nil {
+					out = append([]byte(nil), p...)
+				}
+				out[i] = b
+			}
+			n.agreed |= uint32(b) << shift
+		}
+	}
+	n.written += len(p)
+	if out == nil {
+		return p
+	}
+	return out
 }

@@ -86,3 +86,56 @@ func FuzzFraming(f *testing.F) {
 		}
 	})
 }
+
+// TestNegotiationSplitReply writes go-milter's OPTNEG reply in every split
+// of one and two writes: the protocol word is limited to the MTA's offer
+// however the bytes arrive, the rest passes untouched, and the caller's
+// buffer is never modified.
+func TestNegotiationSplitReply(t *testing.T) {
+	const asked = 1<<20 | 1<<7 // SMFIP_HDR_LEADSPC and SMFIP_NR_HDR
+	reply := binary.BigEndian.AppendUint32(nil, 1+12+3)
+	reply = append(reply, 'O')
+	for _, w := range []uint32{2, 0x111, asked} {
+		reply = binary.BigEndian.AppendUint32(reply, w)
+	}
+	reply = append(reply, 'x', 'y', 0)
+	for _, tc := range []struct {
+		offered, want uint32
+		leadingSpace  bool
+	}{
+		{0, 0, false},
+		{1 << 20, 1 << 20, true},
+		{0x1fffff, asked, true},
+		{1 << 7, 1 << 7, false},
+	} {
+		for split := 0; split <= len(reply); split++ {
+			orig := append([]byte(nil), reply...)
+			n := negotiation{offered: tc.offered}
+			var out []byte
+			out = append(out, n.adjustReply(orig[:split])...)
+			out = append(out, n.adjustReply(orig[split:])...)
+			if !bytes.Equal(orig, reply) {
+				t.Fatalf("offered 0x%x, split at %d: the caller's buffer was modified", tc.offered, split)
+			}
+			want := append([]byte(nil), reply...)
+			binary.BigEndian.PutUint32(want[13:], tc.want)
+			if !bytes.Equal(out, want) {
+				t.Fatalf("offered 0x%x, split at %d: wrote %x, want %x", tc.offered, split, out, want)
+			}
+			c := sessionConn{neg: n}
+			if n.agreed != tc.want || c.leadingSpace() != tc.leadingSpace {
+				t.Fatalf("offered 0x%x, split at %d: agreed 0x%x (leading space %v), want 0x%x (%v)", tc.offered, split, n.agreed, c.leadingSpace(), tc.want, tc.leadingSpace)
+			}
+		}
+	}
+}
+
+// TestNegotiationOtherFirstReply leaves a first reply that is not an OPTNEG
+// as it is (a peer that skipped the negotiation).
+func TestNegotiationOtherFirstReply(t *testing.T) {
+	reply := []byte{0, 0, 0, 17, 'y', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	n := negotiation{}
+	if out := n.adjustReply(reply); !bytes.Equal(out, reply) || n.agreed != 0 {
+		t.Fatalf("wrote %x (agreed 0x%x), want it unchanged", out, n.agreed)
+	}
+}

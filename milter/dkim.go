@@ -18,8 +18,14 @@ func DKIMSink(resolver scoring.Resolver) func(*scoring.Envelope) BodySink {
 	return func(*scoring.Envelope) BodySink { return &dkimSink{resolver: resolver} }
 }
 
-// dkimSink collects the headers and starts the verifier at the first body
-// chunk, only when a DKIM-Signature header was seen.
+// dkimSink collects the header fields as in the message (see
+// BodySink.Header) and starts the verifier at the first body chunk, only when
+// a DKIM-Signature header was seen. Each field is rebuilt as
+// Name ":" value with CRLF line ends (scoring.NewDKIMStreamRaw): exact when
+// the MTA negotiated SMFIP_HDR_LEADSPC, so that c=simple/... signatures
+// verify; without it the value carries one space put back after the colon,
+// and simple header canonicalization fails for a field signed with no space
+// or a tab there (relaxed is not affected).
 type dkimSink struct {
 	resolver scoring.Resolver
 	headers  []scoring.Header
@@ -43,7 +49,7 @@ func (s *dkimSink) start() {
 	// only ends them when the message ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.stream = scoring.NewDKIMStream(ctx, s.resolver, s.headers)
+	s.stream = scoring.NewDKIMStreamRaw(ctx, s.resolver, s.headers)
 }
 
 func (s *dkimSink) Write(chunk []byte) (int, error) {

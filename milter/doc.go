@@ -17,5 +17,9 @@
 // a final response, so responses returned here always report Continue() ==
 // true and the per-connection backend lives as long as the connection; a
 // built-in reject or tempfail from RcptTo would drop the transaction's state,
-// so single recipients are refused with a custom reply.
+// so single recipients are refused with a custom reply; go-milter answers
+// the MTA's option negotiation with its fixed protocol options whatever the
+// MTA offered, so the connection wrapper limits them to the offer (the
+// milter asks for SMFIP_HDR_LEADSPC, and header values are then handled in
+// one place, headerValues).
 package milter

@@ -85,7 +85,12 @@ func (nopObserver) SessionRefused()                                 {}
 // BodySink streams a whole message to a consumer that needs more than the
 // body sample, such as a DKIM verifier. Calls come from one goroutine.
 type BodySink interface {
-	// Header receives each header field as the MTA sent it.
+	// Header receives each header field with value as it stands after the
+	// colon in the message, leading whitespace and folding included (folded
+	// lines may end in "\n" alone, as Postfix and Sendmail send them). This
+	// is exact when the MTA negotiated SMFIP_HDR_LEADSPC; otherwise the MTA
+	// removed one space after the colon and the value has one space put
+	// back, which is right unless the field had no space there.
 	Header(name, value string)
 	// Write receives each body chunk, in order.
 	Write(chunk []byte) (int, error)
@@ -180,7 +185,18 @@ func New(opts Options) *Server {
 	s.main = &gomilter.Server{
 		NewMilter: func() gomilter.Milter { return s.newBackend(s.mainLn.takePending()) },
 		Actions:   gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptSetSymList,
-		SymList:   SymList(),
+		// SMFIP_HDR_LEADSPC: the MTA sends header values exactly as in the
+		// message, leading whitespace included, so that the DKIM sink can
+		// rebuild the bytes a c=simple/... signer hashed (RFC 6376 §3.4.1).
+		// go-milter asks for it whatever the MTA offered; sessionConn
+		// limits the request to the MTA's offer (see negotiation). An MTA
+		// that does not offer it (Postfix with milter_protocol below 6,
+		// Sendmail before 8.14) drops one space after the colon, as always:
+		// header values are then handled as before, simple header
+		// canonicalization cannot be verified (the field is rebuilt with one
+		// space after the colon, a guess), and relaxed still verifies.
+		Protocol: gomilter.OptHeaderLeadingSpace,
+		SymList:  SymList(),
 	}
 	s.spillLn = newChanListener()
 	s.spill = &gomilter.Server{

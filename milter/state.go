@@ -114,7 +114,34 @@ func (c *connState) envelope(msg *messageState) *scoring.Envelope {
 	}
 }
 
-// addHeader keeps a header as received, within the count and byte caps.
+// headerValues is the one place where a header value from the MTA becomes
+// the two values the milter works with. rules is what the rule engine,
+// X-Abuse-* handling, the header caps and the scoring.Message see: the value
+// with the one space after the colon removed, as MTAs send it by default
+// (a tab, or a second space, stays). field is the text after the colon as in
+// the message, for the body sink (DKIM). With SMFIP_HDR_LEADSPC negotiated
+// (leadingSpace) the MTA sends field; without it the MTA sends rules, and
+// field is a guess with one space put back.
+func headerValues(value string, leadingSpace bool) (rules, field string) {
+	if leadingSpace {
+		return strings.TrimPrefix(value, " "), value
+	}
+	return value, " " + value
+}
+
+// addedHeaderValue is the value to send for a header this milter adds or
+// changes. With SMFIP_HDR_LEADSPC negotiated the MTA writes the value right
+// after the colon (Postfix milter8.c MILTER8_HDR_SPACE, Sendmail likewise),
+// so the usual space is sent with it.
+func addedHeaderValue(v string, leadingSpace bool) string {
+	if leadingSpace {
+		return " " + v
+	}
+	return v
+}
+
+// addHeader keeps a header (its rules value, see headerValues) within the
+// count and byte caps.
 // Client-sent X-Abuse-* headers are counted whatever the caps.
 func (msg *messageState) addHeader(name, value string, lim limits) {
 	if strings.EqualFold(name, HeaderVerdict) || strings.EqualFold(name, HeaderFindings) {

@@ -27,11 +27,30 @@ type DKIMStream struct {
 	lastCR   bool
 }
 
-// NewDKIMStream starts verifying a message with the given headers. With no
-// DKIM-Signature header the stream does nothing and Finish returns an empty,
-// non-nil result. With a nil resolver nothing can be verified and Finish
-// returns nil ("not verified").
+// NewDKIMStream starts verifying a message with the given headers, whose
+// values have no whitespace after the colon (as ParseMessage returns them):
+// each field is rebuilt as Name ": " Value, which suits relaxed header
+// canonicalization but not simple (RFC 6376 §3.4.1) for a field written
+// otherwise. With no DKIM-Signature header the stream does nothing and
+// Finish returns an empty, non-nil result. With a nil resolver nothing can
+// be verified and Finish returns nil ("not verified").
 func NewDKIMStream(ctx context.Context, resolver Resolver, headers []Header) *DKIMStream {
+	return newDKIMStream(ctx, resolver, headers, ": ")
+}
+
+// NewDKIMStreamRaw is NewDKIMStream for header fields whose Value is exactly
+// the text after the colon, leading whitespace included (as an MTA sends it
+// to a milter that negotiated SMFIP_HDR_LEADSPC): each field is rebuilt as
+// Name ":" Value, the bytes the signer hashed, so that simple header
+// canonicalization verifies too. Folded lines may end in "\n" or "\r\n";
+// both are rebuilt as CRLF.
+func NewDKIMStreamRaw(ctx context.Context, resolver Resolver, fields []Header) *DKIMStream {
+	return newDKIMStream(ctx, resolver, fields, ":")
+}
+
+// newDKIMStream rebuilds the header block with sep between each name and
+// value and starts the verifier.
+func newDKIMStream(ctx context.Context, resolver Resolver, headers []Header, sep string) *DKIMStream {
 	s := &DKIMStream{done: make(chan struct{})}
 	signed := false
 	for _, h := range headers {
@@ -54,7 +73,7 @@ func NewDKIMStream(ctx context.Context, resolver Resolver, headers []Header) *DK
 	var head strings.Builder
 	for _, h := range headers {
 		head.WriteString(h.Name)
-		head.WriteString(": ")
+		head.WriteString(sep)
 		head.WriteString(crlf(h.Value))
 		head.WriteString("\r\n")
 	}
