@@ -175,3 +175,69 @@ func TestBinaryNotifiesSystemd(t *testing.T) {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }
+
+// unitEnvironment returns the Environment= assignments of the shipped
+// systemd unit.
+func unitEnvironment(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile("../../configs/systemd/abusemilter.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Environment="); ok {
+			env = append(env, strings.Fields(v)...)
+		}
+	}
+	return env
+}
+
+// TestBinaryWatchdogAbortIsRestartable sends the daemon what systemd's
+// watchdog sends on a missed ping (SIGABRT). With the unit's environment
+// the process must die of the signal, after a stack dump, so that
+// Restart=on-failure restarts it; plain Go would exit with status 2, which
+// the unit's RestartPreventExitStatus=2 keeps down (checked too, so that
+// this test would notice a unit that lost its Environment= line).
+func TestBinaryWatchdogAbortIsRestartable(t *testing.T) {
+	env := unitEnvironment(t)
+	if len(env) == 0 {
+		t.Fatal("the unit sets no Environment=; a watchdog abort would exit 2 and not be restarted")
+	}
+	for _, tt := range []struct {
+		name string
+		env  []string
+	}{{"unit environment", env}, {"plain Go", []string{"GOTRACEBACK=single"}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := writeConfig(t, t.TempDir(), daemonConfig)
+			// As LimitCORE=0 does: no core file from the test either.
+			cmd := exec.Command("/bin/sh", "-c", `ulimit -c 0 && exec "$0" "$@"`, binary(t), "--log-format", "json", "--config", cfg)
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "GOTRACEBACK=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, tt.env...)
+			p := startCommand(t, cmd)
+			milterAddr(t, p)
+			p.signal(t, syscall.SIGABRT)
+			p.waitExit(t)
+			ws := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+			p.mu.Lock()
+			out := strings.Join(p.raw, "\n")
+			p.mu.Unlock()
+			if !strings.Contains(out, "SIGABRT: abort") || !strings.Contains(out, "goroutine ") {
+				t.Errorf("no stack dump on stderr:\n%s", out)
+			}
+			if tt.env[0] == "GOTRACEBACK=single" {
+				if !ws.Exited() || ws.ExitStatus() != exitUsage {
+					t.Errorf("plain Go after SIGABRT: %v; this test assumes exit status %d, the unit's RestartPreventExitStatus", p.cmd.ProcessState, exitUsage)
+				}
+				return
+			}
+			if !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
+				t.Errorf("with the unit's environment %q after SIGABRT: %v, want killed by SIGABRT (a restartable failure)", env, p.cmd.ProcessState)
+			}
+		})
+	}
+}
