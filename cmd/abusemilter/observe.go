@@ -22,27 +22,36 @@ type observer struct {
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
 	failMode atomic.Value // string: the configured redis_failure
-	store    atomic.Value // statsSource: the limiter in use
+	// store is what the limiter in use reports. A pointer to a struct,
+	// not an atomic.Value holding the limiter: that one panics when a
+	// reload swaps a *ratelimit.Memory for a *ratelimit.Redis.
+	store atomic.Pointer[storeSources]
+}
+
+// storeSources are the views of the limiter in use that metrics and
+// notifications read; a nil field is a view that limiter does not offer.
+type storeSources struct {
+	stats statsSource
 }
 
 // statsSource is a store that reports its call counters.
 type statsSource interface{ Stats() ratelimit.Stats }
 
-// setStore records the limiter in use and its metrics source.
+// setStore records the limiter in use and its metrics sources.
 func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
 	o.failMode.Store(failMode)
-	if s, ok := l.(statsSource); ok {
-		o.store.Store(s)
-	}
+	var src storeSources
+	src.stats, _ = l.(statsSource)
+	o.store.Store(&src)
 }
 
 // storeStats returns the current store's counters.
 func (o *observer) storeStats() (ratelimit.Stats, bool) {
-	s, ok := o.store.Load().(statsSource)
-	if !ok {
+	src := o.store.Load()
+	if src == nil || src.stats == nil {
 		return ratelimit.Stats{}, false
 	}
-	return s.Stats(), true
+	return src.stats.Stats(), true
 }
 
 // Decision implements milter.Observer.
