@@ -74,6 +74,7 @@ func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.Atom
 		st, _ := d.obs.storeStats()
 		return metrics.StoreStats(st)
 	})
+	d.metrics.WatchSubscription(d.obs.subscribed)
 	d.metrics.ConfigLoaded()
 	so := serverOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)

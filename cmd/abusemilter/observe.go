@@ -32,16 +32,22 @@ type observer struct {
 // notifications read; a nil field is a view that limiter does not offer.
 type storeSources struct {
 	stats statsSource
+	sub   subscriber
 }
 
 // statsSource is a store that reports its call counters.
 type statsSource interface{ Stats() ratelimit.Stats }
+
+// subscriber is a store that subscribes to admin changes and says whether
+// the subscription is confirmed now (the Redis store).
+type subscriber interface{ Subscribed() bool }
 
 // setStore records the limiter in use and its metrics sources.
 func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
 	o.failMode.Store(failMode)
 	var src storeSources
 	src.stats, _ = l.(statsSource)
+	src.sub, _ = l.(subscriber)
 	o.store.Store(&src)
 }
 
@@ -52,6 +58,16 @@ func (o *observer) storeStats() (ratelimit.Stats, bool) {
 		return ratelimit.Stats{}, false
 	}
 	return src.stats.Stats(), true
+}
+
+// subscribed reports whether the current store's subscription to admin
+// changes is confirmed; ok is false for a store without one.
+func (o *observer) subscribed() (subscribed, ok bool) {
+	src := o.store.Load()
+	if src == nil || src.sub == nil {
+		return false, false
+	}
+	return src.sub.Subscribed(), true
 }
 
 // Decision implements milter.Observer.
