@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/abusemilter/abusemilter/internal/redistest"
 	"github.com/abusemilter/abusemilter/internal/testenv"
 	"os"
 	"os/exec"
@@ -289,5 +290,35 @@ func TestBinaryRefusesNonLoopback(t *testing.T) {
 	p := startDaemon(t, "--config", cfg, "--listen", "inet:0.0.0.0:0")
 	if code := p.waitExit(t); code != exitUsage {
 		t.Fatalf("exit code %d, want %d", code, exitUsage)
+	}
+}
+
+// TestBinaryReloadSwitchesStore reloads from the in-memory rate store to
+// Redis and back: each reload builds a store of another type, and the
+// daemon must keep serving (it used to panic storing the new type).
+func TestBinaryReloadSwitchesStore(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := writeConfig(t, t.TempDir(), daemonConfig)
+	p := startDaemon(t, "--config", cfg)
+	addr := milterAddr(t, p)
+	next := 0
+	for _, body := range []string{daemonConfig + "redis:\n  url: redis://" + srv.Addr() + "/0\n", daemonConfig} {
+		writeConfig(t, filepath.Dir(cfg), body)
+		p.signal(t, syscall.SIGHUP)
+		var reloaded map[string]any
+		reloaded, next = p.waitLog(t, "config reloaded", next)
+		if reloaded["rate_counters_kept"] != false {
+			t.Fatalf("switching stores kept the counters? %v", reloaded)
+		}
+		s := clientSession(t, addr)
+		startMessage(t, s, 1)
+		if _, a := endMessage(t, s); a.Code != gomilter.ActAccept {
+			t.Fatalf("after switching stores: %q %d %s", a.Code, a.SMTPCode, a.SMTPText)
+		}
+		s.Abort()
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.waitExit(t); code != 0 {
+		t.Fatalf("exit code %d after two store switches", code)
 	}
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"os"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/metrics"
 	"github.com/abusemilter/abusemilter/internal/notify"
+	"github.com/abusemilter/abusemilter/internal/sdnotify"
 	"github.com/abusemilter/abusemilter/internal/version"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
@@ -36,6 +39,12 @@ type daemon struct {
 	obs      *observer
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
+	// sd tells systemd about readiness, reloads, stopping and liveness;
+	// nil (a no-op) when not started as a Type=notify service.
+	sd *sdnotify.Notifier
+	// listenAddr is the milter listener's address once it is up, for the
+	// status line.
+	listenAddr string
 	// listening is set once the milter listener is up (readiness).
 	listening atomic.Bool
 }
@@ -44,6 +53,7 @@ type daemon struct {
 func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
 	d := &daemon{opts: o, log: logger, level: level, cfg: cfg, resolver: app.Resolver(cfg)}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version.Version, Commit: version.Commit})
+	d.sd = sdnotify.FromEnv(logger.Named("sdnotify"))
 	no, err := notify.OptionsFromConfig(cfg.Notify)
 	if err != nil {
 		return nil, err
@@ -64,6 +74,7 @@ func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.Atom
 		st, _ := d.obs.storeStats()
 		return metrics.StoreStats(st)
 	})
+	d.metrics.WatchSubscription(d.obs.subscribed)
 	d.metrics.ConfigLoaded()
 	so := serverOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)
@@ -138,28 +149,85 @@ func (d *daemon) serve(signals <-chan os.Signal) int {
 		return exitFailed
 	}
 	defer msrv.Shutdown(context.Background())
+	watchdog, stopWatchdog := d.watchdog()
+	defer stopWatchdog()
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve(ln) }()
+	d.listenAddr = ln.Addr().Network() + ":" + ln.Addr().String()
 	d.listening.Store(true)
 	d.log.Info("abusemilter ready",
 		zap.String("version", version.String()),
-		zap.String("listen", ln.Addr().Network()+":"+ln.Addr().String()),
+		zap.String("listen", d.listenAddr),
 		zap.String("mode", d.cfg.Mode),
 		zap.String("config", d.cfg.Path),
 		zap.String("metrics", msrv.Addr()))
+	d.sd.Ready(d.status(""))
 	for {
 		select {
 		case err := <-served:
+			d.sd.Status("milter server stopped: " + err.Error())
 			d.log.Error("milter server stopped: " + err.Error())
 			return exitFailed
+		case <-watchdog:
+			// Pinged from this loop, so a loop stuck in a reload or a
+			// signal is not pinged for, and systemd restarts it.
+			if d.ready() == nil {
+				d.sd.Watchdog()
+			}
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				d.reload()
+				d.sd.Reloading("reloading " + cmp.Or(d.opts.configPath, "(no config file: nothing to reload)"))
+				if err := d.reload(); err != nil {
+					first, _, _ := strings.Cut(err.Error(), "\n")
+					d.sd.Ready(d.status("reload failed, running config kept (see the log): " + first))
+				} else {
+					d.sd.Ready(d.status(""))
+				}
 				continue
 			}
+			d.sd.Stopping("stopping on " + signalName(sig) + ", letting open sessions finish")
 			return d.stop(sig, served)
 		}
 	}
+}
+
+// watchdog returns a channel that ticks every half of systemd's watchdog
+// timeout ($WATCHDOG_USEC), or nil (never ticks) when no watchdog is
+// asked of this process, and the function that stops it.
+func (d *daemon) watchdog() (<-chan time.Time, func()) {
+	if d.sd == nil {
+		return nil, func() {}
+	}
+	every, ok, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		d.log.Warn("systemd watchdog not armed", zap.Error(err))
+	}
+	if !ok {
+		return nil, func() {}
+	}
+	t := time.NewTicker(every)
+	return t.C, t.Stop
+}
+
+// signalName is "SIGTERM" where sig.String() says "terminated".
+func signalName(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	}
+	return sig.String()
+}
+
+// status is the one-line state shown by systemctl status, with note
+// appended when not empty.
+func (d *daemon) status(note string) string {
+	s := "serving milter on " + d.listenAddr + ", mode " + d.cfg.Mode
+	if note != "" {
+		s += "; " + note
+	}
+	return s
 }
 
 // stop shuts down gracefully within the configured grace.
@@ -188,11 +256,12 @@ func (d *daemon) stop(sig os.Signal, served <-chan error) int {
 }
 
 // reload reads the config file again and swaps the engine. A broken config
-// is logged with all its problems and the running one stays.
-func (d *daemon) reload() {
+// is logged with all its problems and the running one stays; the error
+// returned is the reason, for the status line.
+func (d *daemon) reload() error {
 	if d.opts.configPath == "" {
 		d.log.Info("SIGHUP: no config file given, nothing to reload")
-		return
+		return nil
 	}
 	cfg, err := loadConfig(d.opts)
 	if err != nil {
@@ -205,13 +274,13 @@ func (d *daemon) reload() {
 		}
 		d.log.Error("config reload failed, keeping the running config", fields...)
 		d.metrics.ConfigReloaded(err)
-		return
+		return err
 	}
 	engine, limiter, err := d.build(cfg, d.limiter)
 	if err != nil {
 		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.configPath), zap.Error(err))
 		d.metrics.ConfigReloaded(err)
-		return
+		return err
 	}
 	d.metrics.ConfigReloaded(nil)
 	if err := d.notifier.Reopen(); err != nil {
@@ -235,6 +304,7 @@ func (d *daemon) reload() {
 	d.cfg, d.limiter = cfg, limiter
 	d.srv.SetEngine(engine)
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.String("mode", cfg.Mode), zap.Bool("rate_counters_kept", kept))
+	return nil
 }
 
 // restartOnly lists changed settings that a reload cannot apply.

@@ -22,27 +22,52 @@ type observer struct {
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
 	failMode atomic.Value // string: the configured redis_failure
-	store    atomic.Value // statsSource: the limiter in use
+	// store is what the limiter in use reports. A pointer to a struct,
+	// not an atomic.Value holding the limiter: that one panics when a
+	// reload swaps a *ratelimit.Memory for a *ratelimit.Redis.
+	store atomic.Pointer[storeSources]
+}
+
+// storeSources are the views of the limiter in use that metrics and
+// notifications read; a nil field is a view that limiter does not offer.
+type storeSources struct {
+	stats statsSource
+	sub   subscriber
 }
 
 // statsSource is a store that reports its call counters.
 type statsSource interface{ Stats() ratelimit.Stats }
 
-// setStore records the limiter in use and its metrics source.
+// subscriber is a store that subscribes to admin changes and says whether
+// the subscription is confirmed now (the Redis store).
+type subscriber interface{ Subscribed() bool }
+
+// setStore records the limiter in use and its metrics sources.
 func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
 	o.failMode.Store(failMode)
-	if s, ok := l.(statsSource); ok {
-		o.store.Store(s)
-	}
+	var src storeSources
+	src.stats, _ = l.(statsSource)
+	src.sub, _ = l.(subscriber)
+	o.store.Store(&src)
 }
 
 // storeStats returns the current store's counters.
 func (o *observer) storeStats() (ratelimit.Stats, bool) {
-	s, ok := o.store.Load().(statsSource)
-	if !ok {
+	src := o.store.Load()
+	if src == nil || src.stats == nil {
 		return ratelimit.Stats{}, false
 	}
-	return s.Stats(), true
+	return src.stats.Stats(), true
+}
+
+// subscribed reports whether the current store's subscription to admin
+// changes is confirmed; ok is false for a store without one.
+func (o *observer) subscribed() (subscribed, ok bool) {
+	src := o.store.Load()
+	if src == nil || src.sub == nil {
+		return false, false
+	}
+	return src.sub.Subscribed(), true
 }
 
 // Decision implements milter.Observer.

@@ -8,12 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
+
+	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/internal/testenv"
 )
 
 // scrape reads the daemon's /metrics and returns each sample line's value
@@ -235,4 +240,54 @@ notify:
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("webhook drops = %v, want at least %d (one in flight, one queued)", dropped, n-2)
+}
+
+// TestBinaryRedisSubscriptionMetric follows the Redis store's subscription
+// to admin changes through /metrics, with a real redis-server: absent with
+// the in-memory store, 1 once the Redis store (loaded by a reload) has
+// subscribed, 0 while redis-server is down, 1 again once it is back.
+func TestBinaryRedisSubscriptionMetric(t *testing.T) {
+	const gauge = "abusemilter_redis_invalidation_subscribed"
+	srv := redistest.Start(t)
+	memoryConfig := daemonConfig + "metrics:\n  listen: 127.0.0.1:0\n"
+	redisConfig := memoryConfig + "redis:\n  url: redis://" + srv.Addr() + "/0\n  timeout: 200ms\n"
+	cfg := writeConfig(t, t.TempDir(), memoryConfig)
+	p := startDaemon(t, "--config", cfg)
+	maddr := metricsAddr(t, p)
+
+	m := scrape(t, maddr)
+	if _, ok := m["abusemilter_store_calls_total"]; !ok {
+		t.Fatalf("no store metrics at all: %v", m)
+	}
+	if v, ok := m[gauge]; ok {
+		t.Errorf("in-memory store: %s = %v, want it absent", gauge, v)
+	}
+
+	value := func() (float64, bool) { v, ok := scrape(t, maddr)[gauge]; return v, ok }
+	waitValue := func(want float64, what string) {
+		t.Helper()
+		testenv.WaitFor(t, 30*time.Second, what, func() bool { v, ok := value(); return ok && v == want })
+	}
+
+	writeConfig(t, filepath.Dir(cfg), redisConfig)
+	p.signal(t, syscall.SIGHUP)
+	_, next := p.waitLog(t, "config reloaded", 0)
+	waitValue(1, gauge+" 1 after switching to the Redis store")
+
+	srv.Kill()
+	waitValue(0, gauge+" 0 after redis-server was killed")
+
+	srv.Restart()
+	waitValue(1, gauge+" 1 again after redis-server came back")
+
+	writeConfig(t, filepath.Dir(cfg), memoryConfig)
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "config reloaded", next)
+	if v, ok := value(); ok {
+		t.Errorf("back on the in-memory store: %s = %v, want it absent", gauge, v)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.waitExit(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
 }

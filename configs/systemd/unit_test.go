@@ -62,7 +62,11 @@ func (u unit) last(key string) (string, bool) {
 func TestUnitHardening(t *testing.T) {
 	u := parseUnit(t, unitFile)
 	want := map[string]string{
-		"Service.Type":                     "simple",
+		"Service.Type":                     "notify",
+		"Service.NotifyAccess":             "main",
+		"Service.WatchdogSec":              "30s",
+		"Service.Environment":              "GOTRACEBACK=crash",
+		"Service.LimitCORE":                "0",
 		"Service.Restart":                  "on-failure",
 		"Service.RestartPreventExitStatus": "2",
 		"Service.ExecReload":               "/bin/kill -HUP $MAINPID",

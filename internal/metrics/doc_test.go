@@ -30,6 +30,7 @@ func TestOperationsDocListsEveryMetric(t *testing.T) {
 	m.NotifyFailed("audit")
 	m.NotifyDropped("audit")
 	m.WatchStore(func() StoreStats { return StoreStats{} })
+	m.WatchSubscription(func() (bool, bool) { return true, true })
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,9 @@ type Metrics struct {
 	// store, when set by WatchStore, is asked for the rate store's
 	// counters at every scrape.
 	store atomic.Pointer[func() StoreStats]
+	// subscription, when set by WatchSubscription, is asked at every
+	// scrape whether the store's admin-change subscription is confirmed.
+	subscription atomic.Pointer[func() (value, ok bool)]
 
 	locks   prometheus.Counter
 	unlocks prometheus.Counter

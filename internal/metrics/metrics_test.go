@@ -251,6 +251,29 @@ func TestStoreStatsCollector(t *testing.T) {
 	}
 }
 
+func TestRedisSubscriptionGauge(t *testing.T) {
+	const name = "abusemilter_redis_invalidation_subscribed"
+	m := New(BuildInfo{})
+	base := startServer(t, m, nil)
+	if got := scrapeMetrics(t, base); got[name] != nil {
+		t.Errorf("%s reported before WatchSubscription", name)
+	}
+	// A store without a subscription (in-memory): absent, not 0.
+	m.WatchSubscription(func() (bool, bool) { return false, false })
+	if got := scrapeMetrics(t, base); got[name] != nil {
+		t.Errorf("%s reported for a store without a subscription: %v", name, got[name])
+	}
+	var up atomic.Bool
+	m.WatchSubscription(func() (bool, bool) { return up.Load(), true })
+	for _, want := range []bool{false, true, false} {
+		up.Store(want)
+		got := scrapeMetrics(t, base)
+		if got.find(name, nil) == nil || got.value(name, nil) != boolValue(want) || got[name].GetType() != dto.MetricType_GAUGE {
+			t.Errorf("subscribed=%v: %s = %v", want, name, got[name])
+		}
+	}
+}
+
 func TestHealthAndReadiness(t *testing.T) {
 	m := New(BuildInfo{})
 	var reason error = errors.New("rate store unreachable and fail mode not active\nsecond line")
@@ -318,6 +341,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.SessionClosed()
 	m.SessionRefused()
 	m.WatchStore(func() StoreStats { return StoreStats{} })
+	m.WatchSubscription(func() (bool, bool) { return true, true })
 	m.AccountLocked()
 	m.AccountUnlocked()
 	m.ConfigLoaded()

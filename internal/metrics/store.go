@@ -37,7 +37,25 @@ var (
 		"Slowest rate-store call since the store was created.", nil, nil)
 	storeEventsDroppedDesc = prometheus.NewDesc(Namespace+"_store_events_dropped_total",
 		"Rate-store events (locks, usage thresholds) dropped because the event queue was full.", nil, nil)
+	redisSubscribedDesc = prometheus.NewDesc(Namespace+"_redis_invalidation_subscribed",
+		"1 while the Redis store's subscription to admin changes (locks, unlocks, exemptions by abusectl or another instance) is confirmed; "+
+			"0 while it is not, and cached refusals are then served for at most 5s. Absent with the in-memory store.", nil, nil)
 )
+
+// WatchSubscription makes every scrape read, through subscribed, whether
+// the rate store's subscription to admin changes is confirmed
+// (abusemilter_redis_invalidation_subscribed, 1 or 0). ok false means the
+// store in use has no such subscription (the in-memory store): then the
+// metric is absent rather than a 0 that would look like an outage. A
+// later call replaces an earlier one; subscribed must be cheap and safe
+// for concurrent use. With the Redis store:
+//
+//	m.WatchSubscription(func() (bool, bool) { return store.Subscribed(), true })
+func (m *Metrics) WatchSubscription(subscribed func() (value, ok bool)) {
+	if m != nil && subscribed != nil {
+		m.subscription.Store(&subscribed)
+	}
+}
 
 // storeCollector turns the store's counters into metrics at scrape time;
 // it reports nothing until WatchStore is called.
@@ -46,13 +64,18 @@ type storeCollector struct{ m *Metrics }
 // Describe implements prometheus.Collector.
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{storeCallsDesc, storeErrorsDesc, storeFailFastDesc, storeCircuitDesc,
-		storeOpensDesc, storeLatencyDesc, storeLatencyMaxDesc, storeEventsDroppedDesc} {
+		storeOpensDesc, storeLatencyDesc, storeLatencyMaxDesc, storeEventsDroppedDesc, redisSubscribedDesc} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
+	if sub := c.m.subscription.Load(); sub != nil {
+		if v, ok := (*sub)(); ok {
+			ch <- prometheus.MustNewConstMetric(redisSubscribedDesc, prometheus.GaugeValue, boolValue(v))
+		}
+	}
 	f := c.m.store.Load()
 	if f == nil {
 		return
@@ -66,12 +89,16 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(storeFailFastDesc, s.FailFast)
 	counter(storeOpensDesc, s.BreakerOpens)
 	counter(storeEventsDroppedDesc, s.EventsDropped)
-	open := 0.0
-	if s.BreakerOpen {
-		open = 1
-	}
-	ch <- prometheus.MustNewConstMetric(storeCircuitDesc, prometheus.GaugeValue, open)
+	ch <- prometheus.MustNewConstMetric(storeCircuitDesc, prometheus.GaugeValue, boolValue(s.BreakerOpen))
 	ch <- prometheus.MustNewConstMetric(storeLatencyMaxDesc, prometheus.GaugeValue, s.LatencyMax.Seconds())
 	reached := s.Calls - min(s.FailFast, s.Calls)
 	ch <- prometheus.MustNewConstSummary(storeLatencyDesc, reached, s.LatencyTotal.Seconds(), nil)
+}
+
+// boolValue is a gauge's 1 for true, 0 for false.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
