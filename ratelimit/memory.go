@@ -2,22 +2,24 @@ package ratelimit
 
 import (
 	"context"
-	"sort"
 	"sync"
 	"time"
 )
 
 // Memory is the embedded in-memory store for one host: the same semantics
-// as the Redis store (exact sliding logs, strikes, locks, runtime overrides
-// and exemptions, the admin API) kept in maps. It is safe for concurrent
-// use.
+// as the Redis store (sliding-window counters in buckets, strikes, locks,
+// runtime overrides and exemptions, the admin API) kept in maps. A counter
+// has a fixed size (see counter), and counters nothing is counted in any
+// more are dropped once a minute, so memory follows the number of active
+// subjects, not the traffic. It is safe for concurrent use.
 type Memory struct {
 	policy Policy
 	now    func() time.Time
 	opts   Options
 
 	mu        sync.Mutex
-	logs      map[logKey][]time.Time          // charge times, oldest first
+	counters  map[counterKey]*counter
+	swept     time.Time                       // last sweep of idle counters
 	seen      map[string]map[string]time.Time // account -> recipient -> last sent
 	strikes   map[string]map[string]time.Time // account -> Message-ID -> strike time
 	locks     map[string]Lock
@@ -30,10 +32,15 @@ type Memory struct {
 	events *eventQueue
 }
 
-type logKey struct {
-	subj Subject
-	dim  Dimension
+// counterKey names the counter of one window of a subject's dimension.
+type counterKey struct {
+	subj   Subject
+	dim    Dimension
+	window time.Duration
 }
+
+// sweepEvery is how often counters that count nothing any more are dropped.
+const sweepEvery = time.Minute
 
 var (
 	_ Limiter = (*Memory)(nil)
@@ -53,7 +60,7 @@ func NewMemoryOptions(policy Policy, now func() time.Time, opts Options) *Memory
 	}
 	m := &Memory{
 		policy: policy, now: now, opts: opts.withDefaults(),
-		logs:      make(map[logKey][]time.Time),
+		counters:  make(map[counterKey]*counter),
 		seen:      make(map[string]map[string]time.Time),
 		strikes:   make(map[string]map[string]time.Time),
 		locks:     make(map[string]Lock),
@@ -118,10 +125,27 @@ func (m *Memory) ratesOf(s Subject, d Dimension, configured []Rate, now time.Tim
 	return configured, false
 }
 
-func (m *Memory) countSince(k logKey, from time.Time) (int64, []time.Time) {
-	log := m.logs[k]
-	i := sort.Search(len(log), func(i int) bool { return log[i].After(from) })
-	return int64(len(log) - i), log[i:]
+// count returns what a window's counter holds at nowUS.
+func (m *Memory) count(k counterKey, nowUS int64) int64 {
+	if c := m.counters[k]; c != nil {
+		return c.count(nowUS)
+	}
+	return 0
+}
+
+// sweep drops the counters nothing is counted in any more, at most once
+// per sweepEvery.
+func (m *Memory) sweep(now time.Time) {
+	if now.Sub(m.swept) < sweepEvery && !now.Before(m.swept) {
+		return
+	}
+	m.swept = now
+	nowUS := now.UnixMicro()
+	for k, c := range m.counters {
+		if c.idle(nowUS) {
+			delete(m.counters, k)
+		}
+	}
 }
 
 // strike adds a strike (one per Message-ID per window) and locks at the
@@ -243,37 +267,39 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 			}
 		}
 	}
+	nowUS := now.UnixMicro()
 	for i := range checks {
 		c := &checks[i]
-		used, inWindow := m.countSince(logKey{c.subj, c.dim}, now.Add(-c.rate.Window))
-		c.used = used
-		if c.cost > 0 && used+c.cost > c.rate.Limit {
-			d.Exceeded, d.Rate, d.RetryAfter = c.dim, c.rate, c.rate.Window
-			if idx := used + c.cost - c.rate.Limit - 1; c.cost <= c.rate.Limit && idx < used {
-				d.RetryAfter = inWindow[idx].Add(c.rate.Window).Sub(now)
+		k := counterKey{c.subj, c.dim, c.rate.Window}
+		c.used = m.count(k, nowUS)
+		if c.cost > 0 && c.used+c.cost > c.rate.Limit {
+			var buckets []bucket
+			if ctr := m.counters[k]; ctr != nil {
+				buckets = ctr.buckets(nowUS)
 			}
+			d.Exceeded, d.Rate = c.dim, c.rate
+			d.RetryAfter = retryAfter(buckets, c.used, c.cost, c.rate.Limit, nowUS, c.rate.Window)
 			d.Strikes, d.NewlyLocked, d.WouldLock = m.strike(req, now)
 			m.lockEvents(req, &d, now)
 			m.recent.remember(req.Account, d, now, m.opts.RecentMax, m.recent.generation())
 			return d
 		}
 	}
-	longest := map[logKey]time.Duration{}
-	costs := map[logKey]int64{}
+	// charge each window's counter once (two rates may share a window)
+	m.sweep(now)
+	charged := make(map[counterKey]bool, len(checks))
 	for _, c := range checks {
-		k := logKey{c.subj, c.dim}
-		longest[k] = max(longest[k], c.rate.Window)
-		costs[k] = c.cost
-	}
-	for k, cost := range costs {
-		log := m.logs[k]
-		cut := now.Add(-longest[k])
-		i := sort.Search(len(log), func(i int) bool { return log[i].After(cut) })
-		log = log[i:]
-		for range cost {
-			log = append(log, now)
+		k := counterKey{c.subj, c.dim, c.rate.Window}
+		if c.cost == 0 || charged[k] {
+			continue
 		}
-		m.logs[k] = log
+		charged[k] = true
+		ctr := m.counters[k]
+		if ctr == nil {
+			ctr = newCounter(k.window)
+			m.counters[k] = ctr
+		}
+		ctr.add(nowUS, c.cost)
 	}
 	if newWindow > 0 {
 		seen := m.seen[req.Account]

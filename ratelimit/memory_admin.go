@@ -39,13 +39,13 @@ func (m *Memory) Status(_ context.Context, s Subject) (Status, error) {
 	st := Status{Subject: s, StrikeWindow: m.policy.Strikes.Window}
 	for _, d := range s.Kind.dimensions() {
 		rates, over := m.ratesOf(s, d, m.policy.configured(s, d), now)
+		nowUS := now.UnixMicro()
 		for _, r := range rates {
-			used, in := m.countSince(logKey{s, d}, now.Add(-r.Window))
-			ls := LimitStatus{Dimension: d, Rate: r, Used: used, Remaining: max(0, r.Limit-used), Override: over}
-			if len(in) > 0 {
-				ls.FreesIn = in[0].Add(r.Window).Sub(now)
+			var buckets []bucket
+			if c := m.counters[counterKey{s, d, r.Window}]; c != nil {
+				buckets = c.buckets(nowUS)
 			}
-			st.Limits = append(st.Limits, ls)
+			st.Limits = append(st.Limits, limitStatus(d, r, over, buckets, nowUS))
 		}
 		if o, ok := m.overrides[s][d]; ok {
 			st.Overrides = append(st.Overrides, o)
@@ -68,12 +68,19 @@ func (m *Memory) Top(_ context.Context, by TopBy, window time.Duration, n int) (
 	var out []TopEntry
 	switch by {
 	case TopMessages, TopRecipients:
-		for k := range m.logs {
-			if (by == TopMessages) != (k.dim == AccountMessages || k.dim == SenderMessages || k.dim == ClientMessages) || k.dim == AccountNewRecipients {
+		read := map[Dimension]time.Duration{}
+		for _, d := range by.dimensions() {
+			if w, ok := topWindow(m.policy.keptWindows(d), window); ok {
+				read[d] = w
+			}
+		}
+		nowUS := now.UnixMicro()
+		for k, c := range m.counters {
+			if w, ok := read[k.dim]; !ok || w != k.window {
 				continue
 			}
-			if c, _ := m.countSince(k, now.Add(-window)); c > 0 {
-				out = append(out, TopEntry{k.subj, c})
+			if n := c.countSince(nowUS, nowUS-window.Microseconds()); n > 0 {
+				out = append(out, TopEntry{k.subj, n})
 			}
 		}
 	case TopStrikes:
@@ -170,9 +177,9 @@ func (m *Memory) Reset(_ context.Context, s Subject, dim Dimension, by string) e
 	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, d := range s.Kind.dimensions() {
-		if dim == "" || dim == d {
-			delete(m.logs, logKey{s, d})
+	for k := range m.counters {
+		if k.subj == s && (dim == "" || dim == k.dim) {
+			delete(m.counters, k)
 		}
 	}
 	if s.Kind == KindAccount && (dim == "" || dim == AccountNewRecipients) {

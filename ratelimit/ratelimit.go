@@ -10,10 +10,13 @@
 // exceeded; a message the rules rejected is never charged but adds a strike.
 //
 // Semantics:
-//   - Limits mean "at most N within any window of length W". Counters are
-//     sliding logs (one sorted-set member per charged unit, scored by its
-//     time), so there is no double burst at fixed-window edges. Time is the
-//     Redis server's clock (TIME inside the script), so every milter agrees.
+//   - Limits mean "at most N within any window of length W", with no double
+//     burst at fixed-window edges. Each window of a subject's dimension is a
+//     sliding-window counter of 60 buckets (window.go): the bucket a window's
+//     start falls in is counted whole, so a window never holds more than N,
+//     and a charge is remembered for between W and W + W/60. A counter's
+//     size is fixed whatever the traffic. Time is the Redis server's clock
+//     (TIME inside the script), so every milter agrees.
 //   - Dimensions: account messages, account recipients (one per envelope
 //     recipient), messages per envelope sender (normalised: case and +tag),
 //     messages per client IP (unauthenticated clients only), and new

@@ -121,3 +121,35 @@ func topWindow(kept []time.Duration, want time.Duration) (time.Duration, bool) {
 	}
 	return kept[len(kept)-1], true
 }
+
+// limitStatus describes one window of a subject from its live buckets.
+func limitStatus(d Dimension, r Rate, override bool, buckets []bucket, nowUS int64) LimitStatus {
+	ls := LimitStatus{Dimension: d, Rate: r, Override: override}
+	oldest := int64(-1)
+	for _, b := range buckets {
+		if b.Count <= 0 {
+			continue
+		}
+		ls.Used += b.Count
+		if oldest < 0 || b.Index < oldest {
+			oldest = b.Index
+		}
+	}
+	ls.Remaining = max(0, r.Limit-ls.Used)
+	if oldest >= 0 {
+		ls.FreesIn = time.Duration(bucketLeaves(oldest, r.Window)-nowUS) * time.Microsecond
+	}
+	return ls
+}
+
+// dimensions returns the dimensions a ranking by messages or recipients
+// reads.
+func (by TopBy) dimensions() []Dimension {
+	switch by {
+	case TopMessages:
+		return []Dimension{AccountMessages, SenderMessages, ClientMessages}
+	case TopRecipients:
+		return []Dimension{AccountRecipients}
+	}
+	return nil
+}
