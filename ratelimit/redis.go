@@ -24,8 +24,8 @@ var checkSource string
 // checkScript is the one call per message; refundScript takes back the
 // charges of a call (Cluster only, see Redis): per counter key, ARGV holds
 // the bucket the call charged and its cost. A bucket already gone (it left
-// the window and was deleted, which took it off n) is left alone, and
-// nothing goes below zero.
+// the window and was deleted, which took it off n) is left alone, one
+// emptied is deleted, and nothing goes below zero.
 var (
 	checkScript  = redis.NewScript(checkSource)
 	refundScript = redis.NewScript(`
@@ -35,8 +35,12 @@ for i, key in ipairs(KEYS) do
   local have = tonumber(v[1])
   if have then
     local back = math.min(have, cost)
-    if back > 0 then
+    if back == have then
+      redis.call('HDEL', key, field)
+    elseif back > 0 then
       redis.call('HINCRBY', key, field, -back)
+    end
+    if back > 0 then
       redis.call('HINCRBY', key, 'n', -math.min(back, tonumber(v[2]) or 0))
     end
   end

@@ -1,0 +1,279 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// counterHash is a counter as stored: its bucket fields, n and lo.
+type counterHash struct {
+	buckets map[int64]int64
+	n, lo   int64
+	hasLo   bool
+}
+
+// readCounter reads a counter hash through the store's own client (any
+// topology) and checks that every field is what the layout says.
+func readCounter(t *testing.T, r *ratelimit.Redis, key string) counterHash {
+	t.Helper()
+	h, err := r.Client().HGetAll(context.Background(), key).Result()
+	if err != nil {
+		t.Fatalf("HGETALL %s: %v", key, err)
+	}
+	c := counterHash{buckets: map[int64]int64{}}
+	for f, v := range h {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("%s: field %s = %q is not an integer", key, f, v)
+		}
+		switch f {
+		case "n":
+			c.n = n
+		case "lo":
+			c.lo, c.hasLo = n, true
+		default:
+			i, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				t.Fatalf("%s: field %q is neither a bucket, n nor lo", key, f)
+			}
+			c.buckets[i] = n
+		}
+	}
+	return c
+}
+
+func (c counterHash) sum() int64 {
+	var s int64
+	for _, n := range c.buckets {
+		s += n
+	}
+	return s
+}
+
+// TestRedisCounterBounded charges one account for about fifteen minutes of
+// server time (moved by ClockOffset) in steps of 0.1-1s with a jump now
+// and then (20s: a short window's counter is idle for more than 64 buckets,
+// a longer one's is not; 3m: every counter is), and checks after every
+// message that each counter holds at most BucketsPerWindow+2 buckets, none
+// empty, that n is their sum and the count the store reported, that lo is
+// at most the oldest, and that the count lies between what an exact log
+// would count over W and over W plus a bucket.
+func TestRedisCounterBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	p := ratelimit.Policy{Limits: ratelimit.Limits{
+		ratelimit.AccountMessages:   {rate(1<<40, time.Minute), rate(1<<40, 10*time.Second)},
+		ratelimit.AccountRecipients: {rate(1<<40, time.Minute)},
+	}}
+	var clk testClock
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "bounded:"}, p, ratelimit.Options{ClockOffset: clk.offset})
+	ctx := context.Background()
+	type charge struct {
+		at   time.Duration // clock offset when charged
+		rcpt int64
+	}
+	var charges []charge
+	counters := []struct {
+		key    string
+		dim    ratelimit.Dimension
+		window time.Duration
+	}{
+		{"bounded:{acct:a}:msgs:1m", ratelimit.AccountMessages, time.Minute},
+		{"bounded:{acct:a}:msgs:10s", ratelimit.AccountMessages, 10 * time.Second},
+		{"bounded:{acct:a}:rcpts:1m", ratelimit.AccountRecipients, time.Minute},
+	}
+	most := map[string]int{}
+	start := time.Now()
+	for i := range 600 {
+		switch {
+		case i%200 == 149:
+			clk.advance(20 * time.Second)
+		case i%200 == 199:
+			clk.advance(3 * time.Minute)
+		default:
+			clk.advance(100*time.Millisecond + time.Duration(i*7919%23)*40*time.Millisecond)
+		}
+		rcpts := make([]string, 1+i%3)
+		for j := range rcpts {
+			rcpts[j] = fmt.Sprintf("r%d@x.example", j)
+		}
+		d, err := r.CheckAndCharge(ctx, msg("a", "", rcpts...))
+		if err != nil || !d.Allowed {
+			t.Fatalf("message %d: %+v %v", i, d, err)
+		}
+		now := clk.offset()
+		charges = append(charges, charge{now, int64(len(rcpts))})
+		drift := time.Since(start) // real time that passed: every charge is at least this much older than its offset says
+		for _, c := range counters {
+			h := readCounter(t, r, c.key)
+			if len(h.buckets) > ratelimit.BucketsPerWindow+2 {
+				t.Fatalf("message %d: %s holds %d buckets", i, c.key, len(h.buckets))
+			}
+			most[c.key] = max(most[c.key], len(h.buckets))
+			if h.n != h.sum() || !h.hasLo {
+				t.Fatalf("message %d: %s has n=%d (lo set: %v), its buckets add up to %d", i, c.key, h.n, h.hasLo, h.sum())
+			}
+			for b, n := range h.buckets {
+				if n <= 0 || b < h.lo {
+					t.Fatalf("message %d: %s bucket %d holds %d (lo %d)", i, c.key, b, n, h.lo)
+				}
+			}
+			var used int64 = -1
+			for _, u := range d.Usage {
+				if u.Dimension == c.dim && u.Rate.Window == c.window {
+					used = u.Used
+				}
+			}
+			if used != h.n {
+				t.Fatalf("message %d: %s reported used %d, stores n=%d", i, c.key, used, h.n)
+			}
+			var atLeast, atMost int64
+			bucket := c.window / ratelimit.BucketsPerWindow
+			for _, ch := range charges {
+				cost := int64(1)
+				if c.dim == ratelimit.AccountRecipients {
+					cost = ch.rcpt
+				}
+				if now-ch.at < c.window-drift {
+					atLeast += cost
+				}
+				if now-ch.at <= c.window+bucket {
+					atMost += cost
+				}
+			}
+			if h.n < atLeast || h.n > atMost {
+				t.Fatalf("message %d: %s counts %d, an exact log counts between %d and %d", i, c.key, h.n, atLeast, atMost)
+			}
+		}
+	}
+	// The traffic filled the counters up to their bound, so the bound was
+	// tested: 60 or 61 buckets of the minute counter are live at times.
+	t.Logf("most buckets held: %v", most)
+	for _, c := range counters[:1] {
+		if most[c.key] < ratelimit.BucketsPerWindow-5 {
+			t.Errorf("%s held at most %d buckets: the test did not fill it", c.key, most[c.key])
+		}
+	}
+}
+
+// TestRedisOverrideWindows sets a runtime override whose windows the
+// configuration lacks: the script writes their counters under the names
+// FormatWindow gives (it formats a stored override's windows itself), so
+// Status, which names them in Go, finds what was charged.
+func TestRedisOverrideWindows(t *testing.T) {
+	srv := redistest.Start(t)
+	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Hour)}}}
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "ow:"}, p, ratelimit.Options{})
+	ctx := context.Background()
+	rates := []ratelimit.Rate{rate(2, 90*time.Second), rate(5, 10*time.Minute), rate(7, 36*time.Hour)}
+	if err := r.SetOverride(ctx, ratelimit.Account("a"), ratelimit.AccountMessages, rates, 0, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if d, err := r.CheckAndCharge(ctx, msg("a", "")); err != nil || !d.Allowed {
+			t.Fatalf("message %d: %+v %v", i, d, err)
+		}
+	}
+	d, err := r.CheckAndCharge(ctx, msg("a", ""))
+	if err != nil || d.Allowed || d.Exceeded != ratelimit.AccountMessages || d.Rate != rate(2, 90*time.Second) {
+		t.Fatalf("third message: %+v %v, want refused by 2/90s", d, err)
+	}
+	if d.RetryAfter <= 80*time.Second || d.RetryAfter > 90*time.Second+90*time.Second/ratelimit.BucketsPerWindow {
+		t.Fatalf("retry after %s, want about 90s", d.RetryAfter)
+	}
+	for _, k := range []string{"ow:{acct:a}:msgs:90s", "ow:{acct:a}:msgs:10m", "ow:{acct:a}:msgs:36h"} {
+		if h := readCounter(t, r, k); h.n != 2 {
+			t.Errorf("%s: n=%d, want 2", k, h.n)
+		}
+	}
+	if h := readCounter(t, r, "ow:{acct:a}:msgs:1h"); h.n != 0 {
+		t.Errorf("the configured 1h counter was charged under an override: n=%d", h.n)
+	}
+	st, err := r.Status(ctx, ratelimit.Account("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Limits) != len(rates) {
+		t.Fatalf("status limits %+v", st.Limits)
+	}
+	for i, l := range st.Limits {
+		if l.Rate != rates[i] || l.Used != 2 || !l.Override {
+			t.Errorf("status limit %d: %+v, want 2 used of %s", i, l, rates[i])
+		}
+	}
+}
+
+// TestRedisClusterRefund has a message refused by its sender's limit,
+// which lives on another master than the account: the account's slot
+// charged it, and the follow-up takes the charge back, leaving each of the
+// account's counters as it was before the message (two rates of one window
+// share a counter, charged and refunded once).
+func TestRedisClusterRefund(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	var addrs []string
+	for _, n := range nodes {
+		addrs = append(addrs, n.Addr())
+	}
+	p := ratelimit.Policy{Limits: ratelimit.Limits{
+		ratelimit.AccountMessages:      {rate(10, time.Hour), rate(20, time.Hour), rate(10, time.Minute)},
+		ratelimit.AccountRecipients:    {rate(100, time.Hour)},
+		ratelimit.AccountNewRecipients: {rate(100, time.Hour)},
+		ratelimit.SenderMessages:       {rate(1, time.Hour)},
+	}}
+	r := newRedis(t, ratelimit.RedisOptions{Addrs: addrs, Cluster: true, KeyPrefix: "rf:"}, p, ratelimit.Options{})
+	if got, other := r.Client().ClusterKeySlot(context.Background(), "rf:{acct:bob}").Val(), r.Client().ClusterKeySlot(context.Background(), "rf:{sender:s@x.example}").Val(); got == other {
+		t.Fatalf("account and sender share slot %d: the test needs two", got)
+	}
+	ctx := context.Background()
+	keys := []string{"rf:{acct:bob}:msgs:1h", "rf:{acct:bob}:msgs:1m", "rf:{acct:bob}:rcpts:1h", "rf:{acct:bob}:newrcpts:1h"}
+	if d, err := r.CheckAndCharge(ctx, msg("bob", "s@x.example", "r1@x.example", "r2@x.example")); err != nil || !d.Allowed {
+		t.Fatalf("first message: %+v %v", d, err)
+	}
+	before := map[string]counterHash{}
+	for _, k := range keys {
+		before[k] = readCounter(t, r, k)
+	}
+	if before[keys[0]].n != 1 || before[keys[2]].n != 2 || before[keys[3]].n != 2 {
+		t.Fatalf("after one message of two recipients: %v", before)
+	}
+	// Three recipients, one of them new: every account counter is charged
+	// in the account's slot, the sender's refuses.
+	d, err := r.CheckAndCharge(ctx, msg("bob", "s@x.example", "r1@x.example", "r2@x.example", "r3@x.example"))
+	if err != nil || d.Allowed || d.Exceeded != ratelimit.SenderMessages {
+		t.Fatalf("second message: %+v %v, want refused by the sender limit", d, err)
+	}
+	same := func(k string) bool {
+		a, b := before[k], readCounter(t, r, k)
+		if a.n != b.n || len(a.buckets) != len(b.buckets) {
+			return false
+		}
+		for i, n := range a.buckets {
+			if b.buckets[i] != n {
+				return false
+			}
+		}
+		return true
+	}
+	redistest.WaitFor(t, 5*time.Second, "the refund of the refused message", func() bool {
+		for _, k := range keys {
+			if !same(k) {
+				return false
+			}
+		}
+		return true
+	})
+	st, err := r.Status(ctx, ratelimit.Account("bob"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range st.Limits {
+		if want := map[ratelimit.Dimension]int64{ratelimit.AccountMessages: 1, ratelimit.AccountRecipients: 2, ratelimit.AccountNewRecipients: 2}[l.Dimension]; l.Used != want {
+			t.Errorf("status after the refund: %s %s used %d, want %d", l.Dimension, l.Rate, l.Used, want)
+		}
+	}
+}
