@@ -277,3 +277,66 @@ func TestRedisClusterRefund(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisTopWindows ranks by windows the configuration has and has not:
+// Top reads the counter of the shortest configured window at least as long
+// as asked (else the longest) and sums its buckets within the window asked,
+// on the client and on the server alike. A dimension with no limit
+// configured ranks nobody.
+func TestRedisTopWindows(t *testing.T) {
+	srv := redistest.Start(t)
+	p := ratelimit.Policy{Limits: ratelimit.Limits{
+		ratelimit.AccountMessages: {rate(100, 10*time.Minute), rate(100, 24*time.Hour)},
+		ratelimit.SenderMessages:  {rate(100, time.Hour)},
+	}}
+	var clk testClock
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "tw:"}, p, ratelimit.Options{ClockOffset: clk.offset})
+	ctx := context.Background()
+	send := func(acct string, n int) {
+		t.Helper()
+		for i := range n {
+			if d, err := r.CheckAndCharge(ctx, msg(acct, "")); err != nil || !d.Allowed {
+				t.Fatalf("message %d of %s: %+v %v", i, acct, d, err)
+			}
+		}
+	}
+	send("early", 3) // two hours before the ranking
+	clk.advance(time.Hour)
+	if d, err := r.CheckAndCharge(ctx, msg("sender", "s@x.example")); err != nil || !d.Allowed {
+		t.Fatalf("sender's message: %+v %v", d, err)
+	}
+	clk.advance(40 * time.Minute)
+	send("mid", 2) // twenty minutes before
+	clk.advance(20 * time.Minute)
+	send("late", 1)
+	for _, c := range []struct {
+		by     ratelimit.TopBy
+		window time.Duration
+		want   map[string]int64
+	}{
+		// the 10m counter, buckets of 10s: only late's message
+		{ratelimit.TopMessages, 5 * time.Minute, map[string]int64{"acct:late": 1}},
+		{ratelimit.TopMessages, 10 * time.Minute, map[string]int64{"acct:late": 1}},
+		// the 24h counter (buckets of 24 minutes) for accounts; for senders
+		// the 1h one, the longest they have: its bucket of the sender's
+		// message, just over an hour ago, is still stored (nothing charged
+		// the counter since) and lies within the 3h asked
+		{ratelimit.TopMessages, 30 * time.Minute, map[string]int64{"acct:late": 1, "acct:mid": 2}},
+		{ratelimit.TopMessages, 3 * time.Hour, map[string]int64{"acct:late": 1, "acct:mid": 2, "acct:early": 3, "sender:s@x.example": 1, "acct:sender": 1}},
+		{ratelimit.TopRecipients, 3 * time.Hour, map[string]int64{}},
+	} {
+		for name, top := range map[string]func(context.Context, ratelimit.TopBy, time.Duration, int) ([]ratelimit.TopEntry, error){"Top": r.Top, "TopOnServer": r.TopOnServer} {
+			got, err := top(ctx, c.by, c.window, 0)
+			if err != nil {
+				t.Fatalf("%s by %s in %s: %v", name, c.by, c.window, err)
+			}
+			m := map[string]int64{}
+			for _, e := range got {
+				m[e.Subject.String()] = e.Count
+			}
+			if fmt.Sprint(m) != fmt.Sprint(c.want) {
+				t.Errorf("%s by %s in %s = %v, want %v", name, c.by, c.window, m, c.want)
+			}
+		}
+	}
+}
