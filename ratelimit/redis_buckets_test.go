@@ -167,7 +167,7 @@ func TestRedisCounterBounded(t *testing.T) {
 // Status, which names them in Go, finds what was charged.
 func TestRedisOverrideWindows(t *testing.T) {
 	srv := redistest.Start(t)
-	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Hour)}}}
+	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Hour)}, ratelimit.AccountRecipients: {rate(100, time.Hour)}}}
 	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "ow:"}, p, ratelimit.Options{})
 	ctx := context.Background()
 	rates := []ratelimit.Rate{rate(2, 90*time.Second), rate(5, 10*time.Minute), rate(7, 36*time.Hour)}
@@ -198,13 +198,29 @@ func TestRedisOverrideWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Limits) != len(rates) {
+	if len(st.Limits) != len(rates)+1 {
 		t.Fatalf("status limits %+v", st.Limits)
 	}
-	for i, l := range st.Limits {
+	for i, l := range st.Limits[:len(rates)] {
 		if l.Rate != rates[i] || l.Used != 2 || !l.Override {
 			t.Errorf("status limit %d: %+v, want 2 used of %s", i, l, rates[i])
 		}
+	}
+	// Reset clears the counters of every window, also of an override no
+	// longer in force, and only of the dimension asked.
+	if err := r.SetOverride(ctx, ratelimit.Account("a"), ratelimit.AccountMessages, nil, 0, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reset(ctx, ratelimit.Account("a"), ratelimit.AccountMessages, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ow:{acct:a}:msgs:90s", "ow:{acct:a}:msgs:10m", "ow:{acct:a}:msgs:36h"} {
+		if n, err := r.Client().Exists(ctx, k).Result(); err != nil || n != 0 {
+			t.Errorf("%s after a reset: exists %d %v", k, n, err)
+		}
+	}
+	if h := readCounter(t, r, "ow:{acct:a}:rcpts:1h"); h.n != 2 {
+		t.Errorf("a reset of messages took recipients: %+v", h)
 	}
 }
 
@@ -275,6 +291,18 @@ func TestRedisClusterRefund(t *testing.T) {
 		if want := map[ratelimit.Dimension]int64{ratelimit.AccountMessages: 1, ratelimit.AccountRecipients: 2, ratelimit.AccountNewRecipients: 2}[l.Dimension]; l.Used != want {
 			t.Errorf("status after the refund: %s %s used %d, want %d", l.Dimension, l.Rate, l.Used, want)
 		}
+	}
+	// A reset finds the account's counters on its own master.
+	if err := r.Reset(ctx, ratelimit.Account("bob"), "", "ops"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if h := readCounter(t, r, k); len(h.buckets) != 0 || h.hasLo {
+			t.Errorf("%s after a reset: %+v", k, h)
+		}
+	}
+	if h := readCounter(t, r, "rf:{sender:s@x.example}:msgs:1h"); h.n != 1 {
+		t.Errorf("the account's reset touched its sender: %+v", h)
 	}
 }
 
