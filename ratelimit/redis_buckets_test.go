@@ -368,3 +368,65 @@ func TestRedisTopWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisRetryAfterWalksBuckets refuses charges that fit once one, two or
+// none of the oldest buckets have left the window: the retry time is when
+// the last of those leaves (each within a bucket, a second for 1m, of the
+// time its charges were made plus the window).
+func TestRedisRetryAfterWalksBuckets(t *testing.T) {
+	srv := redistest.Start(t)
+	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountRecipients: {rate(5, time.Minute)}}}
+	var clk testClock
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "ra:"}, p, ratelimit.Options{ClockOffset: clk.offset})
+	ctx := context.Background()
+	rcpts := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("r%d@x.example", i)
+		}
+		return out
+	}
+	for i, n := range []int{2, 2} { // 2 at 0s, 2 at 10s
+		if i > 0 {
+			clk.advance(10 * time.Second)
+		}
+		if d, err := r.CheckAndCharge(ctx, msg("a", "", rcpts(n)...)); err != nil || !d.Allowed {
+			t.Fatalf("charge %d: %+v %v", i, d, err)
+		}
+	}
+	clk.advance(20 * time.Second) // now 30s: 4 of 5 used
+	h := readCounter(t, r, "ra:{acct:a}:rcpts:1m")
+	var idx []int64
+	for i := range h.buckets {
+		idx = append(idx, i)
+	}
+	if len(idx) != 2 {
+		t.Fatalf("two charges 10s apart in buckets of 1s: %+v", h)
+	}
+	apart := time.Duration(max(idx[0], idx[1])-min(idx[0], idx[1])) * time.Second
+	var retries []time.Duration
+	for _, c := range []struct {
+		cost int
+		want time.Duration // when the charges it waits for leave, from now
+	}{
+		{3, 30 * time.Second}, // fits once the 0s bucket leaves
+		{4, 40 * time.Second}, // once the 10s one leaves too
+		{6, time.Minute},      // never: more than the limit
+	} {
+		d, err := r.CheckAndCharge(ctx, msg("a", "", rcpts(c.cost)...))
+		if err != nil || d.Allowed || d.Exceeded != ratelimit.AccountRecipients {
+			t.Fatalf("cost %d: %+v %v, want refused", c.cost, d, err)
+		}
+		// the bucket of a charge ends within a second after it; real time
+		// passing makes the retry shorter
+		if d.RetryAfter < c.want-time.Second || d.RetryAfter > c.want+time.Second {
+			t.Errorf("cost %d: retry after %s, want %s to a second more", c.cost, d.RetryAfter, c.want)
+		}
+		retries = append(retries, d.RetryAfter)
+	}
+	// The two buckets leave as far apart as they are (the calls themselves
+	// take a few milliseconds).
+	if diff := retries[1] - retries[0]; diff > apart || diff < apart-200*time.Millisecond {
+		t.Errorf("retries %v are %s apart, their buckets %s", retries, diff, apart)
+	}
+}
