@@ -430,3 +430,27 @@ func TestRedisRetryAfterWalksBuckets(t *testing.T) {
 		t.Errorf("retries %v are %s apart, their buckets %s", retries, diff, apart)
 	}
 }
+
+// TestRedisCounterClockSetBack charges, sets the server clock back half a
+// minute and charges again, into a bucket older than the counter's oldest:
+// once both have left the window, neither is counted any more.
+func TestRedisCounterClockSetBack(t *testing.T) {
+	srv := redistest.Start(t)
+	p := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Minute)}}}
+	var clk testClock
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "back:"}, p, ratelimit.Options{ClockOffset: clk.offset})
+	ctx := context.Background()
+	for i, step := range []time.Duration{0, -30 * time.Second, 100 * time.Second} {
+		clk.advance(step)
+		d, err := r.CheckAndCharge(ctx, msg("a", ""))
+		if err != nil || !d.Allowed || len(d.Usage) != 1 {
+			t.Fatalf("message %d: %+v %v", i, d, err)
+		}
+		if want := []int64{1, 2, 1}[i]; d.Usage[0].Used != want {
+			t.Fatalf("message %d: used %d, want %d", i, d.Usage[0].Used, want)
+		}
+	}
+	if h := readCounter(t, r, "back:{acct:a}:msgs:1m"); len(h.buckets) != 1 || h.n != 1 {
+		t.Fatalf("counter after both charges left the window: %+v", h)
+	}
+}

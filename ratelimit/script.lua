@@ -328,8 +328,10 @@ for _, c in ipairs(order) do
   if c.cost > 0 then
     local key = c.key
     if #c.stale > 0 then redis.call('HDEL', key, unpack(c.stale)) end
+    -- (at most the current bucket: a server clock set back charges a
+    -- bucket below the old lo)
     local lo = c.cur
-    if c.lo then lo = math.max(c.cutoff, c.lo) end
+    if c.lo then lo = math.min(math.max(c.cutoff, c.lo), c.cur) end
     redis.call('HSET', key, c.field, int(c.curcount + c.cost), 'n', int(c.used + c.cost), 'lo', int(lo))
     redis.call('PEXPIRE', key, int(math.ceil((c.window + c.width) / 1000) + 1000))
   end
