@@ -61,16 +61,19 @@ func TestTopOnServerAgreesWithTop(t *testing.T) {
 			}
 			for _, by := range []ratelimit.TopBy{ratelimit.TopMessages, ratelimit.TopRecipients, ratelimit.TopStrikes} {
 				for _, n := range []int{0, 1, 5, 20} {
-					want, err := r.Top(ctx, by, time.Hour, n)
-					if err != nil {
-						t.Fatal(err)
-					}
-					got, err := r.TopOnServer(ctx, by, time.Hour, n)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if len(want) == 0 || !reflect.DeepEqual(got, want) {
-						t.Fatalf("by %s -n %d:\n got  %v\n want %v", by, n, got, want)
+					// the hour the counters keep, a shorter and a longer window
+					for _, w := range []time.Duration{time.Hour, 10 * time.Minute, 24 * time.Hour} {
+						want, err := r.Top(ctx, by, w, n)
+						if err != nil {
+							t.Fatal(err)
+						}
+						got, err := r.TopOnServer(ctx, by, w, n)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if len(want) == 0 || !reflect.DeepEqual(got, want) {
+							t.Fatalf("by %s in %s -n %d:\n got  %v\n want %v", by, w, n, got, want)
+						}
 					}
 				}
 			}

@@ -22,14 +22,28 @@ import (
 var checkSource string
 
 // checkScript is the one call per message; refundScript takes back the
-// charges of a call (Cluster only, see Redis).
+// charges of a call (Cluster only, see Redis): per counter key, ARGV holds
+// the bucket the call charged and its cost. A bucket already gone (it left
+// the window and was deleted, which took it off n) is left alone, one
+// emptied is deleted, and nothing goes below zero.
 var (
 	checkScript  = redis.NewScript(checkSource)
 	refundScript = redis.NewScript(`
 for i, key in ipairs(KEYS) do
-  local members = {}
-  for j = 1, tonumber(ARGV[i + 1]) do members[#members + 1] = ARGV[1] .. ':' .. j end
-  if #members > 0 then redis.call('ZREM', key, unpack(members)) end
+  local field, cost = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
+  local v = redis.call('HMGET', key, field, 'n')
+  local have = tonumber(v[1])
+  if have then
+    local back = math.min(have, cost)
+    if back == have then
+      redis.call('HDEL', key, field)
+    elseif back > 0 then
+      redis.call('HINCRBY', key, field, -back)
+    end
+    if back > 0 then
+      redis.call('HINCRBY', key, 'n', -math.min(back, tonumber(v[2]) or 0))
+    end
+  end
 end
 return 0`)
 )
@@ -63,22 +77,46 @@ type RedisOptions struct {
 // Each message costs one round trip: one Lua script (EVALSHA, EVAL when the
 // server lost it) reads the account's lock and exemptions, checks every
 // applicable limit against the server's clock and charges all of them only
-// if none is exceeded, or adds a strike. Counters are sliding logs in sorted
-// sets: "at most N within any window of length W".
+// if none is exceeded, or adds a strike. Counters are the bucketed sliding
+// windows of window.go: "at most N within any window of length W", with
+// memory bounded per counter whatever the traffic.
 //
 // Keys are readable and share the prefix; each subject's keys carry one
-// hash tag, e.g. am:{acct:alice@example.com}:msgs, am:{sender:a@b.example}:msgs,
-// am:{client:192.0.2.1}:msgs. On a single node or behind Sentinel one script
-// call covers every subject, so a message is charged everywhere or nowhere.
+// hash tag, {kind:name}:
+//
+//   - PREFIX{kind:name}:SUFFIX:WINDOW, a hash: the counter of one window of
+//     one dimension (SUFFIX msgs, rcpts or newrcpts; WINDOW as FormatWindow
+//     writes it), e.g. am:{acct:alice@example.com}:msgs:1h,
+//     am:{acct:alice@example.com}:rcpts:10m, am:{acct:alice@example.com}:newrcpts:24h,
+//     am:{sender:a@b.example}:msgs:1h, am:{client:192.0.2.1}:msgs:1h. Field
+//     "<i>" (decimal) holds what was charged in bucket i, [i*B, (i+1)*B)
+//     in microseconds of the server clock with B = bucketWidth(W); "n" is the
+//     sum of the bucket fields stored and "lo" a lower bound of the oldest
+//     one. Buckets that left the window are deleted when the counter is
+//     next charged, so a counter holds at most BucketsPerWindow+1 of them.
+//     Each charge sets its TTL to W + B plus a second. A runtime override
+//     with a window the configuration lacks gets a counter of its own.
+//   - PREFIX{acct:name}:seen, a sorted set: recipients of the account
+//     scored by when it last sent to them (new recipients).
+//   - PREFIX{acct:name}:strikes (sorted set), :lock (hash), :audit (list),
+//     PREFIX{kind:name}:override (hash of "LIMIT:WINDOW_US,...|UNTIL_US" per
+//     SUFFIX) and :exempt (JSON string).
+//
+// On a single node or behind Sentinel one script call covers every subject,
+// so a message is charged everywhere or nowhere. The script builds the
+// counter keys of the windows in force from the stems it is given (the
+// windows may come from a runtime override): on Cluster that is allowed
+// because they share the stem's hash tag, hence its slot.
 // On Cluster the subjects live in different slots: the store sends one
 // script call per subject in a single pipeline (still one round trip). Each
 // call checks and charges its own subject; when any of them refuses (or
 // finds an exemption), the charges the others made are taken back by a
-// follow-up call made in the background, and the refusal's strike is added
-// then. So a refusal never leaves a charge behind for longer than that
-// follow-up takes, and no limit ever admits more than it allows: the only
-// error is a brief over-count of at most one message per refused message in
-// flight.
+// follow-up call made in the background (the cost is taken off the bucket
+// the call charged, found from the time in its reply), and the refusal's
+// strike is added then. So a refusal never leaves a charge behind for longer
+// than that follow-up takes, and no limit ever admits more than it allows:
+// the only error is a brief over-count of at most one message per refused
+// message in flight.
 //
 // Recent serves refusals this instance saw without asking Redis. Admin
 // changes (Lock, Unlock, Reset, SetOverride, Exempt, Unexempt) reach every
@@ -222,7 +260,31 @@ func (r *Redis) base(s Subject) string {
 	return r.prefix + "{" + string(s.Kind) + ":" + s.Name + "}"
 }
 
-// subjectKeys returns a subject's keys in the layout the script expects.
+// counterKey returns the key of the counter of window w of dimension d of a
+// subject, e.g. am:{acct:alice}:msgs:1h.
+func (r *Redis) counterKey(s Subject, d Dimension, w time.Duration) string {
+	return r.base(s) + ":" + d.logSuffix() + ":" + FormatWindow(w)
+}
+
+// scriptRates writes rates as the script reads them:
+// "LIMIT:WINDOW_US:WINDOW_TEXT,...", the text naming the window's counter.
+func scriptRates(rates []Rate) string {
+	var b strings.Builder
+	for i, rt := range rates {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(formatInt(rt.Limit))
+		b.WriteByte(':')
+		b.WriteString(formatInt(rt.Window.Microseconds()))
+		b.WriteByte(':')
+		b.WriteString(FormatWindow(rt.Window))
+	}
+	return b.String()
+}
+
+// subjectKeys returns a subject's keys in the layout the script expects
+// (for counters, the stem their window's text is appended to).
 func (r *Redis) subjectKeys(s Subject) []string {
 	b := r.base(s)
 	switch s.Kind {
@@ -331,7 +393,7 @@ func (r *Redis) appendSubject(keys []string, args []any, s scriptSubject) ([]str
 	keys = append(keys, r.subjectKeys(s.subj)...)
 	args = append(args, string(s.subj.Kind[0]))
 	for _, rt := range s.rates {
-		args = append(args, formatRates(rt))
+		args = append(args, scriptRates(rt))
 	}
 	return keys, args
 }
@@ -449,21 +511,7 @@ func (r *Redis) followUp(req Request, subs []scriptSubject, callID string, reps 
 			if rep.status != "ok" {
 				continue
 			}
-			i := rep.subject
-			costs := map[string]int64{}
-			var keys []string
-			for _, u := range rep.usage {
-				key := r.base(subs[i].subj) + ":" + u.dim.logSuffix()
-				if _, seen := costs[key]; !seen {
-					keys = append(keys, key)
-					costs[key] = u.cost
-				}
-			}
-			args := []any{callID}
-			for _, k := range keys {
-				args = append(args, costs[k])
-			}
-			if len(keys) > 0 {
+			if keys, args := r.refundArgs(subs[rep.subject].subj, rep); len(keys) > 0 {
 				refundScript.Eval(ctx, pipe, keys, args...)
 			}
 		}
@@ -476,6 +524,25 @@ func (r *Redis) followUp(req Request, subs []scriptSubject, callID string, reps 
 		}
 		_, _ = pipe.Exec(ctx) // best effort: a lost refund only over-counts
 	}()
+}
+
+// refundArgs returns the keys and arguments of refundScript that take back
+// what a call charged subject s (rep, its "ok" reply): per counter, the
+// bucket of the call's time (the server time of that call) and the cost.
+// Two rates of one window share a counter, charged once.
+func (r *Redis) refundArgs(s Subject, rep reply) (keys []string, args []any) {
+	nowUS := rep.now.UnixMicro()
+	seen := map[string]bool{}
+	for _, u := range rep.usage {
+		key := r.counterKey(s, u.dim, u.rate.Window)
+		if u.cost <= 0 || seen[key] {
+			continue
+		}
+		seen[key] = true
+		keys = append(keys, key)
+		args = append(args, formatInt(bucketOf(nowUS, bucketWidth(u.rate.Window))), u.cost)
+	}
+	return keys, args
 }
 
 // reply is a parsed script reply.

@@ -96,10 +96,8 @@ func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 	}
 	st := Status{Subject: s, StrikeWindow: r.policy.Strikes.Window}
 	type counted struct {
-		ls          LimitStatus
-		count       *redis.IntCmd
-		oldest      *redis.ZSliceCmd
-		windowStart string
+		ls      LimitStatus
+		buckets *redis.MapStringStringCmd
 	}
 	var cs []*counted
 	pipe = r.client.Pipeline()
@@ -112,11 +110,8 @@ func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 			}
 		}
 		for _, rt := range rates {
-			from := "(" + formatInt(now.Add(-rt.Window).UnixMicro())
-			key := b + ":" + d.logSuffix()
 			c := &counted{ls: LimitStatus{Dimension: d, Rate: rt, Override: over}}
-			c.count = pipe.ZCount(ctx, key, from, "+inf")
-			c.oldest = pipe.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{Min: from, Max: "+inf", Count: 1})
+			c.buckets = pipe.HGetAll(ctx, r.counterKey(s, d, rt.Window))
 			cs = append(cs, c)
 		}
 	}
@@ -125,11 +120,23 @@ func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 			return Status{}, fmt.Errorf("status of %s: %w", s, err)
 		}
 	}
+	nowUS := now.UnixMicro()
 	for _, c := range cs {
-		c.ls.Used = c.count.Val()
+		w := c.ls.Rate.Window
+		first := firstBucket(nowUS, w)
+		var oldest int64
+		found := false
+		for _, b := range parseBuckets(c.buckets.Val()) {
+			if b.Index >= first && b.Count > 0 {
+				c.ls.Used += b.Count
+				if !found || b.Index < oldest {
+					oldest, found = b.Index, true
+				}
+			}
+		}
 		c.ls.Remaining = max(0, c.ls.Rate.Limit-c.ls.Used)
-		if z := c.oldest.Val(); len(z) > 0 {
-			c.ls.FreesIn = usToTime(int64(z[0].Score)).Add(c.ls.Rate.Window).Sub(now)
+		if found {
+			c.ls.FreesIn = time.Duration(bucketLeaves(oldest, w)-nowUS) * time.Microsecond
 		}
 		st.Limits = append(st.Limits, c.ls)
 	}
@@ -150,6 +157,24 @@ func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// parseBuckets reads the bucket fields of a counter hash (HGETALL), leaving
+// out n and lo.
+func parseBuckets(h map[string]string) []bucket {
+	out := make([]bucket, 0, len(h))
+	for f, v := range h {
+		i, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, bucket{Index: i, Count: n})
+	}
+	return out
 }
 
 func parseStoredOverride(s Subject, d Dimension, v string) (Override, bool) {
@@ -219,6 +244,25 @@ func (r *Redis) scan(ctx context.Context, pattern string, fn func(key string)) e
 	})
 }
 
+// scanSubject calls fn for every key of subject s, scanning (on Cluster)
+// only the master of the subject's slot.
+func (r *Redis) scanSubject(ctx context.Context, s Subject, fn func(key string)) error {
+	pattern := globEscape(r.base(s)) + ":*"
+	var c redis.Cmdable = r.client
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, r.base(s))
+		if err != nil {
+			return fmt.Errorf("master of %s: %w", s, err)
+		}
+		c = m
+	}
+	it := c.Scan(ctx, 0, pattern, 500).Iterator()
+	for it.Next(ctx) {
+		fn(it.Val())
+	}
+	return it.Err()
+}
+
 func sortLocked(out []LockedAccount) {
 	sort.Slice(out, func(i, j int) bool { return out[i].Account < out[j].Account })
 }
@@ -244,53 +288,118 @@ func (r *Redis) subjectOfKey(key, suffix string) (Subject, bool) {
 	return Subject{SubjectKind(kind), name}, true
 }
 
-// topPattern is the SCAN pattern of the counter keys ranked by Top, and
-// the key suffix that names the counted dimension.
-func (r *Redis) topPattern(by TopBy) (pattern, suffix string, err error) {
+// topTarget is a kind of key Top ranks: the keys of subjects of one kind
+// ending with "}:"+suffix (e.g. msgs:1h). For a counter, the buckets from
+// from on are summed; for strikes (a sorted set), the members scored after
+// from (microseconds).
+type topTarget struct {
+	kind   SubjectKind
+	suffix string
+	from   int64
+}
+
+// topPlan says what Top by ranks within window at nowUS: the SCAN pattern,
+// what keys it finds are counted and how, and whether they are sorted sets
+// (strikes) rather than counters. Each dimension ranked is read from one
+// counter, of the window topWindow picks among the kept ones; a dimension
+// with none kept adds nothing (no targets, no scan).
+func (r *Redis) topPlan(by TopBy, window time.Duration, nowUS int64) (pattern string, targets []topTarget, zset bool, err error) {
 	p := globEscape(r.prefix)
+	counter := func(d Dimension, kind SubjectKind) {
+		w, ok := topWindow(r.policy.keptWindows(d), window)
+		if !ok {
+			return
+		}
+		targets = append(targets, topTarget{kind, d.logSuffix() + ":" + FormatWindow(w), bucketOf(nowUS-window.Microseconds(), bucketWidth(w))})
+	}
 	switch by {
 	case TopMessages:
-		return p + "{*}:msgs", "msgs", nil
+		counter(AccountMessages, KindAccount)
+		counter(SenderMessages, KindSender)
+		counter(ClientMessages, KindClient)
+		return p + "{*}:msgs:*", targets, false, nil
 	case TopRecipients:
-		return p + "{acct:*}:rcpts", "rcpts", nil
+		counter(AccountRecipients, KindAccount)
+		if len(targets) == 0 {
+			return "", nil, false, nil
+		}
+		return p + "{acct:*}:" + globEscape(targets[0].suffix), targets, false, nil
 	case TopStrikes:
-		return p + "{acct:*}:strikes", "strikes", nil
+		return p + "{acct:*}:strikes", []topTarget{{KindAccount, "strikes", nowUS - window.Microseconds()}}, true, nil
 	}
-	return "", "", fmt.Errorf("top by %q: want messages, recipients or strikes", by)
+	return "", nil, false, fmt.Errorf("top by %q: want messages, recipients or strikes", by)
+}
+
+// topMatch returns the subject of a key SCAN found and the target it is
+// counted by.
+func (r *Redis) topMatch(key string, targets []topTarget) (Subject, topTarget, bool) {
+	for _, t := range targets {
+		if s, ok := r.subjectOfKey(key, t.suffix); ok && s.Kind == t.kind {
+			return s, t, true
+		}
+	}
+	return Subject{}, topTarget{}, false
+}
+
+// sumFrom adds up the buckets of a counter hash (HGETALL) from bucket from
+// on.
+func sumFrom(h map[string]string, from int64) int64 {
+	var n int64
+	for _, b := range parseBuckets(h) {
+		if b.Index >= from {
+			n += b.Count
+		}
+	}
+	return n
 }
 
 // Top implements Admin.
 func (r *Redis) Top(ctx context.Context, by TopBy, window time.Duration, n int) ([]TopEntry, error) {
 	ctx, cancel := adminCtx(ctx)
 	defer cancel()
-	pattern, suffix, err := r.topPattern(by)
-	if err != nil {
-		return nil, err
-	}
 	now, err := r.serverNow(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pattern, targets, zset, err := r.topPlan(by, window, now.UnixMicro())
+	if err != nil || len(targets) == 0 {
+		return nil, err
+	}
+	type found struct {
+		s Subject
+		t topTarget
+	}
 	var keys []string
-	if err := r.scan(ctx, pattern, func(k string) { keys = append(keys, k) }); err != nil {
+	var subs []found
+	err = r.scan(ctx, pattern, func(k string) {
+		if s, t, ok := r.topMatch(k, targets); ok {
+			keys = append(keys, k)
+			subs = append(subs, found{s, t})
+		}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("top by %s: %w", by, err)
 	}
-	from := "(" + formatInt(now.Add(-window).UnixMicro())
 	var out []TopEntry
 	for start := 0; start < len(keys); start += 500 {
-		batch := keys[start:min(len(keys), start+500)]
+		end := min(len(keys), start+500)
 		pipe := r.client.Pipeline()
-		cmds := make([]*redis.IntCmd, len(batch))
-		for i, k := range batch {
-			cmds[i] = pipe.ZCount(ctx, k, from, "+inf")
+		counts := make([]func() int64, 0, end-start)
+		for i := start; i < end; i++ {
+			if zset {
+				c := pipe.ZCount(ctx, keys[i], "("+formatInt(subs[i].t.from), "+inf")
+				counts = append(counts, c.Val)
+			} else {
+				c, from := pipe.HGetAll(ctx, keys[i]), subs[i].t.from
+				counts = append(counts, func() int64 { return sumFrom(c.Val(), from) })
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return nil, fmt.Errorf("top by %s: %w", by, err)
 		}
-		for i, k := range batch {
-			s, ok := r.subjectOfKey(k, suffix)
-			if c := cmds[i].Val(); ok && c > 0 {
-				out = append(out, TopEntry{s, c})
+		for i, count := range counts {
+			if c := count(); c > 0 {
+				out = append(out, TopEntry{subs[start+i].s, c})
 			}
 		}
 	}
@@ -381,11 +490,27 @@ func (r *Redis) Reset(ctx context.Context, s Subject, dim Dimension, by string) 
 		return err
 	}
 	b := r.base(s)
-	var keys []string
+	// Every window's counter of the dimensions reset, whichever windows are
+	// in force now (an override may have come and gone), found by one SCAN
+	// of the subject's keys; and the sorted set of the layout before
+	// buckets, which a milter not yet upgraded may still write.
+	var stems []string
 	for _, d := range s.Kind.dimensions() {
 		if dim == "" || dim == d {
-			keys = append(keys, b+":"+d.logSuffix())
+			stems = append(stems, b+":"+d.logSuffix())
 		}
+	}
+	keys := append([]string(nil), stems...)
+	err = r.scanSubject(ctx, s, func(k string) {
+		for _, stem := range stems {
+			if strings.HasPrefix(k, stem+":") {
+				keys = append(keys, k)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reset %s: %w", s, err)
 	}
 	if s.Kind == KindAccount && (dim == "" || dim == AccountNewRecipients) {
 		keys = append(keys, b+":seen")

@@ -146,7 +146,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}
 	}
 	redistest.WaitFor(t, 10*time.Second, "replica to catch up", func() bool {
-		out, err := sn.Replica.Do("ZCARD", "sn:{acct:a}:msgs")
+		out, err := sn.Replica.Do("HGET", "sn:{acct:a}:msgs:1h", "n")
 		return err == nil && out == "3"
 	})
 	// The sentinel accepts a failover once it has a healthy view of the
@@ -171,7 +171,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	if err != nil || d.Allowed || d.Exceeded != ratelimit.AccountMessages {
 		t.Fatalf("9th message after failover: %+v %v", d, err)
 	}
-	if out, _ := sn.Replica.Do("ZCARD", "sn:{acct:a}:msgs"); out != "8" {
+	if out, _ := sn.Replica.Do("HGET", "sn:{acct:a}:msgs:1h", "n"); out != "8" {
 		t.Fatalf("new master counts %s, want 8", out)
 	}
 }
@@ -327,7 +327,7 @@ func TestRedisOneRoundTripPerMessage(t *testing.T) {
 	// from the per-message path.
 	r := subscribed(t, newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, ratelimit.Options{}))
 	before := map[string]int{}
-	for _, c := range []string{"evalsha", "eval", "zadd", "zcount", "publish"} {
+	for _, c := range []string{"evalsha", "eval", "publish"} {
 		before[c] = commandCalls(t, srv, c)
 	}
 	for i := range 1000 {
@@ -374,8 +374,9 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"ttl:{acct:alice@example.com}:msgs", "ttl:{acct:alice@example.com}:lock", "ttl:{acct:alice@example.com}:strikes",
-		"ttl:{acct:alice@example.com}:seen", "ttl:{sender:a@x.example}:msgs", "ttl:{sender:z@x.example}:exempt", "ttl:{acct:b}:override"}
+	want := []string{"ttl:{acct:alice@example.com}:msgs:1h", "ttl:{acct:alice@example.com}:newrcpts:24h", "ttl:{acct:alice@example.com}:lock",
+		"ttl:{acct:alice@example.com}:strikes", "ttl:{acct:alice@example.com}:seen", "ttl:{sender:a@x.example}:msgs:1h",
+		"ttl:{sender:z@x.example}:exempt", "ttl:{acct:b}:override"}
 	for _, w := range want {
 		if !strings.Contains(keys, w) {
 			t.Errorf("key %s missing; keys:\n%s", w, keys)
@@ -392,6 +393,16 @@ func TestRedisKeysHaveTTL(t *testing.T) {
 	for _, k := range strings.Split(keys, "\n") {
 		if ttl, err := srv.Do("PTTL", k); err != nil || ttl == "-1" {
 			t.Errorf("key %s has no TTL (%s %v)", k, ttl, err)
+		}
+	}
+	// A counter lives as long as its last bucket is counted: the window, a
+	// bucket (a minute for 1h, 24 minutes for 24h) and a second.
+	for k, w := range map[string]time.Duration{"ttl:{acct:alice@example.com}:msgs:1h": time.Hour, "ttl:{acct:alice@example.com}:newrcpts:24h": 24 * time.Hour} {
+		ttl, err := srv.Do("PTTL", k)
+		ms, perr := strconv.ParseInt(ttl, 10, 64)
+		most := (w + w/ratelimit.BucketsPerWindow + time.Second).Milliseconds()
+		if err != nil || perr != nil || ms > most || ms < most-time.Minute.Milliseconds() {
+			t.Errorf("key %s: TTL %s ms (%v %v), want up to %d ms", k, ttl, err, perr, most)
 		}
 	}
 }

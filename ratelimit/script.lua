@@ -4,33 +4,66 @@
 --   account (8): msgs, rcpts, newrcpts, seen, strikes, lock, override, exempt
 --   sender  (3): msgs, override, exempt
 --   client  (2): msgs, exempt
--- ARGV: 1 mode ("charge" | "strike"), 2 call id (unique; members are
---   "<call id>:<n>"), 3 clock offset in microseconds (tests only),
+--   (msgs, rcpts and newrcpts are the stems of the counters: the counter of a
+--   window is the stem followed by ":" and the window's text, e.g.
+--   am:{acct:alice}:msgs:1h, in the slot of the stem's hash tag)
+-- ARGV: 1 mode ("charge" | "strike"), 2 call id (unique; names a strike
+--   without a Message-ID), 3 clock offset in microseconds (tests only),
 --   4 Message-ID (strike de-duplication), 5 strike threshold, 6 strike window
 --   (us), 7 auto-lock duration (us, 0 = until unlocked), 8 monitor ("1": never
 --   lock), 9 strike on refusal ("1"), 10 TTL of an open-ended lock (ms),
 --   11 subject count, 12 the strike window as people write it ("1h"),
 --   then per subject its kind ("a", "s", "c") and the
---   configured rates of its dimensions ("LIMIT:WINDOW_US,..."; account: msgs,
---   rcpts, newrcpts; sender and client: msgs), then the recipient count and
---   the (normalised) recipients.
+--   configured rates of its dimensions ("LIMIT:WINDOW_US:WINDOW_TEXT,...";
+--   account: msgs, rcpts, newrcpts; sender and client: msgs), then the
+--   recipient count and the (normalised) recipients.
 -- Reply: {status, now_us, strikes, newly_locked, would_lock, ...}
 --   "locked": reason, by, at_us, until_us
 --   "exempt": subject index
 --   "over":   subject index, dimension, limit, window_us, retry_us
 --   "ok":     per charged window: subject index, dimension, limit, window_us, used, cost
 --   "strike": nothing more
--- Sliding log: every charged unit is a sorted-set member scored by its time;
--- a window of length W counts the members newer than now - W, so a limit
--- holds for every window of length W, not only for aligned ones.
+--
+-- Counters (see window.go): a window W has its own counter per subject and
+-- dimension, a hash of 60 buckets of width B = ceil(W/60) microseconds:
+-- field "<i>" holds what was charged in [i*B, (i+1)*B); field "n" is the sum
+-- of the bucket fields stored and "lo" a lower bound of the oldest stored
+-- bucket. At time now the counter counts the buckets from
+-- floor((now-W)/B) on. Stale buckets are deleted (and taken off n) when the
+-- counter is next charged.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
 local mode, callid = ARGV[1], ARGV[2]
 
+-- Integers are exact in Lua numbers up to 2^53 (microsecond times are about
+-- 2^51), but "/" and "%" round: idiv divides exactly, rounding down, and
+-- int writes an integer as a command argument in full (never 1.7e+15).
+local function idiv(a, b)
+  local r = math.fmod(a, b)
+  local q = (a - r) / b
+  if r < 0 then q = q - 1 end
+  return q
+end
+local function int(x) return string.format('%d', x) end
+
+-- the text of a window as FormatWindow writes it (for runtime overrides
+-- stored without it)
+local function window_text(us)
+  if us % 3600000000 == 0 then return int(us / 3600000000) .. 'h' end
+  if us % 60000000 == 0 then return int(us / 60000000) .. 'm' end
+  return int(idiv(us, 1000000)) .. 's'
+end
+
+-- "LIMIT:WINDOW_US[:WINDOW_TEXT],..."
 local function parse_rates(s)
   local out = {}
-  for l, w in string.gmatch(s, '(%d+):(%d+)') do
-    out[#out + 1] = {tonumber(l), tonumber(w)}
+  for item in string.gmatch(s, '[^,]+') do
+    local l, w, txt = string.match(item, '^(%d+):(%d+):?(%w*)$')
+    if l then
+      w = tonumber(w)
+      if txt == '' then txt = window_text(w) end
+      out[#out + 1] = {tonumber(l), w, txt}
+    end
   end
   return out
 end
@@ -170,10 +203,10 @@ end
 
 -- the windows to check
 local checks = {}
-local function add(s, dim, key, cost)
+local function add(s, dim, stem, cost)
   local rates = rates_for(s.ov, dim, s.conf[dim])
   for _, r in ipairs(rates) do
-    checks[#checks + 1] = {s = s, dim = dim, key = key, limit = r[1], window = r[2], cost = cost}
+    checks[#checks + 1] = {s = s, dim = dim, key = stem .. ':' .. r[3], limit = r[1], window = r[2], cost = cost}
   end
 end
 local newr = {}
@@ -202,62 +235,113 @@ for _, s in ipairs(subjects) do
   end
 end
 
--- check every window; refuse at the first one exceeded
-for _, c in ipairs(checks) do
-  local from = string.format('(%d', now - c.window)
-  c.used = redis.call('ZCOUNT', c.key, from, '+inf')
-  if c.cost > 0 and c.used + c.cost > c.limit then
-    local retry = c.window
-    local idx = c.used + c.cost - c.limit - 1
-    if c.cost <= c.limit and idx < c.used then
-      local e = redis.call('ZRANGEBYSCORE', c.key, from, '+inf', 'WITHSCORES', 'LIMIT', idx, 1)
-      if e[2] then retry = tonumber(e[2]) + c.window - now end
+-- read a window's counter: what it counts now, and which stale buckets
+-- (older than the window) are to be deleted from it when it is charged
+local function read_counter(c)
+  local w = c.window
+  c.width = math.max(1, idiv(w + 59, 60))
+  c.cur = idiv(now, c.width)
+  c.cutoff = idiv(now - w, c.width)
+  c.field = int(c.cur)
+  local v = redis.call('HMGET', c.key, 'n', 'lo', c.field)
+  local n, lo = tonumber(v[1]) or 0, tonumber(v[2])
+  c.curcount = tonumber(v[3]) or 0
+  c.stale = {}
+  if lo and lo < c.cutoff then
+    if c.cutoff - lo <= 64 then
+      local fields = {}
+      for i = lo, c.cutoff - 1 do fields[#fields + 1] = int(i) end
+      local old = redis.call('HMGET', c.key, unpack(fields))
+      for i, f in ipairs(fields) do
+        if old[i] then
+          n = n - tonumber(old[i])
+          c.stale[#c.stale + 1] = f
+        end
+      end
+    else
+      -- idle for long: count what is left
+      local all = redis.call('HGETALL', c.key)
+      n = 0
+      for i = 1, #all, 2 do
+        local b = tonumber(all[i])
+        if b then
+          if b < c.cutoff then
+            c.stale[#c.stale + 1] = all[i]
+          else
+            n = n + tonumber(all[i + 1])
+          end
+        end
+      end
     end
+  end
+  c.lo = lo
+  c.used = math.max(0, n)
+end
+
+-- the retry time of a refusal (retryAfter in window.go): the oldest
+-- buckets leave the window one by one until the charge fits
+local function retry_after(c)
+  if c.cost > c.limit or c.used == 0 then return c.window end
+  local all = redis.call('HGETALL', c.key)
+  local live = {}
+  for i = 1, #all, 2 do
+    local b = tonumber(all[i])
+    if b and b >= c.cutoff then
+      live[#live + 1] = {b, tonumber(all[i + 1])}
+    end
+  end
+  table.sort(live, function(x, y) return x[1] < y[1] end)
+  local left = c.used
+  for _, b in ipairs(live) do
+    left = left - b[2]
+    if left + c.cost <= c.limit then
+      return (b[1] + 1) * c.width + c.window - now
+    end
+  end
+  return c.window
+end
+
+-- check every window; refuse at the first one exceeded. Two rates of one
+-- window share a counter: it is read (and later charged) once.
+local counters, order = {}, {}
+for _, c in ipairs(checks) do
+  local k = counters[c.key]
+  if k then
+    c.used, c.width, c.cutoff = k.used, k.width, k.cutoff
+  else
+    read_counter(c)
+    counters[c.key] = c
+    order[#order + 1] = c
+  end
+  if c.cost > 0 and c.used + c.cost > c.limit then
+    local retry = retry_after(c)
     local n, newly, would = count_strikes(), 0, 0
     if ARGV[9] == '1' then n, newly, would = strike() end
     return {'over', now, n, newly, would, c.s.index, c.dim, c.limit, c.window, retry}
   end
 end
 
--- Members older than the window are pruned by about one call in 16 (chosen
--- by the random call id): every read bounds its range by the window, so an
--- old member is never counted, and pruning each time would only cost more.
-local digit = tonumber(string.sub(callid, -1), 16)
-local prune = digit == nil or digit == 0
+-- charge every counter once: its current bucket, n and lo, with stale
+-- buckets deleted; a counter given nothing (no new recipient) is left as
+-- it is. The TTL outlives the last bucket counted: W + B, plus a second.
+for _, c in ipairs(order) do
+  if c.cost > 0 then
+    local key = c.key
+    if #c.stale > 0 then redis.call('HDEL', key, unpack(c.stale)) end
+    -- (at most the current bucket: a server clock set back charges a
+    -- bucket below the old lo)
+    local lo = c.cur
+    if c.lo then lo = math.min(math.max(c.cutoff, c.lo), c.cur) end
+    redis.call('HSET', key, c.field, int(c.curcount + c.cost), 'n', int(c.used + c.cost), 'lo', int(lo))
+    redis.call('PEXPIRE', key, int(math.ceil((c.window + c.width) / 1000) + 1000))
+  end
+end
 
--- charge every counter once, with its longest window (the time written
--- once as an integer: Redis would format a Lua number per argument)
-local now_s = string.format('%d', now)
-local keys, order = {}, {}
-for _, c in ipairs(checks) do
-  local k = keys[c.key]
-  if not k then
-    k = {cost = c.cost, window = c.window}
-    keys[c.key] = k
-    order[#order + 1] = c.key
-  elseif c.window > k.window then
-    k.window = c.window
-  end
-end
-for _, key in ipairs(order) do
-  local k = keys[key]
-  local i = 1
-  while i <= k.cost do
-    local args = {}
-    local last = math.min(k.cost, i + 199)
-    for j = i, last do
-      args[#args + 1] = now_s
-      args[#args + 1] = callid .. ':' .. j
-    end
-    redis.call('ZADD', key, unpack(args))
-    i = last + 1
-  end
-  if prune then redis.call('ZREMRANGEBYSCORE', key, '-inf', now - k.window) end
-  -- a key is given its TTL when charged: with nothing added (no new
-  -- recipient) the TTL set with its newest member still outlives it
-  if k.cost > 0 then redis.call('PEXPIRE', key, math.ceil(k.window / 1000) + 1000) end
-end
+-- recipients seen, for new recipients: members older than the window are
+-- pruned by about one call in 16 (chosen by the random call id); a read
+-- compares the time, so an old member is never taken as recent
 if acct and acct.seen_window and #rcpts > 0 then
+  local now_s = int(now)
   local args = {}
   for i, r in ipairs(rcpts) do
     args[#args + 1] = now_s
@@ -267,7 +351,10 @@ if acct and acct.seen_window and #rcpts > 0 then
       args = {}
     end
   end
-  if prune then redis.call('ZREMRANGEBYSCORE', acct.seen, '-inf', now - acct.seen_window) end
+  local digit = tonumber(string.sub(callid, -1), 16)
+  if digit == nil or digit == 0 then
+    redis.call('ZREMRANGEBYSCORE', acct.seen, '-inf', now - acct.seen_window)
+  end
   redis.call('PEXPIRE', acct.seen, math.ceil(acct.seen_window / 1000) + 1000)
 end
 

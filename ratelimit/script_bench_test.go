@@ -19,8 +19,24 @@ import (
 // new recipients, sender messages. Its wall time (usec_per_call) grows when
 // the server is descheduled on a busy machine; redis-cpu-us/op, the server's
 // CPU time (INFO cpu) per message, network included, does not. Each account already has a few hundred
-// charges in its windows, as a busy account does.
+// charges in its windows, as a busy account does. redis-bytes/account is
+// the memory its keys hold at the end (INFO memory used_memory_dataset):
+// with sliding-window counters it does not grow with the messages sent.
 func BenchmarkRedisCheckAndChargeScriptCost(b *testing.B) {
+	scriptCost(b, 0)
+}
+
+// BenchmarkRedisCheckAndChargeScriptCostMovingClock is the same traffic with
+// the server clock moved on 20ms per message (ClockOffset): each of the 50
+// accounts is charged once per second of server time, so its minute
+// counter (buckets of a second) is full and drops its oldest bucket at every
+// charge, and its hour counters drop one a minute: the steady state of busy
+// accounts, pruning included.
+func BenchmarkRedisCheckAndChargeScriptCostMovingClock(b *testing.B) {
+	scriptCost(b, 20*time.Millisecond)
+}
+
+func scriptCost(b *testing.B, step time.Duration) {
 	if _, err := os.Stat("/usr/bin/redis-server"); err != nil {
 		b.Skip("no redis-server")
 	}
@@ -31,7 +47,9 @@ func BenchmarkRedisCheckAndChargeScriptCost(b *testing.B) {
 		ratelimit.AccountNewRecipients: {rate(1<<40, time.Hour)},
 		ratelimit.SenderMessages:       {rate(1<<40, time.Hour)},
 	}}
-	r, err := ratelimit.NewRedis(ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, ratelimit.Options{})
+	var clk testClock
+	mem0 := redisDataset(b, srv)
+	r, err := ratelimit.NewRedis(ratelimit.RedisOptions{URL: "redis://" + srv.Addr()}, p, ratelimit.Options{ClockOffset: clk.offset})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -43,6 +61,7 @@ func BenchmarkRedisCheckAndChargeScriptCost(b *testing.B) {
 		return msg(a, a+"@x.example", "r"+strconv.Itoa(i%97)+"@r.example", "r"+strconv.Itoa(i%89)+"@r.example")
 	}
 	for i := range accounts * 200 {
+		clk.advance(step)
 		if _, err := r.CheckAndCharge(ctx, req(i)); err != nil {
 			b.Fatal(err)
 		}
@@ -53,12 +72,14 @@ func BenchmarkRedisCheckAndChargeScriptCost(b *testing.B) {
 	cpu0 := redisCPU(b, srv)
 	b.ResetTimer()
 	for i := range b.N {
+		clk.advance(step)
 		if _, err := r.CheckAndCharge(ctx, req(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric((redisCPU(b, srv)-cpu0)*1e6/float64(b.N), "redis-cpu-us/op")
+	b.ReportMetric((redisDataset(b, srv)-mem0)/accounts, "redis-bytes/account")
 	stat := srv.Info("commandstats", "cmdstat_evalsha")
 	for _, kv := range strings.Split(stat, ",") {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == "usec_per_call" {
@@ -71,6 +92,17 @@ func BenchmarkRedisCheckAndChargeScriptCost(b *testing.B) {
 		}
 	}
 	b.Fatalf("no usec_per_call in cmdstat_evalsha %q", stat)
+}
+
+// redisDataset returns the server's memory held by keys and values (INFO
+// memory used_memory_dataset), in bytes.
+func redisDataset(b *testing.B, srv *redistest.Server) float64 {
+	b.Helper()
+	v, err := strconv.ParseFloat(srv.Info("memory", "used_memory_dataset"), 64)
+	if err != nil {
+		b.Fatalf("INFO memory used_memory_dataset: %v", err)
+	}
+	return v
 }
 
 // redisCPU returns the server's CPU time so far, user and system, in seconds.

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +26,15 @@ var (
 
 // prefill is a synthetic keyspace: per counter key, how many events fall
 // within the last hour (recent) and how many are older (old, outside a 1h
-// window). Keys are written with the store's documented layout
-// (PREFIX{kind:name}:msgs|rcpts, sorted sets of events scored by their
-// time in microseconds); checkLayout proves the store uses it.
+// window). Keys are written with the store's documented layout (the Redis
+// type's doc comment): PREFIX{kind:name}:msgs:1h or :rcpts:1h, hashes of
+// bucket index -> count (buckets of a 60th of the window on the server
+// clock), plus n, the sum, and lo, the oldest bucket. The old events sit in
+// a bucket that has left the window but is not deleted yet, as in a counter
+// not charged since. checkLayout proves the store uses this layout.
 type prefill struct {
 	subjects []ratelimit.Subject
-	suffix   []string // "msgs" or "rcpts"
+	suffix   []string // "msgs" or "rcpts" (the window's text is added)
 	recent   []int
 	old      []int
 }
@@ -84,7 +89,15 @@ func (p *prefill) expected(suffix string, n int) []topEntryJSON {
 	return out
 }
 
-// write fills redis through pipelines of ZADDs.
+// topWindowText is the counter window the prefill writes and top ranks:
+// the hour of topConfig.
+const topWindowText = "1h"
+
+// bucketUS is the bucket width of a 1h counter, in microseconds.
+const bucketUS = int64(time.Hour/time.Microsecond) / ratelimit.BucketsPerWindow
+
+// write fills redis through pipelines of HSETs. The recent events are
+// split over two buckets (10 and 30 minutes ago).
 func (p *prefill) write(t testing.TB, addr, prefix string) {
 	t.Helper()
 	ctx := context.Background()
@@ -94,7 +107,8 @@ func (p *prefill) write(t testing.TB, addr, prefix string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recentAt, oldAt := now.Add(-10*time.Minute).UnixMicro(), now.Add(-2*time.Hour).UnixMicro()
+	bucket := func(ago time.Duration) int64 { return now.Add(-ago).UnixMicro() / bucketUS }
+	recent1, recent2, old := bucket(10*time.Minute), bucket(30*time.Minute), bucket(2*time.Hour)
 	pipe := c.Pipeline()
 	flush := func() {
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -102,17 +116,21 @@ func (p *prefill) write(t testing.TB, addr, prefix string) {
 		}
 	}
 	for i, s := range p.subjects {
-		members := make([]redis.Z, 0, p.recent[i]+p.old[i])
-		for j := range p.recent[i] {
-			members = append(members, redis.Z{Score: float64(recentAt + int64(j)), Member: fmt.Sprintf("r%d", j)})
-		}
-		for j := range p.old[i] {
-			members = append(members, redis.Z{Score: float64(oldAt + int64(j)), Member: fmt.Sprintf("o%d", j)})
-		}
-		if len(members) == 0 {
+		if p.recent[i]+p.old[i] == 0 {
 			continue
 		}
-		pipe.ZAdd(ctx, prefix+"{"+string(s.Kind)+":"+s.Name+"}:"+p.suffix[i], members...)
+		fields := map[string]any{"n": p.recent[i] + p.old[i], "lo": recent2}
+		if half := p.recent[i] / 2; half > 0 {
+			fields[strconv.FormatInt(recent2, 10)] = half
+		}
+		if rest := p.recent[i] - p.recent[i]/2; rest > 0 {
+			fields[strconv.FormatInt(recent1, 10)] = rest
+		}
+		if p.old[i] > 0 {
+			fields[strconv.FormatInt(old, 10)] = p.old[i]
+			fields["lo"] = old
+		}
+		pipe.HSet(ctx, prefix+"{"+string(s.Kind)+":"+s.Name+"}:"+p.suffix[i]+":"+topWindowText, fields)
 		if pipe.Len() >= 2000 {
 			flush()
 		}
@@ -120,32 +138,71 @@ func (p *prefill) write(t testing.TB, addr, prefix string) {
 	flush()
 }
 
+// topConfig is testConfig with every dimension top ranks limited within
+// the hour (top reads the counters of the limits in force).
+var topConfig = strings.Replace(testConfig, "  account_recipients: [\"20/1h\"]\n",
+	"  account_recipients: [\"20/1h\"]\n  sender_messages: [\"1000/1h\"]\n  client_messages: [\"1000/1h\"]\n", 1)
+
 // checkLayout charges one real message through the store and checks that
-// it lands in the keys the prefill writes, so that the prefill cannot
-// drift from the store's layout unnoticed.
+// it lands in the keys and fields the prefill writes, so that the prefill
+// cannot drift from the store's layout unnoticed.
 func checkLayout(t testing.TB, e *env, srv *redistest.Server, prefix string) {
 	t.Helper()
+	if topConfig == testConfig {
+		t.Fatalf("topConfig adds no sender and client limits: testConfig changed")
+	}
 	lim, ok := e.admin.(ratelimit.Limiter)
 	if !ok {
 		t.Fatalf("the admin store is not a limiter")
 	}
+	before, err := srv.Do("TIME")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := lim.CheckAndCharge(context.Background(), ratelimit.Request{
-		Account: "layoutcheck", Sender: "layout@example.com", Recipients: []string{"x@dest.example"}, Authenticated: true,
+		Account: "layoutcheck", Sender: "layout@example.com", Client: netip.MustParseAddr("192.0.2.9"),
+		Recipients: []string{"x@dest.example"},
 	})
 	if err != nil || !d.Allowed {
 		t.Fatalf("charge: %v %+v", err, d)
 	}
-	for _, k := range []string{prefix + "{acct:layoutcheck}:msgs", prefix + "{acct:layoutcheck}:rcpts"} {
-		if out, err := srv.Do("EXISTS", k); err != nil || !strings.Contains(out, "1") {
-			t.Fatalf("the store did not write %q (%q, %v): the prefill layout is stale", k, out, err)
+	after, err := srv.Do("TIME")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"{acct:layoutcheck}:msgs:", "{acct:layoutcheck}:rcpts:", "{sender:layout@example.com}:msgs:", "{client:192.0.2.9}:msgs:"} {
+		k = prefix + k + topWindowText
+		out, err := srv.Do("HGETALL", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := map[string]string{}
+		f := strings.Split(out, "\n")
+		for i := 0; i+1 < len(f); i += 2 {
+			h[f[i]] = f[i+1]
+		}
+		lo, err := strconv.ParseInt(h["lo"], 10, 64)
+		if err != nil || len(h) != 3 || h["n"] != "1" || h[h["lo"]] != "1" || lo < timeUS(t, before)/bucketUS || lo > timeUS(t, after)/bucketUS {
+			t.Fatalf("the store wrote %q as %v: the prefill layout is stale", k, h)
 		}
 	}
-	if err := e.admin.Reset(context.Background(), ratelimit.Account("layoutcheck"), "", "test"); err != nil {
-		t.Fatal(err)
+	for _, s := range []ratelimit.Subject{ratelimit.Account("layoutcheck"), ratelimit.Sender("layout@example.com"), ratelimit.Client(netip.MustParseAddr("192.0.2.9"))} {
+		if err := e.admin.Reset(context.Background(), s, "", "test"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := e.admin.Reset(context.Background(), ratelimit.Sender("layout@example.com"), "", "test"); err != nil {
-		t.Fatal(err)
+}
+
+// timeUS reads the reply of TIME (seconds and microseconds on two lines).
+func timeUS(t testing.TB, out string) int64 {
+	t.Helper()
+	sec, us, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	u, err2 := strconv.ParseInt(us, 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("TIME reply %q", out)
 	}
+	return s*1_000_000 + u
 }
 
 func topOf(t testing.TB, e *env, by string, n int) topJSON {
@@ -163,7 +220,7 @@ func topOf(t testing.TB, e *env, by string, n int) topJSON {
 
 func TestTopOnPrefilledRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	e := connectEnv(t, globalOptions{ConfigPath: writeConfig(t, testConfig, srv.Addr()), Timeout: 10 * time.Second})
+	e := connectEnv(t, globalOptions{ConfigPath: writeConfig(t, topConfig, srv.Addr()), Timeout: 10 * time.Second})
 	checkLayout(t, e, srv, "t:")
 	p := makePrefill(20000)
 	p.write(t, srv.Addr(), "t:")
@@ -232,7 +289,7 @@ func BenchmarkTopMillion(b *testing.B) {
 		b.Skip("needs -ctl.full (pre-fills 1,000,000 keys)")
 	}
 	srv := redistest.Start(b)
-	e := connectEnv(b, globalOptions{ConfigPath: writeConfig(b, testConfig, srv.Addr()), Timeout: 10 * time.Second})
+	e := connectEnv(b, globalOptions{ConfigPath: writeConfig(b, topConfig, srv.Addr()), Timeout: 10 * time.Second})
 	p := makePrefill(*topKeys)
 	start := time.Now()
 	p.write(b, srv.Addr(), "t:")
