@@ -88,6 +88,12 @@ func ParseRate(s string) (Rate, error) {
 	if window < time.Second {
 		return Rate{}, fmt.Errorf("rate %q: window must be at least 1s", s)
 	}
+	// A window's counter is named by FormatWindow, which writes whole
+	// seconds: 1.5s and 1s would share one counter with buckets of two
+	// widths.
+	if window%time.Second != 0 {
+		return Rate{}, fmt.Errorf("rate %q: window must be whole seconds", s)
+	}
 	return Rate{Limit: limit, Window: window}, nil
 }
 
