@@ -26,9 +26,12 @@ var soakRedis = flag.Bool("perf.redis", false,
 // TestDaemonMemorySteady runs the daemon binary (every rule, embedded rate
 // store, 10,000 accounts owning 20,000 domains) under a constant load of
 // generated mail for -perf.soak (60 s by default) and checks that it does
-// not grow: resident memory at the end is no more than 25% (plus 8 MiB of
-// allocator slack) above what it was after the first quarter of the run
-// (at most the first minute), and once the load stops its milter sessions
+// not grow: resident memory at the end is no more than 5% (plus 2 MiB) above
+// what it was after the first quarter of the run (at most the first
+// minute) — the slack is the Go heap's own swing between collections (20
+// MiB of garbage comes and goes at this load), not room for state that
+// grows: the exact logs the rate stores kept before their counters were
+// bucketed grew 22% in 10 minutes and fail this — and once the load stops its milter sessions
 // end and its open files (with the embedded store) and goroutines (when it
 // serves metrics) come back to what they were before it started.
 func TestDaemonMemorySteady(t *testing.T) {
@@ -137,7 +140,7 @@ func TestDaemonMemorySteady(t *testing.T) {
 	if r.rep.Failed > 0 || r.rep.Messages == 0 {
 		t.Errorf("%d of %d messages failed: %v", r.rep.Failed, r.rep.Messages+r.rep.Failed, r.rep.Errors)
 	}
-	if limit := first.RSS + first.RSS/4 + 8<<20; last.RSS > limit {
+	if limit := first.RSS + first.RSS/20 + 2<<20; last.RSS > limit {
 		t.Errorf("RSS grew from %.1f MiB to %.1f MiB under constant load (limit %.1f MiB)", mib(first.RSS), mib(last.RSS), mib(limit))
 	}
 	var sessions int
