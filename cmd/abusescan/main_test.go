@@ -227,8 +227,8 @@ func TestReplayRates(t *testing.T) {
 	if r.code != exitFound {
 		t.Errorf("exit %d, want 1", r.code)
 	}
-	if m := r.messages[0]; m.Replay == nil || m.Replay.Verdict != "defer" || m.Replay.Rule != "ACCOUNT_MSG_RATE" || m.Replay.RetryAfter != 56*60 {
-		t.Errorf("replay of b5: %+v (want retry after 56m: b1 at 10:00 ages out at 11:00)", m.Replay)
+	if m := r.messages[0]; m.Replay == nil || m.Replay.Verdict != "defer" || m.Replay.Rule != "ACCOUNT_MSG_RATE" || m.Replay.RetryAfter != 57*60 {
+		t.Errorf("replay of b5: %+v (want retry after 57m: b1 at 10:00 is in the bucket 10:00-10:01 of the 1h counter, which leaves the window at 11:01)", m.Replay)
 	}
 	if len(r.summary.Locks) != 1 || r.summary.Locks[0].Account != "alice" || r.summary.Locks[0].At != "2026-11-20T10:04:00Z" || !strings.HasSuffix(r.summary.Locks[0].Where, "burst.mbox:0") {
 		t.Errorf("locks = %+v", r.summary.Locks)
