@@ -19,10 +19,7 @@ import (
 func TestTopOnServerAgreesWithTop(t *testing.T) {
 	single := redistest.Start(t)
 	cluster := redistest.StartCluster(t, 3)
-	var addrs []string
-	for _, n := range cluster {
-		addrs = append(addrs, n.Addr())
-	}
+	addrs := redistest.Addrs(cluster)
 	p := ratelimit.Policy{Limits: ratelimit.Limits{
 		ratelimit.AccountMessages:   {{Limit: 1000, Window: time.Hour}},
 		ratelimit.AccountRecipients: {{Limit: 10000, Window: time.Hour}},

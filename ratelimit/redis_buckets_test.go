@@ -230,11 +230,7 @@ func TestRedisOverrideWindows(t *testing.T) {
 // account's counters as it was before the message (two rates of one window
 // share a counter, charged and refunded once).
 func TestRedisClusterRefund(t *testing.T) {
-	nodes := redistest.StartCluster(t, 3)
-	var addrs []string
-	for _, n := range nodes {
-		addrs = append(addrs, n.Addr())
-	}
+	addrs := redistest.Addrs(redistest.StartCluster(t, 3))
 	p := ratelimit.Policy{Limits: ratelimit.Limits{
 		ratelimit.AccountMessages:      {rate(10, time.Hour), rate(20, time.Hour), rate(10, time.Minute)},
 		ratelimit.AccountRecipients:    {rate(100, time.Hour)},

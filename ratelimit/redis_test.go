@@ -70,11 +70,7 @@ func TestRedisExactness(t *testing.T) {
 }
 
 func TestRedisCluster(t *testing.T) {
-	nodes := redistest.StartCluster(t, 3)
-	var addrs []string
-	for _, n := range nodes {
-		addrs = append(addrs, n.Addr())
-	}
+	addrs := redistest.Addrs(redistest.StartCluster(t, 3))
 	ro := ratelimit.RedisOptions{Addrs: addrs, Cluster: true, KeyPrefix: "cl:"}
 	p := exactPolicy()
 	p.Limits[ratelimit.SenderMessages] = []ratelimit.Rate{rate(1000, time.Hour)}

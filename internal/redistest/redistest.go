@@ -366,3 +366,12 @@ func selfSigned(t testing.TB) (certPEM, keyPEM []byte, pool *x509.CertPool) {
 	pool.AddCert(c)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), pool
 }
+
+// Addrs returns the host:port of each server, as Cluster seed nodes.
+func Addrs(servers []*Server) []string {
+	out := make([]string, len(servers))
+	for i, s := range servers {
+		out[i] = s.Addr()
+	}
+	return out
+}
