@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/abusemilter/abusemilter/internal/app"
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -42,15 +42,15 @@ func newEngine(t testing.TB, yaml string) *scoring.Engine {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	dir, err := app.Directory(cfg)
+	dir, err := daemon.Directory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := app.Limiter(cfg)
+	lim, err := daemon.Limiter(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return app.Engine(cfg, dir, lim, nil)
+	return daemon.Engine(cfg, dir, lim, nil)
 }
 
 // logBuffer is a goroutine-safe log sink.

@@ -10,10 +10,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/abusemilter/abusemilter/internal/app"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/perftest"
 	"github.com/abusemilter/abusemilter/internal/config"
-	"github.com/abusemilter/abusemilter/internal/loadgen"
-	"github.com/abusemilter/abusemilter/internal/perftest"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/milter"
 )
 
@@ -72,17 +72,17 @@ func startFromConfig(b *testing.B, customers int) loadgen.Target {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir, err := app.Directory(cfg)
+	dir, err := daemon.Directory(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	lim, err := app.Limiter(cfg)
+	lim, err := daemon.Limiter(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
 	srv := milter.New(milter.Options{
-		Engine:      app.Engine(cfg, dir, lim, nil),
+		Engine:      daemon.Engine(cfg, dir, lim, nil),
 		Logger:      logger,
 		IdleTimeout: cfg.Session.IdleTimeout.Duration,
 		MaxSessions: cfg.Session.MaxSessions,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 // SubjectKind says what a Subject names.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 //go:embed script.lua

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 

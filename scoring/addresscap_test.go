@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 

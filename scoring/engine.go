@@ -5,7 +5,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
 )

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 // goldenSeeds adds the golden corpus messages as fuzz seeds.

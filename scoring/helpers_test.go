@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/dns"
-	"github.com/abusemilter/abusemilter/internal/identity"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 

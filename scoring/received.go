@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 // Resubmission is a received message turned back into the submission that

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 // Rule is one check with a stable ID. Simple rules are plain functions of

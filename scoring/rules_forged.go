@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 )
 
 // Rule IDs of the forged-headers clause.

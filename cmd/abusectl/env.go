@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -67,7 +68,7 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 	}
 	ro := ratelimit.RedisOptions{}
 	if cfg.Redis != nil {
-		if ro, err = cfg.Redis.StoreOptions(); err != nil {
+		if ro, err = daemon.StoreOptions(cfg.Redis); err != nil {
 			return &configError{err}
 		}
 	}
@@ -91,7 +92,7 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 	// big keyspace; an admin call waits up to --timeout.
 	ro.Timeout = g.Timeout
 	e.where = redisWhere(ro)
-	r, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
+	r, err := ratelimit.NewRedis(ro, daemon.Policy(cfg), ratelimit.Options{})
 	if err != nil {
 		return &configError{err}
 	}
@@ -101,7 +102,7 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 		r.Close()
 		return redisError(e.where, err)
 	}
-	e.admin, e.policy, e.closeStore = r, cfg.Policy(), r.Close
+	e.admin, e.policy, e.closeStore = r, daemon.Policy(cfg), r.Close
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -29,7 +30,7 @@ func goldenEnv(t *testing.T) *env {
 	}
 	now := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	mem := ratelimit.NewMemory(cfg.Policy(), clock)
+	mem := ratelimit.NewMemory(daemon.Policy(cfg), clock)
 	t.Cleanup(func() { mem.Close() })
 	ctx := context.Background()
 	charge := func(account, sender string, rcpts int, outcome ratelimit.Outcome) {
@@ -68,7 +69,7 @@ func goldenEnv(t *testing.T) *env {
 	step(time.Minute)
 	charge("alice", "alice@example.com", 2, ratelimit.Charge)
 	step(5 * time.Minute)
-	return &env{admin: mem, policy: cfg.Policy(), now: clock, user: "oncall", where: "memory"}
+	return &env{admin: mem, policy: daemon.Policy(cfg), now: clock, user: "oncall", where: "memory"}
 }
 
 // checkGolden compares got with testdata/name, or rewrites it with -update.

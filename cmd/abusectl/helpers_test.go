@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
+
 	gomilter "github.com/emersion/go-milter"
 
-	"github.com/abusemilter/abusemilter/internal/app"
 	"github.com/abusemilter/abusemilter/internal/config"
-	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/internal/daemon"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
@@ -110,21 +111,21 @@ func startMilter(t testing.TB, configPath string) (string, *ratelimit.Redis) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := app.Directory(cfg)
+	dir, err := daemon.Directory(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := cfg.Redis.StoreOptions()
+	ro, err := daemon.StoreOptions(cfg.Redis)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := ratelimit.NewRedis(ro, cfg.Policy(), ratelimit.Options{})
+	lim, err := ratelimit.NewRedis(ro, daemon.Policy(cfg), ratelimit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lim.Close() })
 	redistest.WaitFor(t, 10*time.Second, "the milter's subscription to admin changes", lim.Subscribed)
-	srv := milter.New(milter.Options{Engine: app.Engine(cfg, dir, lim, nil), CheckTimeout: 5 * time.Second})
+	srv := milter.New(milter.Options{Engine: daemon.Engine(cfg, dir, lim, nil), CheckTimeout: 5 * time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 )
 
 // oneLineErr checks that stderr is exactly one "abusectl: " line that

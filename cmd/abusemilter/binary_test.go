@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/redistest"
-	"github.com/abusemilter/abusemilter/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 
 	gomilter "github.com/emersion/go-milter"
 )

@@ -21,9 +21,9 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
-	"github.com/abusemilter/abusemilter/internal/perftest"
-	"github.com/abusemilter/abusemilter/internal/redistest"
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/bench/perftest"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // e2eFaultFull runs the Redis-outage test at its full size (5,000

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // TestEndToEndPostfixMonitorHeaders checks, through a real Postfix that

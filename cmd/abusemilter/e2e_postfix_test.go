@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // e2eConfig is the daemon's config behind the real Postfix: alice owns

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // e2eSendmailConfig: Sendmail has no XCLIENT, so the test client is an

@@ -13,7 +13,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 )
 
 // loadConfig has two customers of three logins each, as loadgen generates

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
-	"github.com/abusemilter/abusemilter/internal/perftest"
-	"github.com/abusemilter/abusemilter/internal/redistest"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/perftest"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 )
 
 var soak = flag.Duration("perf.soak", 60*time.Second,

@@ -17,8 +17,8 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
-	"github.com/abusemilter/abusemilter/internal/redistest"
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // scrape reads the daemon's /metrics and returns each sample line's value

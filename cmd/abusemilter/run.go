@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/redis/go-redis/v9"
 	"io"
 	"net/url"
 	"os"
@@ -14,9 +13,9 @@ import (
 	"syscall"
 
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/version"
-	"github.com/abusemilter/abusemilter/milter"
 )
 
 // Exit codes, decided here only.
@@ -90,12 +89,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer logger.Sync()
-	redis.SetLogger(redisLog{logger.Named("go-redis")})
 	restore, err := logging.RedirectStdLog(logger, "go-milter")
 	if err == nil {
 		defer restore()
 	}
-	d, err := newDaemon(o, cfg, logger, level)
+	d, err := daemon.New(cfg, daemon.Options{
+		ConfigPath: o.configPath,
+		Load:       func() (*config.Config, error) { return loadConfig(o) },
+		Logger:     logger,
+		Level:      level,
+	})
 	if err != nil {
 		logger.Error("cannot start: " + err.Error())
 		return exitFailed
@@ -103,7 +106,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-	return d.serve(signals)
+	if err := d.Serve(signals); err != nil {
+		return exitFailed
+	}
+	return exitOK
 }
 
 // loadConfig reads the config file (or the defaults) and applies the
@@ -208,17 +214,4 @@ func storeSummary(cfg *config.Config) string {
 		kind = "redis cluster"
 	}
 	return kind + " " + where
-}
-
-// listenOptions maps the config to milter.ListenOptions.
-func listenOptions(cfg *config.Config) (milter.ListenOptions, error) {
-	lo := milter.ListenOptions{AllowNonLoopback: cfg.AllowNonLoopback, SocketGroup: cfg.Socket.Group}
-	if cfg.Socket.Mode != "" {
-		m, err := config.ParseFileMode(cfg.Socket.Mode)
-		if err != nil {
-			return lo, err
-		}
-		lo.SocketMode = m
-	}
-	return lo, nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // closedPort returns a loopback port nobody listens on.

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -36,7 +37,7 @@ type lockEvent struct {
 // mode, would have been).
 func (s *scan) replay(ctx context.Context, recs []*record) []lockEvent {
 	var clock time.Time
-	lim := &decisionRecorder{Limiter: ratelimit.NewMemory(s.cfg.Policy(), func() time.Time { return clock })}
+	lim := &decisionRecorder{Limiter: ratelimit.NewMemory(daemon.Policy(s.cfg), func() time.Time { return clock })}
 	defer lim.Close()
 	engine := s.newEngine(lim)
 

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/app"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/config"
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
@@ -175,7 +175,7 @@ func newScan(opts options) (*scan, error) {
 			return nil, err
 		}
 	}
-	if s.dir, err = app.Directory(s.cfg); err != nil {
+	if s.dir, err = daemon.Directory(s.cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	s.accounts = s.dir.Accounts()
@@ -183,7 +183,7 @@ func newScan(opts options) (*scan, error) {
 	if opts.DNS {
 		// Asked for on the command line: whatever dns.enabled says.
 		s.cfg.DNS.Enabled = true
-		s.resolver = app.Resolver(s.cfg)
+		s.resolver = daemon.Resolver(s.cfg)
 	}
 	s.engine = s.newEngine(nil)
 	if opts.Account != "" {
@@ -214,9 +214,9 @@ func (s *scan) resolveAccount(login string) (*identity.Account, identity.How) {
 // rate limits) and the --dns resolver.
 func (s *scan) newEngine(limiter ratelimit.Limiter) *scoring.Engine {
 	if s.opts.rules == nil {
-		return app.Engine(s.cfg, s.dir, limiter, s.resolver)
+		return daemon.Engine(s.cfg, s.dir, limiter, s.resolver)
 	}
-	opts := app.EngineOptions(s.cfg)
+	opts := daemon.EngineOptions(s.cfg)
 	opts.Rules, opts.Resolver = s.opts.rules, s.resolver
 	return scoring.NewEngine(s.dir, limiter, opts)
 }

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
 	"github.com/abusemilter/abusemilter/scoring"
 )

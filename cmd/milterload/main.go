@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
-	"github.com/abusemilter/abusemilter/internal/perftest"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/perftest"
 )
 
 const (

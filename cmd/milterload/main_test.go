@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 )
 
 func TestRunNoOpAndTargetPrintsBothAndTheRatio(t *testing.T) {

@@ -26,42 +26,6 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 }
 
-func TestOverrides(t *testing.T) {
-	c, err := Parse([]byte(`
-mode: monitor
-session:
-  idle_timeout: 2m
-message:
-  body_sample: 64KiB
-identity:
-  accounts:
-    alice:
-      logins: [alice]
-      send_as: [example.com]
-      limits:
-        account_messages: [20/10m, 500/24h]
-limits:
-  account_messages: [100/1h]
-`), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Mode != "monitor" || c.Session.IdleTimeout.Duration != 2*time.Minute || c.Message.BodySample.Bytes != 64<<10 {
-		t.Errorf("overrides not applied: %+v", c)
-	}
-	// Keys the file does not name keep their defaults.
-	if c.Session.MaxSessions != 1000 || c.Identity.Accounts["local"].SendAs[0] != "any" {
-		t.Errorf("a partial section lost its defaults")
-	}
-	p := c.Policy()
-	if got := p.RatesFor("account_messages", "alice", ""); len(got) != 2 || got[1].Window != 24*time.Hour {
-		t.Errorf("alice's override = %v", got)
-	}
-	if got := p.RatesFor("account_messages", "bob", ""); len(got) != 1 || got[0].Limit != 100 {
-		t.Errorf("default rate = %v", got)
-	}
-}
-
 func TestAllErrorsAtOnce(t *testing.T) {
 	_, err := Parse([]byte(`
 mode: loud

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/identity"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -56,8 +55,8 @@ func DefaultStrikes() StrikesConfig {
 	return StrikesConfig{Threshold: 10, Window: D(time.Hour), LockAction: "defer"}
 }
 
-// dimensionFields maps config names to limit dimensions.
-var dimensionFields = map[string]ratelimit.Dimension{
+// LimitDimensions maps config names to limit dimensions.
+var LimitDimensions = map[string]ratelimit.Dimension{
 	"account_messages":       ratelimit.AccountMessages,
 	"account_recipients":     ratelimit.AccountRecipients,
 	"sender_messages":        ratelimit.SenderMessages,
@@ -66,7 +65,7 @@ var dimensionFields = map[string]ratelimit.Dimension{
 }
 
 func validateRates(e *errorList, path, dim string, rates []string) {
-	if _, ok := dimensionFields[dim]; !ok {
+	if _, ok := LimitDimensions[dim]; !ok {
 		e.add(path, "unknown limit %q (want one of account_messages, account_recipients, sender_messages, client_messages, account_new_recipients)", dim)
 	}
 	for i, r := range rates {
@@ -81,7 +80,7 @@ func (c *Config) validateLimits(e *errorList) {
 	if l.MaxRecipientsPerMessage < 0 {
 		e.add("limits.max_recipients_per_message", "must not be negative (0 turns the cap off)")
 	}
-	for name, rates := range l.dimensions() {
+	for name, rates := range l.Dimensions() {
 		validateRates(e, "limits."+name, name, rates)
 	}
 	for sender, dims := range l.Senders {
@@ -105,7 +104,8 @@ func (c *Config) validateLimits(e *errorList) {
 	e.oneOf("strikes.lock_action", c.Strikes.LockAction, "defer", "reject")
 }
 
-func (l *LimitsConfig) dimensions() map[string][]string {
+// Dimensions maps each limit dimension's config name to its rates.
+func (l *LimitsConfig) Dimensions() map[string][]string {
 	return map[string][]string{
 		"account_messages":       l.AccountMessages,
 		"account_recipients":     l.AccountRecipients,
@@ -114,64 +114,3 @@ func (l *LimitsConfig) dimensions() map[string][]string {
 		"account_new_recipients": l.AccountNewRecipients,
 	}
 }
-
-// parseLimits converts validated dimension -> rates strings.
-func parseLimits(m map[string][]string) ratelimit.Limits {
-	out := make(ratelimit.Limits)
-	for name, rates := range m {
-		dim, ok := dimensionFields[name]
-		if !ok {
-			continue
-		}
-		out[dim] = []ratelimit.Rate{}
-		for _, s := range rates {
-			if r, err := ratelimit.ParseRate(s); err == nil {
-				out[dim] = append(out[dim], r)
-			}
-		}
-	}
-	return out
-}
-
-// Policy builds the rate-limit policy of a validated config.
-func (c *Config) Policy() ratelimit.Policy {
-	p := ratelimit.Policy{
-		Limits:           parseLimits(c.Limits.dimensions()),
-		AccountOverrides: make(map[string]ratelimit.Limits),
-		SenderOverrides:  make(map[string]ratelimit.Limits),
-		ExemptAccounts:   make(map[string]bool),
-		ExemptSenders:    make(map[string]bool),
-		Strikes: ratelimit.StrikePolicy{
-			Threshold: c.Strikes.Threshold,
-			Window:    c.Strikes.Window.Duration,
-			LockFor:   c.Strikes.LockFor.Duration,
-		},
-	}
-	for dim, rates := range p.Limits {
-		if len(rates) == 0 {
-			delete(p.Limits, dim)
-		}
-	}
-	for name, a := range c.Identity.Accounts {
-		if len(a.Limits) > 0 {
-			p.AccountOverrides[name] = parseLimits(a.Limits)
-		}
-	}
-	for sender, dims := range c.Limits.Senders {
-		p.SenderOverrides[normalizeSender(sender)] = parseLimits(dims)
-	}
-	for _, a := range c.Limits.Exempt.Accounts {
-		p.ExemptAccounts[a] = true
-	}
-	for _, s := range c.Limits.Exempt.Senders {
-		p.ExemptSenders[normalizeSender(s)] = true
-	}
-	for _, n := range c.Limits.Exempt.Networks {
-		if pr, err := ParsePrefix(n); err == nil {
-			p.ExemptNetworks = append(p.ExemptNetworks, pr)
-		}
-	}
-	return p
-}
-
-func normalizeSender(s string) string { return identity.NormalizeAddress(s) }

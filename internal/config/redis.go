@@ -1,17 +1,12 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
-
-	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
 // RedisConfig selects and tunes the shared Redis store. Exactly one of url
@@ -126,68 +121,4 @@ func (c *Config) validateRedis(e *errorList) {
 func hasPassword(u *url.Userinfo) bool {
 	_, ok := u.Password()
 	return ok
-}
-
-// password reads the Redis password from its file or environment variable.
-// Errors name the file or variable, never the value.
-func (r *RedisConfig) password() (string, error) {
-	switch {
-	case r.PasswordFile != "":
-		b, err := os.ReadFile(r.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("redis.password_file: %w", err)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	case r.PasswordEnv != "":
-		v, ok := os.LookupEnv(r.PasswordEnv)
-		if !ok {
-			return "", fmt.Errorf("redis.password_env: environment variable %q is not set", r.PasswordEnv)
-		}
-		return v, nil
-	}
-	return "", nil
-}
-
-// StoreOptions turns a validated Redis section into store options, reading
-// the password and the TLS files.
-func (r *RedisConfig) StoreOptions() (ratelimit.RedisOptions, error) {
-	pw, err := r.password()
-	if err != nil {
-		return ratelimit.RedisOptions{}, err
-	}
-	ro := ratelimit.RedisOptions{
-		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName, Cluster: r.Cluster,
-		Username: r.Username, Password: pw, KeyPrefix: r.KeyPrefix, Timeout: r.Timeout.Duration,
-	}
-	t := r.TLS
-	if t.Enabled || t.CAFile != "" || t.InsecureSkipVerify || t.CertFile != "" || strings.HasPrefix(r.URL, "rediss://") {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
-			if err != nil {
-				return ro, fmt.Errorf("redis.tls.ca_file: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return ro, fmt.Errorf("redis.tls.ca_file: %q holds no PEM certificate", t.CAFile)
-			}
-		}
-		if t.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return ro, fmt.Errorf("redis.tls.cert_file: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		if cfg.ServerName == "" && r.URL != "" {
-			if u, err := url.Parse(r.URL); err == nil {
-				cfg.ServerName = u.Hostname()
-			}
-		}
-		ro.TLS = cfg
-	}
-	if ro.URL == "" && len(ro.Addrs) == 0 {
-		return ro, errors.New("redis: no url and no addrs")
-	}
-	return ro, nil
 }

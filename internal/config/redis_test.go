@@ -1,11 +1,8 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestRedisSectionErrors(t *testing.T) {
@@ -35,33 +32,5 @@ func TestRedisSectionErrors(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%q: the password is in the error: %v", in, err)
 		}
-	}
-}
-
-func TestRedisStoreOptions(t *testing.T) {
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "pw")
-	if err := os.WriteFile(pw, []byte("from-file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse([]byte("redis:\n  addrs: [127.0.0.1:7000, 127.0.0.1:7001]\n  master_name: mymaster\n  password_file: "+pw+"\n  timeout: 150ms\n"), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ro, err := c.Redis.StoreOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ro.Password != "from-file" || ro.MasterName != "mymaster" || ro.KeyPrefix != "am:" || ro.Timeout != 150*time.Millisecond || ro.TLS != nil {
-		t.Fatalf("options %+v", ro)
-	}
-	t.Setenv("AM_TEST_REDIS_PW", "from-env")
-	c, err = Parse([]byte("redis:\n  url: rediss://redis.example:6380\n  password_env: AM_TEST_REDIS_PW\n  key_prefix: \"x:\"\n"), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ro, err = c.Redis.StoreOptions()
-	if err != nil || ro.Password != "from-env" || ro.TLS == nil || ro.TLS.ServerName != "redis.example" || ro.Timeout != 200*time.Millisecond || ro.KeyPrefix != "x:" {
-		t.Fatalf("options %+v %v", ro, err)
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
 )
 

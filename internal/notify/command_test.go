@@ -3,7 +3,6 @@ package notify
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 func TestCommandFillsPlaceholders(t *testing.T) {

@@ -96,29 +96,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// OptionsFromConfig builds Options from the config section, reading the
-// webhook tokens. The caller adds Logger, Observer and Host.
-func OptionsFromConfig(c config.NotifyConfig) (Options, error) {
-	o := Options{
-		QueueSize:          c.QueueSize,
-		OnLockCommand:      c.OnLockCommand,
-		CommandTimeout:     c.CommandTimeout.Duration,
-		CommandConcurrency: c.CommandConcurrency,
-		AuditLog:           c.AuditLog,
-	}
-	for i, w := range c.Webhooks {
-		tok, err := w.Token()
-		if err != nil {
-			return Options{}, fmt.Errorf("notify.webhooks[%d]: %w", i, err)
-		}
-		o.Webhooks = append(o.Webhooks, Webhook{
-			URL: w.URL, Token: Secret(tok), TokenHeader: w.TokenHeader,
-			Timeout: w.Timeout.Duration, Retries: w.RetryCount(),
-		})
-	}
-	return o, nil
-}
-
 // sink is one destination with its own bounded queue.
 type sink struct {
 	kind    string

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/abusemilter/abusemilter/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"

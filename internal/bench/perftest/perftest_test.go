@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 	"github.com/abusemilter/abusemilter/internal/config"
-	"github.com/abusemilter/abusemilter/internal/loadgen"
 )
 
 func TestConfigOwnsGeneratedMail(t *testing.T) {

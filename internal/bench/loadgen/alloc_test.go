@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // TestMilterPacketsAllocateLittle guards the patch in

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/abusemilter/abusemilter/internal/loadgen"
+	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 )
 
 // ConfigOptions shapes a generated daemon configuration.

@@ -14,7 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testenv"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"math/big"
 	"net"
 	"os"

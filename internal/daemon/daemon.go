@@ -1,9 +1,10 @@
-package main
+package daemon
 
 import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/abusemilter/abusemilter/internal/app"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/metrics"
@@ -23,11 +23,30 @@ import (
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
+	"github.com/redis/go-redis/v9"
 )
 
-// daemon is the running milter and what a reload replaces.
-type daemon struct {
-	opts    options
+// Options are what the command line hands the daemon.
+type Options struct {
+	// ConfigPath is the file a SIGHUP reads again; "" when the daemon runs
+	// on built-in defaults, and a reload then has nothing to do.
+	ConfigPath string
+	// Load reads the config again for a reload: the file with the command
+	// line's overrides applied, validated.
+	Load func() (*config.Config, error)
+	// Logger is the daemon's log; Level changes with log.level on reload.
+	Logger *zap.Logger
+	Level  zap.AtomicLevel
+}
+
+// ErrServing is wrapped by the errors Serve returns when the daemon could
+// not serve (the listener could not be opened, or the server stopped on its
+// own), as opposed to a clean stop.
+var ErrServing = errors.New("serving failed")
+
+// Daemon is the running milter and what a reload replaces.
+type Daemon struct {
+	opts    Options
 	log     *zap.Logger
 	level   zap.AtomicLevel
 	cfg     *config.Config
@@ -49,12 +68,14 @@ type daemon struct {
 	listening atomic.Bool
 }
 
-// newDaemon builds the engine and the server from a validated config.
-func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
-	d := &daemon{opts: o, log: logger, level: level, cfg: cfg, resolver: app.Resolver(cfg)}
+// New builds the engine and the server from a validated config.
+func New(cfg *config.Config, o Options) (*Daemon, error) {
+	logger := o.Logger
+	redis.SetLogger(redisLog{logger.Named("go-redis")})
+	d := &Daemon{opts: o, log: logger, level: o.Level, cfg: cfg, resolver: Resolver(cfg)}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version.Version, Commit: version.Commit})
 	d.sd = sdnotify.FromEnv(logger.Named("sdnotify"))
-	no, err := notify.OptionsFromConfig(cfg.Notify)
+	no, err := NotifyOptions(cfg.Notify)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +97,7 @@ func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.Atom
 	})
 	d.metrics.WatchSubscription(d.obs.subscribed)
 	d.metrics.ConfigLoaded()
-	so := serverOptions(cfg, engine, logger)
+	so := ServerOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)
 	so.Observer = d.obs
 	d.srv = milter.New(so)
@@ -85,7 +106,7 @@ func newDaemon(o options, cfg *config.Config, logger *zap.Logger, level zap.Atom
 
 // ready is the /readyz check: the milter listens and has an engine. A rate
 // store that does not answer is not "not ready": the fail mode decides.
-func (d *daemon) ready() error {
+func (d *Daemon) ready() error {
 	if !d.listening.Load() {
 		return errors.New("milter listener not up yet")
 	}
@@ -95,8 +116,8 @@ func (d *daemon) ready() error {
 	return nil
 }
 
-// serverOptions maps the config to the milter server's options.
-func serverOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logger) milter.Options {
+// ServerOptions maps the config to the milter server's options.
+func ServerOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logger) milter.Options {
 	return milter.Options{
 		Engine:      engine,
 		Logger:      logger,
@@ -110,43 +131,41 @@ func serverOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logge
 
 // build makes an engine for cfg. The old limiter (nil at start) is reused
 // when the rate settings did not change, so counters survive a reload.
-func (d *daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engine, ratelimit.Limiter, error) {
-	dir, err := app.Directory(cfg)
+func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engine, ratelimit.Limiter, error) {
+	dir, err := Directory(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	limiter := old
 	if old == nil || !sameLimiterSettings(d.cfg, cfg) {
-		if limiter, err = app.LimiterWith(cfg, ratelimit.Options{OnEvent: d.obs.storeEvent}); err != nil {
+		if limiter, err = LimiterWith(cfg, ratelimit.Options{OnEvent: d.obs.storeEvent}); err != nil {
 			return nil, nil, err
 		}
 	}
-	return app.Engine(cfg, dir, limiter, d.resolver), limiter, nil
+	return Engine(cfg, dir, limiter, d.resolver), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.
 func sameLimiterSettings(a, b *config.Config) bool {
-	return reflect.DeepEqual(a.Policy(), b.Policy()) && reflect.DeepEqual(a.Redis, b.Redis)
+	return reflect.DeepEqual(Policy(a), Policy(b)) && reflect.DeepEqual(a.Redis, b.Redis)
 }
 
-// serve listens, serves and handles signals until a stop; it returns the
-// exit code.
-func (d *daemon) serve(signals <-chan os.Signal) int {
-	lo, err := listenOptions(d.cfg)
+// Serve listens, serves and handles signals until a stop. It returns nil
+// after a clean stop and an error wrapping ErrServing when it could not
+// serve; the error is logged already.
+func (d *Daemon) Serve(signals <-chan os.Signal) error {
+	lo, err := ListenOptions(d.cfg)
 	if err != nil {
-		d.log.Error("cannot listen: " + err.Error())
-		return exitFailed
+		return d.failed("cannot listen", err)
 	}
 	ln, err := milter.Listen(d.cfg.Listen, lo)
 	if err != nil {
-		d.log.Error("cannot listen: " + err.Error())
-		return exitFailed
+		return d.failed("cannot listen", err)
 	}
 	msrv, err := d.metrics.Serve(d.cfg.Metrics.Listen, d.ready)
 	if err != nil {
 		ln.Close()
-		d.log.Error("cannot serve metrics: " + err.Error())
-		return exitFailed
+		return d.failed("cannot serve metrics", err)
 	}
 	defer msrv.Shutdown(context.Background())
 	watchdog, stopWatchdog := d.watchdog()
@@ -166,8 +185,7 @@ func (d *daemon) serve(signals <-chan os.Signal) int {
 		select {
 		case err := <-served:
 			d.sd.Status("milter server stopped: " + err.Error())
-			d.log.Error("milter server stopped: " + err.Error())
-			return exitFailed
+			return d.failed("milter server stopped", err)
 		case <-watchdog:
 			// Pinged from this loop, so a loop stuck in a reload or a
 			// signal is not pinged for, and systemd restarts it.
@@ -176,7 +194,7 @@ func (d *daemon) serve(signals <-chan os.Signal) int {
 			}
 		case sig := <-signals:
 			if sig == syscall.SIGHUP {
-				d.sd.Reloading("reloading " + cmp.Or(d.opts.configPath, "(no config file: nothing to reload)"))
+				d.sd.Reloading("reloading " + cmp.Or(d.opts.ConfigPath, "(no config file: nothing to reload)"))
 				if err := d.reload(); err != nil {
 					first, _, _ := strings.Cut(err.Error(), "\n")
 					d.sd.Ready(d.status("reload failed, running config kept (see the log): " + first))
@@ -194,7 +212,7 @@ func (d *daemon) serve(signals <-chan os.Signal) int {
 // watchdog returns a channel that ticks every half of systemd's watchdog
 // timeout ($WATCHDOG_USEC), or nil (never ticks) when no watchdog is
 // asked of this process, and the function that stops it.
-func (d *daemon) watchdog() (<-chan time.Time, func()) {
+func (d *Daemon) watchdog() (<-chan time.Time, func()) {
 	if d.sd == nil {
 		return nil, func() {}
 	}
@@ -222,7 +240,7 @@ func signalName(sig os.Signal) string {
 
 // status is the one-line state shown by systemctl status, with note
 // appended when not empty.
-func (d *daemon) status(note string) string {
+func (d *Daemon) status(note string) string {
 	s := "serving milter on " + d.listenAddr + ", mode " + d.cfg.Mode
 	if note != "" {
 		s += "; " + note
@@ -231,7 +249,7 @@ func (d *daemon) status(note string) string {
 }
 
 // stop shuts down gracefully within the configured grace.
-func (d *daemon) stop(sig os.Signal, served <-chan error) int {
+func (d *Daemon) stop(sig os.Signal, served <-chan error) error {
 	grace := d.cfg.Session.ShutdownGrace.Duration
 	d.log.Info("stopping", zap.String("signal", sig.String()), zap.Duration("grace", grace))
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -252,20 +270,27 @@ func (d *daemon) stop(sig os.Signal, served <-chan error) int {
 		d.log.Warn("notifications still queued at exit were dropped", zap.Error(nerr))
 	}
 	d.log.Info("stopped")
-	return exitOK
+	return nil
+}
+
+// failed logs why the daemon cannot serve and returns that as an error
+// wrapping ErrServing.
+func (d *Daemon) failed(what string, err error) error {
+	d.log.Error(what + ": " + err.Error())
+	return fmt.Errorf("%w: %s: %w", ErrServing, what, err)
 }
 
 // reload reads the config file again and swaps the engine. A broken config
 // is logged with all its problems and the running one stays; the error
 // returned is the reason, for the status line.
-func (d *daemon) reload() error {
-	if d.opts.configPath == "" {
+func (d *Daemon) reload() error {
+	if d.opts.ConfigPath == "" {
 		d.log.Info("SIGHUP: no config file given, nothing to reload")
 		return nil
 	}
-	cfg, err := loadConfig(d.opts)
+	cfg, err := d.opts.Load()
 	if err != nil {
-		fields := []zap.Field{zap.String("config", d.opts.configPath)}
+		fields := []zap.Field{zap.String("config", d.opts.ConfigPath)}
 		var ce *config.Error
 		if errors.As(err, &ce) {
 			fields = append(fields, zap.Strings("problems", ce.Problems))
@@ -278,7 +303,7 @@ func (d *daemon) reload() error {
 	}
 	engine, limiter, err := d.build(cfg, d.limiter)
 	if err != nil {
-		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.configPath), zap.Error(err))
+		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.ConfigPath), zap.Error(err))
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
