@@ -94,17 +94,26 @@ func LimiterWith(cfg *config.Config, opts ratelimit.Options) (ratelimit.Limiter,
 		opts.UsageThresholds = []float64{cfg.Notify.Threshold}
 	}
 	if cfg.Redis != nil {
-		ro, err := StoreOptions(cfg.Redis)
-		if err != nil {
-			return nil, err
-		}
-		r, err := ratelimit.NewRedis(ro, Policy(cfg), opts)
-		if err != nil {
-			return nil, fmt.Errorf("redis store: %w", err)
-		}
-		return r, nil
+		return RedisStore(cfg, opts)
 	}
 	return ratelimit.NewMemoryOptions(Policy(cfg), nil, opts), nil
+}
+
+// RedisStore opens the Redis store of a config that has a redis section,
+// as the daemon does; abusectl and the console connect through it too.
+func RedisStore(cfg *config.Config, opts ratelimit.Options) (*ratelimit.Redis, error) {
+	if cfg.Redis == nil {
+		return nil, fmt.Errorf("config %q has no redis section", cfg.Path)
+	}
+	ro, err := StoreOptions(cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ratelimit.NewRedis(ro, Policy(cfg), opts)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	return r, nil
 }
 
 // EngineOptions converts the config into engine options.
