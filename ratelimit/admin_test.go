@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -256,8 +255,6 @@ func TestParseSubject(t *testing.T) {
 		t.Errorf("client:nope parsed")
 	}
 }
-
-var _ = redistest.WaitFor
 
 func TestUsageEventsAndRecent(t *testing.T) {
 	ctx := context.Background()

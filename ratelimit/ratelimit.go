@@ -105,9 +105,9 @@ func (r Rate) String() string {
 // FormatWindow writes a window compactly: 10m, 1h, 24h, 90s.
 func FormatWindow(d time.Duration) string {
 	switch {
-	case d%time.Hour == 0:
+	case d > 0 && d%time.Hour == 0:
 		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d%time.Minute == 0:
+	case d > 0 && d%time.Minute == 0:
 		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
 	default:
 		return strconv.FormatInt(int64(d/time.Second), 10) + "s"

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -432,5 +431,3 @@ func BenchmarkRedisCheckAndCharge(b *testing.B) {
 		}
 	})
 }
-
-var _ = filepath.Join

@@ -27,17 +27,6 @@ type DKIMStream struct {
 	lastCR   bool
 }
 
-// NewDKIMStream starts verifying a message with the given headers, whose
-// values have no whitespace after the colon (as ParseMessage returns them):
-// each field is rebuilt as Name ": " Value, which suits relaxed header
-// canonicalization but not simple (RFC 6376 §3.4.1) for a field written
-// otherwise. With no DKIM-Signature header the stream does nothing and
-// Finish returns an empty, non-nil result. With a nil resolver nothing can
-// be verified and Finish returns nil ("not verified").
-func NewDKIMStream(ctx context.Context, resolver Resolver, headers []Header) *DKIMStream {
-	return newDKIMStream(ctx, resolver, headers, ": ")
-}
-
 // NewDKIMStreamRaw is NewDKIMStream for header fields whose Value is exactly
 // the text after the colon, leading whitespace included (as an MTA sends it
 // to a milter that negotiated SMFIP_HDR_LEADSPC): each field is rebuilt as

@@ -253,13 +253,6 @@ func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct
 	return findings, total
 }
 
-// Decide runs the rules only and turns their findings into a verdict (no
-// rate limits, no mode): what the offline scanner and the golden tests use.
-func (e *Engine) Decide(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) Verdict {
-	findings, score := e.Evaluate(ctx, env, msg, acct)
-	return e.judge(findings, score)
-}
-
 // runRule runs one rule and turns a panic into "did not fire", so that one
 // broken rule cannot take the milter down with it.
 func runRule(r Rule, c *Check) (reason string, fired bool) {

@@ -1,80 +1,16 @@
 package scoring
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
-	"io"
 	"net/mail"
 	"strings"
 	"time"
 )
 
-// ErrNoHeader is returned by ParseMessage for input that does not start
+// ErrNoHeader is returned by ParseBytes for input that does not start
 // with a header field.
 var ErrNoHeader = errors.New("no header field at start of message")
-
-// ParseMessage reads a raw RFC 5322 message: every header field in order
-// with its raw value (folding kept, line ends as written, without the final
-// line end), a body sample of at most bodyCap bytes, and the full body size.
-// It is tolerant: LF or CRLF line ends, a leading mbox "From " line, and a
-// header section that ends without a blank line (the first line that is not
-// a field starts the body). Memory stays bounded: a header line is cut at
-// MaxHeaderLine bytes and headers past MaxHeaderSection bytes are dropped.
-// It fails only when there is no header at all or the reader fails.
-//
-// It reads the header section (within those bounds) and the body sample
-// into memory and parses them with ParseBytes, the one parser.
-func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
-	br := bufio.NewReader(r)
-	var buf []byte
-	headerBytes := 0
-	haveField := false
-	for first := true; ; first = false {
-		line, eol, err := readCappedLine(br, MaxHeaderLine)
-		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("reading message header: %w", err)
-		}
-		if len(line) == 0 && eol == "" {
-			break // end of input
-		}
-		if headerBytes += len(line) + len(eol); headerBytes > MaxHeaderSection {
-			if err := skipHeaderSection(br); err != nil {
-				return nil, fmt.Errorf("reading message header: %w", err)
-			}
-			buf = append(buf, '\n') // the section ends here for ParseBytes
-			break
-		}
-		buf = append(append(buf, line...), eol...)
-		if len(line) == 0 || err != nil {
-			break // blank line or end of input
-		}
-		field, more := sectionLine(line, first, haveField)
-		if !more {
-			break // the first body line
-		}
-		haveField = haveField || field
-	}
-	if bodyCap < 0 {
-		bodyCap = 0
-	}
-	b := bytes.NewBuffer(buf)
-	if _, err := b.ReadFrom(io.LimitReader(br, bodyCap)); err != nil {
-		return nil, fmt.Errorf("reading message body: %w", err)
-	}
-	rest, err := io.Copy(io.Discard, br)
-	if err != nil {
-		return nil, fmt.Errorf("reading message body: %w", err)
-	}
-	m, err := ParseBytes(b.Bytes(), bodyCap)
-	if err != nil {
-		return nil, err
-	}
-	m.BodySize += rest
-	m.BodyTruncated = m.BodyTruncated || rest > 0
-	return m, nil
-}
 
 // sectionLine classifies a non-blank line of the header section (without
 // its line end): more reports whether the section goes on with it (a field,
@@ -92,11 +28,16 @@ func sectionLine(line []byte, first, haveField bool) (field, more bool) {
 	return ok, ok
 }
 
-// ParseBytes is ParseMessage for a message held in memory, without copying
-// it: the body sample is a slice of data (the caller must not change data
+// ParseBytes parses a raw RFC 5322 message held in memory: every header
+// field in order with its raw value (folding kept, line ends as written,
+// without the final line end), a body sample of at most bodyCap bytes, and
+// the full body size. It is tolerant: LF or CRLF line ends, a leading mbox
+// "From " line, and a header section that ends without a blank line (the
+// first line that is not a field starts the body). It does not copy data:
+// the body sample is a slice of data (the caller must not change data
 // afterwards) and every header name and value is a substring of one string
-// made of the header section. The same bounds apply: a header line is cut
-// at MaxHeaderLine bytes and headers past MaxHeaderSection bytes of header
+// made of the header section. Memory stays bounded: a header line is cut at
+// MaxHeaderLine bytes and headers past MaxHeaderSection bytes of header
 // section are dropped.
 func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 	// Pass 1: find the end of the header section and whether a line needs
@@ -209,58 +150,11 @@ func cutLongLines(section []byte) []byte {
 	return out
 }
 
-// Limits of ParseMessage on the header section.
+// Limits of ParseBytes on the header section.
 const (
 	MaxHeaderLine    = 128 << 10 // bytes kept of one physical header line
 	MaxHeaderSection = 4 << 20   // bytes of header section parsed
 )
-
-// readCappedLine reads one line and returns at most limit bytes of it
-// without its line end, and the line end ("\r\n", "\n", or "" at the end
-// of input); the rest of a longer line is read and dropped.
-func readCappedLine(br *bufio.Reader, limit int) (line []byte, eol string, err error) {
-	var prev byte // last byte of the previous fragment
-	for {
-		frag, err := br.ReadSlice('\n')
-		if room := limit + 2 - len(line); room > 0 {
-			line = append(line, frag[:min(room, len(frag))]...)
-		}
-		if err == bufio.ErrBufferFull {
-			prev = frag[len(frag)-1]
-			continue
-		}
-		if n := len(frag); n > 0 && frag[n-1] == '\n' {
-			before := prev
-			if n >= 2 {
-				before = frag[n-2]
-			}
-			eol = "\n"
-			line = bytes.TrimSuffix(line, []byte("\n"))
-			if before == '\r' {
-				eol = "\r\n"
-				line = bytes.TrimSuffix(line, []byte("\r"))
-			}
-		}
-		return line[:min(len(line), limit)], eol, err
-	}
-}
-
-// skipHeaderSection drops the rest of an oversized header section, up to
-// and including the blank line that ends it.
-func skipHeaderSection(br *bufio.Reader) error {
-	for {
-		line, eol, err := readCappedLine(br, 1)
-		if len(line) == 0 && eol != "" {
-			return nil
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
 
 func trimEOL(line []byte) []byte {
 	line = bytes.TrimSuffix(line, []byte("\n"))

@@ -9,15 +9,17 @@
 //	abusemilter --check-config [--config FILE]
 //	abusemilter --version
 //
-// Exit codes: 0 after a clean stop or a successful check; 1 when serving
-// fails (the listener cannot be opened, the engine cannot be built); 2 for
-// usage and configuration errors.
+// Exit codes (decided in run.go only): 0 after a clean stop or a
+// successful check; 1 when serving fails (the listener cannot be opened,
+// the engine cannot be built); 2 for usage and configuration errors.
 package main
 
 import (
 	"os"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.Execute(newRootCommand(os.Stdout, os.Stderr), os.Args[1:]))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -12,67 +11,68 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/logging"
-	"github.com/abusemilter/abusemilter/internal/version"
+	"github.com/spf13/cobra"
 )
 
-// Exit codes, decided here only.
+// Exit codes, decided here only (see the root command's help).
 const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+	exitOK     = cli.ExitOK
+	exitFailed = cli.ExitFailed
+	exitUsage  = cli.ExitUsage
 )
 
 // options are the command-line flags.
 type options struct {
 	configPath  string
 	checkConfig bool
-	showVersion bool
 	listen      string
 	logFormat   string
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// newRootCommand is the abusemilter command tree.
+func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o options
-	fs := flag.NewFlagSet("abusemilter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.configPath, "config", "", "YAML config `file` (default: built-in configuration)")
-	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration, print a summary and exit (exit 2 on errors)")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	fs.StringVar(&o.listen, "listen", "", "listen `address` inet:HOST:PORT or unix:/path (overrides the config's listen)")
-	fs.StringVar(&o.logFormat, "log-format", "", "log `format`: auto (console on a terminal, JSON otherwise), console or json (overrides log.format)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: abusemilter [--config FILE] [--listen ADDR] [--log-format auto|console|json]\n"+
-			"       abusemilter --check-config [--config FILE]\n       abusemilter --version\n\n")
-		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nSignals: SIGHUP reloads the config, SIGTERM/SIGINT stop gracefully.\n"+
-			"Exit codes: 0 clean stop or valid config, 1 serving failed, 2 usage or config error.\n")
+	root := &cobra.Command{
+		Use:   "abusemilter",
+		Short: "Outbound mail-abuse milter for Postfix and Sendmail",
+		Long: `abusemilter serves the milter protocol to Postfix or Sendmail and checks
+every message the provider's customers send against the e-mail abuse policy.
+With no --config it runs on built-in defaults: enforce mode, the embedded
+rate store, listening on inet:127.0.0.1:7357.
+
+Signals: SIGHUP reloads the config, SIGTERM and SIGINT stop gracefully.
+
+Exit codes:
+  0  clean stop, or a valid config with --check-config
+  1  serving failed (the listener could not be opened, the engine could not be built)
+  2  usage or configuration error`,
+		Example: `  abusemilter --config /etc/abusemilter/abusemilter.yaml
+  abusemilter --check-config --config /etc/abusemilter/abusemilter.yaml`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("unexpected arguments %q (all options are --flags)\nRun 'abusemilter --help' for usage.", args)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			return cli.Silent(run(o, stdout, stderr))
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (all options are --flags)", fs.Args())
-	}
-	return o, nil
+	f := root.Flags()
+	f.StringVar(&o.configPath, "config", "", "YAML config `file` (default: built-in configuration)")
+	f.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration, print a summary and exit (exit 2 on errors)")
+	f.StringVar(&o.listen, "listen", "", "listen `address` inet:HOST:PORT or unix:/path (overrides the config's listen)")
+	cli.EnumVar(root, &o.logFormat, "log-format", "", "log format: auto is console on a terminal, JSON otherwise (overrides log.format)", "auto", "console", "json")
+	cli.Setup(root, stdout, stderr)
+	return root
 }
 
-// run is the whole program; it returns the exit code.
-func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "abusemilter: %v\n", err)
-		return exitUsage
-	}
-	if o.showVersion {
-		fmt.Fprintf(stdout, "abusemilter %s\n", version.String())
-		return exitOK
-	}
+// run is the daemon's whole life; it returns the exit code.
+func run(o options, stdout, stderr io.Writer) int {
 	cfg, err := loadConfig(o)
 	if err != nil {
 		printConfigError(stderr, err)

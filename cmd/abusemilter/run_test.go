@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 )
 
 // writeConfig writes a config for a test daemon. Unless the body sets
@@ -25,7 +27,7 @@ func writeConfig(t *testing.T, dir, body string) string {
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(args, &out, &errOut)
+	code = cli.Execute(newRootCommand(&out, &errOut), args)
 	return code, out.String(), errOut.String()
 }
 

@@ -123,7 +123,7 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 			Kind: notify.LimitThreshold, Time: ev.At,
 			Dimension: string(ev.Dimension), Rule: ev.Dimension.RuleID(),
 			KeyKind: keyKind(ev.Subject.Kind), Key: ev.Subject.Name,
-			Used: ev.Used, Limit: ev.Rate.Limit, Window: notify.FormatWindow(ev.Rate.Window), Share: ev.Threshold,
+			Used: ev.Used, Limit: ev.Rate.Limit, Window: ratelimit.FormatWindow(ev.Rate.Window), Share: ev.Threshold,
 		})
 	}
 }

@@ -42,7 +42,7 @@ func FuzzMbox(f *testing.F) {
 			if int64(len(m.Data)) > int64(opts.MaxHeaderBytes)+readBufSize+opts.BodyCap {
 				t.Fatalf("kept %d bytes", len(m.Data))
 			}
-			if pm, err := scoring.ParseMessage(bytes.NewReader(m.Data), opts.BodyCap); err == nil {
+			if pm, err := scoring.ParseBytes(m.Data, opts.BodyCap); err == nil {
 				if int64(len(pm.Body)) > opts.BodyCap || pm.BodySize < int64(len(pm.Body)) {
 					t.Fatalf("body %d bytes, size %d", len(pm.Body), pm.BodySize)
 				}

@@ -52,7 +52,7 @@ func equal(t *testing.T, what string, got, want []string) {
 
 func bodyOf(t *testing.T, m *Message) string {
 	t.Helper()
-	pm, err := scoring.ParseMessage(bytes.NewReader(m.Data), 1<<20)
+	pm, err := scoring.ParseBytes(m.Data, 1<<20)
 	if err != nil {
 		t.Fatalf("%s: %v", m.Where(), err)
 	}
@@ -179,7 +179,7 @@ func TestBodyCapAndSize(t *testing.T) {
 	if m.Size() != int64(len("Subject: big\n\n")+len(body)) || m.Skipped != int64(len(body)-100) {
 		t.Errorf("size %d skipped %d", m.Size(), m.Skipped)
 	}
-	pm, err := scoring.ParseMessage(bytes.NewReader(m.Data), 100)
+	pm, err := scoring.ParseBytes(m.Data, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

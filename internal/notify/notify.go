@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -351,15 +350,4 @@ func (n *Notifier) Close(ctx context.Context) error {
 		err = errors.Join(err, n.audit.close())
 	}
 	return err
-}
-
-// FormatWindow writes a limit window as the config does: 10m, 1h, 90s.
-func FormatWindow(d time.Duration) string {
-	switch {
-	case d > 0 && d%time.Hour == 0:
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d > 0 && d%time.Minute == 0:
-		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-	}
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
+	"github.com/abusemilter/abusemilter/ratelimit"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -152,7 +153,7 @@ func TestWebhookReceivesLockAndThresholdEvents(t *testing.T) {
 	// The rate store saw 8 of 10 messages within 1h: past 80%.
 	n.Publish(Event{Kind: LimitThreshold, Account: "cust42", Rule: "ACCOUNT_MSG_RATE",
 		Dimension: "account_messages", KeyKind: "account", Key: "cust42",
-		Used: 8, Limit: 10, Window: FormatWindow(time.Hour), Share: 0.8})
+		Used: 8, Limit: 10, Window: ratelimit.FormatWindow(time.Hour), Share: 0.8})
 	r = receive(t, got)
 	assertJSON(t, r.raw, map[string]any{
 		"version": 1.0, "id": r.event.ID, "event": "limit_threshold",
@@ -177,14 +178,6 @@ func assertJSON(t *testing.T, got, want map[string]any) {
 	for k := range got {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected field %q = %#v", k, got[k])
-		}
-	}
-}
-
-func TestFormatWindow(t *testing.T) {
-	for d, want := range map[time.Duration]string{time.Hour: "1h", 24 * time.Hour: "24h", 10 * time.Minute: "10m", 90 * time.Second: "90s"} {
-		if got := FormatWindow(d); got != want {
-			t.Errorf("FormatWindow(%v) = %q, want %q", d, got, want)
 		}
 	}
 }
