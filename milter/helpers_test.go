@@ -1,12 +1,8 @@
 package milter_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +14,8 @@ import (
 
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
+	"github.com/abusemilter/abusemilter/internal/testutil/miltertest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -86,7 +84,7 @@ type harness struct {
 	logs *logBuffer
 }
 
-// start serves a milter on 127.0.0.1:0 until the test ends.
+// start serves a milter on a loopback port until the test ends.
 func start(t testing.TB, opts milter.Options) *harness {
 	t.Helper()
 	logs := &logBuffer{}
@@ -94,19 +92,7 @@ func start(t testing.TB, opts milter.Options) *harness {
 		opts.Logger = jsonLogger(logs)
 	}
 	srv := milter.New(opts)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, milter.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return &harness{srv: srv, addr: ln.Addr().String(), logs: logs}
+	return &harness{srv: srv, addr: miltertest.Serve(t, srv), logs: logs}
 }
 
 // session opens a negotiated client session, as Postfix does.
@@ -235,5 +221,3 @@ func alice(from string, rcpts ...string) message {
 }
 
 var msgSeq atomic.Int64
-
-var _ = context.Background

@@ -2,9 +2,7 @@ package milter_test
 
 import (
 	"context"
-	"errors"
 	"io"
-	"net"
 	"testing"
 
 	"go.uber.org/zap"
@@ -14,6 +12,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/bench/perftest"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
+	"github.com/abusemilter/abusemilter/internal/testutil/miltertest"
 	"github.com/abusemilter/abusemilter/milter"
 )
 
@@ -90,17 +89,5 @@ func startFromConfig(b *testing.B, customers int) loadgen.Target {
 		BodySample:  cfg.Message.BodySample.Bytes,
 		MaxHeaders:  cfg.Message.MaxHeaders,
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	b.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, milter.ErrServerClosed) {
-			b.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return loadgen.Target{Network: "tcp", Address: ln.Addr().String()}
+	return loadgen.Target{Network: "tcp", Address: miltertest.Serve(b, srv)}
 }

@@ -7,14 +7,15 @@
 //
 // Exit status: 0 when every message got a verdict, 1 when some failed
 // (connection or protocol errors, counted in the report), 2 for bad flags
-// or a message source or server that could not be set up.
+// or a message source or server that could not be set up. "milterload
+// --help" says it all; "milterload completion bash|zsh|fish" writes a
+// completion script.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -23,20 +24,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/abusemilter/abusemilter/internal/bench/loadgen"
 	"github.com/abusemilter/abusemilter/internal/bench/perftest"
-)
-
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+	"github.com/abusemilter/abusemilter/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	root := newRoot(os.Stdout, os.Stderr)
+	root.SetContext(ctx)
+	os.Exit(cli.Execute(root, os.Args[1:]))
 }
 
 // options are the command-line flags.
@@ -70,31 +70,89 @@ type options struct {
 	configMetrics string
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+const longHelp = `Drives a milter as Postfix would (CONNECT, HELO, then per message MAIL, RCPT,
+headers, body, end of message and ABORT; several messages per milter
+connection) and reports messages/s, latency per stage, verdicts and errors.
+--noop measures an in-process milter that accepts everything, the ceiling;
+with --target too, both run with the same load and the ratio is printed.
+
+Durations take Go's syntax (200ms, 10m, 1h30m) and whole days (1d).
+
+Exit status:
+  0  every message got a verdict (or --serve-noop, --write-config done)
+  1  some messages failed (connection or protocol errors, counted in the
+     report), or the report could not be written
+  2  bad flags or arguments, or a message source, target or server that
+     could not be set up`
+
+const examples = `  milterload --noop --count 20000
+  milterload --target inet:127.0.0.1:7357 --noop --duration 30s
+  milterload --target unix:/run/abusemilter/milter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
+  milterload --serve-noop inet:127.0.0.1:7358
+  milterload --write-config perf.yaml --target inet:127.0.0.1:7357 --accounts 3000`
+
+// newRoot builds the command. Its RunE is the one place that decides the
+// exit code: cli.Usagef and cli.Exit(cli.ExitUsage, ...) for bad flags and
+// anything that could not be set up, cli.Exit(cli.ExitFailed, ...) when
+// the report could not be written and cli.Silent(cli.ExitFailed) when some
+// messages failed (the report says which).
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	o := &options{}
-	fs := flag.NewFlagSet("milterload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: milterload [--target inet:HOST:PORT | unix:/PATH] [--noop] [flags]\n\n"+
-			"Drives a milter as Postfix would (CONNECT, HELO, then per message MAIL, RCPT, headers,\n"+
-			"body, end of message and ABORT; several messages per milter connection) and reports\n"+
-			"messages/s, latency per stage, verdicts and errors. --noop measures an in-process\n"+
-			"milter that accepts everything, the ceiling; with --target too, both run with the\n"+
-			"same load and the ratio is printed.\n\n"+
-			"Exit status: 0 every message got a verdict, 1 some failed, 2 bad flags or set-up.\n\nFlags:\n")
-		fs.PrintDefaults()
+	root := &cobra.Command{
+		Use:     "milterload [--target inet:HOST:PORT | unix:/PATH] [--noop]",
+		Short:   "Drive a milter with Postfix-like load and report throughput and latency",
+		Long:    longHelp,
+		Example: examples,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("unexpected argument %q (the milter address goes in --target)", args[0])
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return cli.Exit(cli.ExitUsage, err)
+			}
+			ctx := c.Context()
+			switch {
+			case o.serveNoOp != "":
+				return cli.Exit(cli.ExitUsage, serveNoOp(ctx, o.serveNoOp, stderr))
+			case o.writeConfig != "":
+				return cli.Exit(cli.ExitUsage, writeConfig(o))
+			}
+			summary, err := measure(ctx, o, stderr)
+			if err != nil {
+				return cli.Exit(cli.ExitUsage, err)
+			}
+			if o.json {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				err = enc.Encode(summary)
+			} else {
+				err = summary.WriteText(stdout)
+			}
+			if err != nil {
+				return cli.Exit(cli.ExitFailed, fmt.Errorf("write report: %w", err))
+			}
+			if summary.Failed() > 0 {
+				return cli.Silent(cli.ExitFailed)
+			}
+			return nil
+		},
 	}
+	fs := root.Flags()
+	fs.SortFlags = false
 	fs.StringVar(&o.target, "target", "", "milter address: inet:HOST:PORT or unix:/PATH")
 	fs.BoolVar(&o.noop, "noop", false, "measure an in-process no-op milter (before the target, if any)")
-	fs.StringVar(&o.noopNetwork, "noop-network", "tcp", "network of the no-op milter: tcp (127.0.0.1) or unix")
+	cli.EnumVar(root, &o.noopNetwork, "noop-network", "tcp", "network of the no-op milter: TCP on 127.0.0.1 or a unix socket", "tcp", "unix")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "milter connections in parallel")
 	fs.Int64Var(&o.count, "count", 0, "messages to send per run (default 10000 when no --duration)")
-	fs.DurationVar(&o.duration, "duration", 0, "run for this long (with --count: whichever ends first)")
+	cli.DurationVar(fs, &o.duration, "duration", 0, "run for this long (with --count: whichever ends first)")
 	fs.Float64Var(&o.rate, "rate", 0, "target messages/s, paced open-loop (0: as fast as the milter answers)")
 	fs.IntVar(&o.perConn, "messages-per-conn", 10, "messages per milter connection before it is closed")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "read and write timeout per milter packet")
-	fs.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "timeout to connect to the milter")
+	cli.DurationVar(fs, &o.timeout, "timeout", 10*time.Second, "read and write timeout per milter packet")
+	cli.DurationVar(fs, &o.dialTimeout, "dial-timeout", 5*time.Second, "timeout to connect to the milter")
 	fs.StringVar(&o.corpus, "corpus", "", "send the .eml files under this directory instead of generated messages")
 	fs.IntVar(&o.corpusLimit, "corpus-limit", 0, "read at most this many corpus files (0: all)")
 	fs.IntVar(&o.pool, "pool", 1000, "distinct generated messages (cycled)")
@@ -111,79 +169,41 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		"limits not reached) and exit")
 	fs.StringVar(&o.configRedis, "config-redis", "", "with --write-config: Redis URL of the store (default: embedded store)")
 	fs.StringVar(&o.configMetrics, "config-metrics", "", "with --write-config: metrics listen host:port (default: off)")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+	must(root.MarkFlagDirname("corpus"))
+	must(root.MarkFlagFilename("write-config", "yaml", "yml"))
+	cli.Setup(root, stdout, stderr)
+	return root
+}
+
+// must panics on a mistake in the flag set, which every test finds.
+func must(err error) {
+	if err != nil {
+		panic(err)
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (the milter address goes in --target)", fs.Arg(0))
-	}
+}
+
+// validate checks the flags that depend on each other and fills in the
+// default --count.
+func (o *options) validate() error {
 	if o.serveNoOp != "" {
-		return o, nil
+		return nil
 	}
 	if o.writeConfig != "" {
 		if o.target == "" {
-			return nil, errors.New("--write-config needs --target (the address the daemon is to listen on)")
+			return errors.New("--write-config needs --target (the address the daemon is to listen on)")
 		}
 		if o.accounts%loadgen.UsersPerCustomer != 0 {
-			return nil, fmt.Errorf("--accounts %d: must be a multiple of %d with --write-config", o.accounts, loadgen.UsersPerCustomer)
+			return fmt.Errorf("--accounts %d: must be a multiple of %d with --write-config", o.accounts, loadgen.UsersPerCustomer)
 		}
-		return o, nil
+		return nil
 	}
 	if o.target == "" && !o.noop {
-		return nil, errors.New("nothing to measure: give --target, --noop or both")
-	}
-	if o.noopNetwork != "tcp" && o.noopNetwork != "unix" {
-		return nil, fmt.Errorf("--noop-network %q: want tcp or unix", o.noopNetwork)
+		return errors.New("nothing to measure: give --target, --noop or both")
 	}
 	if o.count == 0 && o.duration == 0 {
 		o.count = 10000
 	}
-	return o, nil
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "milterload: %v\n", err)
-		return exitUsage
-	}
-	if o.serveNoOp != "" {
-		if err := serveNoOp(ctx, o.serveNoOp, stderr); err != nil {
-			fmt.Fprintf(stderr, "milterload: %v\n", err)
-			return exitUsage
-		}
-		return exitOK
-	}
-	if o.writeConfig != "" {
-		if err := writeConfig(o); err != nil {
-			fmt.Fprintf(stderr, "milterload: %v\n", err)
-			return exitUsage
-		}
-		return exitOK
-	}
-	summary, err := measure(ctx, o, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "milterload: %v\n", err)
-		return exitUsage
-	}
-	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(summary)
-	} else {
-		err = summary.WriteText(stdout)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "milterload: write report: %v\n", err)
-		return exitFailed
-	}
-	if summary.Failed() > 0 {
-		return exitFailed
-	}
-	return exitOK
+	return nil
 }
 
 // measure builds the message source and runs the no-op ceiling and the

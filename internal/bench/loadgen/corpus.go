@@ -2,14 +2,14 @@ package loadgen
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 // CorpusOptions says how corpus messages are sent.
@@ -67,49 +67,29 @@ func LoadCorpus(dir string, opts CorpusOptions) (Pool, error) {
 }
 
 // ParseMessage splits a raw RFC 5322 message into header fields and a CRLF
-// body and derives the envelope from its From, To and Cc fields (see
-// LoadCorpus). Client fields are left empty.
+// body with scoring.ParseBytes, the parser the milter's rules use, and
+// derives the envelope from its From, To and Cc fields (see LoadCorpus).
+// Line ends are made LF first, so a folded value keeps "\n" plus the
+// continuation line, as Postfix sends it. Client fields are left empty.
 func ParseMessage(raw []byte, maxRcpt int) (*Message, error) {
 	raw = bytes.ReplaceAll(raw, []byte("\r\n"), []byte("\n"))
-	var header []HeaderField
-	rest := raw
-	for len(rest) > 0 {
-		line, next, _ := bytes.Cut(rest, []byte("\n"))
-		if len(line) == 0 {
-			rest = next
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if len(header) == 0 {
-				return nil, errors.New("message starts with a continuation line")
-			}
-			header[len(header)-1].Value += "\n" + string(line)
-			rest = next
-			continue
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
-			break // not a field: the body starts here (no blank line)
-		}
-		value = bytes.TrimPrefix(value, []byte(" "))
-		header = append(header, HeaderField{Name: string(name), Value: string(value)})
-		rest = next
+	parsed, err := scoring.ParseBytes(raw, int64(len(raw)))
+	if err != nil {
+		return nil, err
 	}
-	if len(header) == 0 {
-		return nil, errors.New("no header fields")
+	header := make([]HeaderField, len(parsed.Headers))
+	for i, h := range parsed.Headers {
+		header[i] = HeaderField{Name: h.Name, Value: h.Value}
 	}
-	m := &Message{Header: header, Body: bytes.ReplaceAll(rest, []byte("\n"), []byte("\r\n"))}
-	m.Sender = firstAddress(header, "From")
+	m := &Message{Header: header, Body: bytes.ReplaceAll(parsed.Body, []byte("\n"), []byte("\r\n"))}
+	m.Sender = firstAddress(parsed, "From")
 	if m.Sender == "" {
-		m.Sender = firstAddress(header, "Return-Path", "Sender")
+		m.Sender = firstAddress(parsed, "Return-Path", "Sender")
 	}
 	m.Login = m.Sender
 	for _, name := range []string{"To", "Cc"} {
-		for _, f := range header {
-			if !strings.EqualFold(f.Name, name) {
-				continue
-			}
-			list, err := mail.ParseAddressList(unfold(f.Value))
+		for _, v := range parsed.Values(name) {
+			list, err := scoring.ParseAddressList(unfold(v))
 			if err != nil {
 				continue // a malformed list is the milter's business, not ours
 			}
@@ -126,16 +106,12 @@ func ParseMessage(raw []byte, maxRcpt int) (*Message, error) {
 	return m, nil
 }
 
-func firstAddress(header []HeaderField, names ...string) string {
+// firstAddress returns the first address of the first field of the names,
+// in that order, that has one.
+func firstAddress(m *scoring.Message, names ...string) string {
 	for _, name := range names {
-		for _, f := range header {
-			if !strings.EqualFold(f.Name, name) {
-				continue
-			}
-			if a, err := mail.ParseAddress(unfold(f.Value)); err == nil {
-				return a.Address
-			}
-			if list, err := mail.ParseAddressList(unfold(f.Value)); err == nil && len(list) > 0 {
+		for _, v := range m.Values(name) {
+			if list, err := scoring.ParseAddressList(unfold(v)); err == nil && len(list) > 0 {
 				return list[0].Address
 			}
 		}
@@ -143,4 +119,7 @@ func firstAddress(header []HeaderField, names ...string) string {
 	return ""
 }
 
+// unfold removes the folding of a header value (its values have LF line
+// ends only), which net/mail's address parser does not take. scoring has
+// the same function but does not export it.
 func unfold(v string) string { return strings.ReplaceAll(v, "\n", "") }

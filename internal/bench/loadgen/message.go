@@ -6,7 +6,7 @@ import (
 )
 
 // HeaderField is one header field as a milter receives it: the name, and the
-// value after the colon with its leading space removed and any folding kept
+// value after the colon with its leading blanks removed and any folding kept
 // as "\n" plus the continuation line (what Postfix sends).
 type HeaderField struct {
 	Name  string

@@ -191,6 +191,34 @@ func TestParseMessage(t *testing.T) {
 	}
 }
 
+// ParseMessage reads what scoring.ParseBytes reads: an mbox "From " line
+// is skipped, a folded address list is unfolded for the envelope, encoded
+// display names do not get in the way, and a body without a blank line
+// before it starts at the first line that is not a field.
+func TestParseMessageAsScoringParses(t *testing.T) {
+	raw := "From alice@customer1.example Fri Nov 27 06:00:00 2026\n" +
+		"From: =?utf-8?q?Al=C3=AFce?= <alice@customer1.example>\n" +
+		"To: bob@example.org,\n carol@example.net\n" +
+		"Subject: folded\n\tsubject\n" +
+		"the body\n"
+	m, err := ParseMessage([]byte(raw), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Header) != 3 || m.Header[0].Name != "From" || m.Header[2].Value != "folded\n\tsubject" {
+		t.Errorf("header %q", m.Header)
+	}
+	if m.Sender != "alice@customer1.example" {
+		t.Errorf("sender %q", m.Sender)
+	}
+	if !slices.Equal(m.Recipients, []string{"bob@example.org", "carol@example.net"}) {
+		t.Errorf("recipients %q", m.Recipients)
+	}
+	if string(m.Body) != "the body\r\n" {
+		t.Errorf("body %q", m.Body)
+	}
+}
+
 func TestLoadCorpusNamesTheBadFile(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "a.eml"), []byte("From: a@example.org\r\nTo: b@example.org\r\n\r\nhi\r\n"), 0o644); err != nil {
