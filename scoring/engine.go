@@ -42,6 +42,11 @@ type Options struct {
 	Now         func() time.Time
 	// Rules replaces the built-in rule set (tests); nil means DefaultRules().
 	Rules []Rule
+	// OnRulePanic, when set, is told of every rule that panicked, with the
+	// rule's ID and the panic value. The message is decided as if the rule
+	// had not fired. It is called on the message's goroutine and must not
+	// block.
+	OnRulePanic func(rule string, value any)
 }
 
 // DefaultDNSBudget bounds the DNS time the rules spend on one message when
@@ -237,7 +242,7 @@ func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct
 	var findings []Finding
 	var total float64
 	for _, r := range e.rules {
-		reason, fired := runRule(r, c)
+		reason, fired := e.runRule(r, c)
 		if !fired {
 			continue
 		}
@@ -254,11 +259,14 @@ func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct
 }
 
 // runRule runs one rule and turns a panic into "did not fire", so that one
-// broken rule cannot take the milter down with it.
-func runRule(r Rule, c *Check) (reason string, fired bool) {
+// broken rule cannot take the milter down with it; OnRulePanic hears of it.
+func (e *Engine) runRule(r Rule, c *Check) (reason string, fired bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			reason, fired = "", false
+			if e.opts.OnRulePanic != nil {
+				e.opts.OnRulePanic(r.ID, p)
+			}
 		}
 	}()
 	return r.Check(c)

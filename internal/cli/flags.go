@@ -26,6 +26,9 @@ func (d *durationValue) Set(s string) error {
 }
 
 func (d *durationValue) String() string {
+	if *d == 0 {
+		return "0" // pflag leaves a zero default out of the help
+	}
 	return config.Duration{Duration: time.Duration(*d)}.String()
 }
 

@@ -147,13 +147,24 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 // Engine builds the engine over a directory and limiter.
 // The directory's own domains are added to the customer domains that
 // lookalikes are compared against.
-func Engine(cfg *config.Config, dir *identity.Directory, limiter ratelimit.Limiter, resolver scoring.Resolver) *scoring.Engine {
+func Engine(cfg *config.Config, dir *identity.Directory, limiter ratelimit.Limiter, resolver scoring.Resolver, extra ...EngineOption) *scoring.Engine {
 	opts := EngineOptions(cfg)
 	opts.Resolver = resolver
 	for _, a := range dir.Accounts() {
 		opts.Settings.CustomerDomains = append(opts.Settings.CustomerDomains, a.Domains()...)
 	}
+	for _, o := range extra {
+		o(&opts)
+	}
 	return scoring.NewEngine(dir, limiter, opts)
+}
+
+// EngineOption adds to the engine options the config gives.
+type EngineOption func(*scoring.Options)
+
+// WithRulePanicHandler has f told of every rule that panics.
+func WithRulePanicHandler(f func(rule string, value any)) EngineOption {
+	return func(o *scoring.Options) { o.OnRulePanic = f }
 }
 
 // Resolver builds the caching DNS resolver the config asks for, or nil when

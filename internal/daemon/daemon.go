@@ -142,7 +142,7 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 			return nil, nil, err
 		}
 	}
-	return Engine(cfg, dir, limiter, d.resolver), limiter, nil
+	return Engine(cfg, dir, limiter, d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +28,40 @@ type observer struct {
 	// not an atomic.Value holding the limiter: that one panics when a
 	// reload swaps a *ratelimit.Memory for a *ratelimit.Redis.
 	store atomic.Pointer[storeSources]
+
+	// panicsMu guards panicLogged: when each rule's panic was last logged.
+	panicsMu    sync.Mutex
+	panicLogged map[string]time.Time
+	now         func() time.Time // default time.Now
+}
+
+// rulePanicLogEvery is how often a rule that keeps panicking is logged.
+const rulePanicLogEvery = time.Minute
+
+// rulePanicked counts a rule's panic and logs it once a minute per rule,
+// with its ID and the panic value: a broken rule must not stop firing
+// silently, nor flood the log at the message rate.
+func (o *observer) rulePanicked(rule string, value any) {
+	o.metrics.RulePanicked(rule)
+	now := time.Now
+	if o.now != nil {
+		now = o.now
+	}
+	t := now()
+	o.panicsMu.Lock()
+	last, seen := o.panicLogged[rule]
+	due := !seen || t.Sub(last) >= rulePanicLogEvery
+	if due {
+		if o.panicLogged == nil {
+			o.panicLogged = make(map[string]time.Time)
+		}
+		o.panicLogged[rule] = t
+	}
+	o.panicsMu.Unlock()
+	if due {
+		o.log.Error("rule panicked; the message is decided as if it had not fired (logged at most once a minute per rule)",
+			zap.String("rule", rule), zap.String("panic", fmt.Sprint(value)))
+	}
 }
 
 // storeSources are the views of the limiter in use that metrics and

@@ -69,6 +69,8 @@ type Metrics struct {
 	notifySent    *prometheus.CounterVec
 	notifyFailed  *prometheus.CounterVec
 	notifyDropped *prometheus.CounterVec
+
+	rulePanics *prometheus.CounterVec
 }
 
 // New creates the metrics on a fresh registry, together with the Go runtime
@@ -116,6 +118,9 @@ func New(build BuildInfo) *Metrics {
 	m.notifyDropped = counterVec("notify_dropped_total",
 		"Notification events dropped because the sink's queue was full (or the notifier was closed), by sink.", "sink")
 
+	m.rulePanics = counterVec("rule_panics_total",
+		"Rules that panicked while checking a message, by rule ID; the message was decided as if the rule had not fired.", "rule")
+
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help: "Always 1; the labels identify the running binary.",
@@ -129,6 +134,7 @@ func New(build BuildInfo) *Metrics {
 		m.locks, m.unlocks,
 		m.reloads, m.reloadFailures, m.lastReload,
 		m.notifySent, m.notifyFailed, m.notifyDropped,
+		m.rulePanics,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -155,6 +161,14 @@ func (m *Metrics) Decision(action, clause, rule string, findings []string, d tim
 		m.findings.WithLabelValues(orNone(f)).Inc()
 	}
 	m.decisionLatency.WithLabelValues(action).Observe(d.Seconds())
+}
+
+// RulePanicked counts a rule that panicked while checking a message.
+func (m *Metrics) RulePanicked(rule string) {
+	if m == nil {
+		return
+	}
+	m.rulePanics.WithLabelValues(orNone(rule)).Inc()
 }
 
 // SessionOpened counts a milter session (MTA connection) as open.
