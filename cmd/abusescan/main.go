@@ -6,13 +6,13 @@
 // would have deferred or rejected and why, and can replay the rate limits
 // over the messages in Date order.
 //
+// The scan itself is internal/scan; this command parses the flags, loads
+// the config, shows the progress bar and decides the exit status.
 // See docs/abusescan.md for the report formats.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,22 +20,28 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
+	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/mailbox"
+	"github.com/abusemilter/abusemilter/internal/scan"
 )
 
-// Exit codes, decided in run and documented in the help text.
+// Exit codes, decided in scanInputs only and documented in longHelp.
 const (
-	exitOK    = 0 // nothing at or above --fail-on
-	exitFound = 1 // at least one message at or above --fail-on
-	exitUsage = 2 // usage or config error
+	exitOK    = cli.ExitOK     // nothing at or above --fail-on
+	exitFound = cli.ExitFailed // at least one message at or above --fail-on
+	exitUsage = cli.ExitUsage  // usage, config or scan error
 )
 
-const usageText = `usage: abusescan [flags] INPUT...
-
-Scans stored mail with abusemilter's rules and config and reports what the
+const longHelp = `Scans stored mail with abusemilter's rules and config and reports what the
 milter would have done with each message. An INPUT is a message (.eml), an
 mbox (mboxo or mboxrd), either gzip-compressed, a Maildir folder, a
 directory (walked recursively), or - for standard input; what an input is
-comes from its content, not its name.
+comes from its content, not its name. Flags may come before or after the
+inputs; after --, every argument is an input.
 
 Who sent the mail:
   (default)              the configured account whose send-as covers the
@@ -47,86 +53,119 @@ Who sent the mail:
                          the fly when the config has none): for other
                          people's mail, so identity rules do not fire on all
 
-Flags:
-`
-
-const exitText = `
 Exit status:
   0  no message at or above --fail-on
   1  at least one message at or above --fail-on
-  2  usage or config error
-`
+  2  usage or config error, an unreadable config, a report that could not
+     be written, or an interrupted scan`
+
+// invocation is one parsed command line.
+type invocation struct {
+	configPath string
+	noProgress bool
+	opts       scan.Options
+	stdin      io.Reader
+	stdout     io.Writer
+	stderr     io.Writer
+}
 
 func main() {
-	opts, err := parseArgs(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(exitOK)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "abusescan: %v\n", err)
-		os.Exit(exitUsage)
-	}
-	opts.Stdin = os.Stdin
 	if os.Getenv("GOGC") == "" {
 		// Live memory is small and bounded; collect less often.
 		debug.SetGCPercent(400)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, opts, os.Stdout, os.Stderr)
+	root := command(os.Stdin, os.Stdout, os.Stderr, scanInputs)
+	root.SetContext(ctx)
+	code := cli.Execute(root, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
 
-// parseArgs turns command-line arguments into options. Help output and
-// flag errors go to stderr.
-func parseArgs(args []string, stderr io.Writer) (options, error) {
-	var o options
-	fs := flag.NewFlagSet("abusescan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.ConfigPath, "config", "", "abusemilter config `FILE` (default: built-in defaults)")
-	fs.StringVar(&o.Account, "account", "", "scan as if `LOGIN` (a login or account name) sent every message")
-	fs.BoolVar(&o.AccountFromSender, "account-from-sender", false, "scan each message as sent by an account owning its From domain")
-	fs.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
-	fs.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
-	fs.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
-	fs.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
-	fs.StringVar(&o.Format, "format", "text", "report `FORMAT`: text, json (JSON lines) or csv")
-	fs.StringVar(&o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse: reject, defer or never")
-	fs.IntVar(&o.Jobs, "j", runtime.NumCPU(), "run `N` parallel workers (default: the number of CPUs)")
-	fs.StringVar(&o.MboxVariant, "mbox-variant", "mboxo", "mbox quoting `VARIANT`: mboxo (\">From \" only) or mboxrd (\">*From \")")
-	fs.BoolVar(&o.NoProgress, "no-progress", false, "never show the progress bar (it shows only when stderr is a terminal)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usageText)
-		printFlags(stderr, fs)
-		fmt.Fprint(stderr, exitText)
+// command builds abusescan's command tree; run does the work of the root
+// command with the parsed invocation (tests replace it).
+func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context, *invocation) error) *cobra.Command {
+	inv := &invocation{stdin: stdin, stdout: stdout, stderr: stderr}
+	o := &inv.opts
+	root := &cobra.Command{
+		Use:   "abusescan [flags] INPUT...",
+		Short: "Scan stored mail with abusemilter's rules and config",
+		Long:  longHelp,
+		Example: `  abusescan --config /etc/abusemilter/abusemilter.yaml --account alice ~alice/Maildir/.Sent
+  abusescan complaints/ --account-from-sender --as-received --now received --format json
+  zcat queue-dump.mbox.gz | abusescan --account shop-webapp -`,
+		// Inputs are files; subcommands (help, completion) still resolve.
+		Args: cobra.ArbitraryArgs,
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			return nil, cobra.ShellCompDirectiveDefault // file names
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cli.Usagef("no input given (use - for standard input)")
+			}
+			o.Inputs = args
+			return run(c.Context(), inv)
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	o.Inputs = fs.Args()
-	if len(o.Inputs) == 0 {
-		fs.Usage()
-		return o, errors.New("no input given (use - for standard input)")
-	}
-	return o, nil
+	f := root.Flags()
+	f.SortFlags = false
+	f.StringVar(&inv.configPath, "config", "", "abusemilter config `FILE` (default: built-in defaults)")
+	f.StringVar(&o.Account, "account", "", "scan as if `LOGIN` (a login or account name) sent every message")
+	f.BoolVar(&o.AccountFromSender, "account-from-sender", false, "scan each message as sent by an account owning its From domain")
+	f.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
+	f.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
+	f.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
+	f.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
+	cli.EnumVar(root, &o.Format, "format", "text", "report `FORMAT`; json is JSON lines", scan.Formats...)
+	cli.EnumVar(root, &o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse", scan.FailOns...)
+	f.IntVarP(&o.Jobs, "jobs", "j", 0, "run `N` parallel workers (default: the number of CPUs)")
+	cli.EnumVar(root, &o.MboxVariant, "mbox-variant", string(mailbox.MboxO), "mbox quoting `VARIANT`: mboxo unquotes \">From \" only, mboxrd \">*From \"", scan.MboxVariants...)
+	f.BoolVar(&inv.noProgress, "no-progress", false, "never show the progress bar (it shows only when stderr is a terminal)")
+	mustDo(root.MarkFlagFilename("config", "yaml", "yml"))
+	mustDo(root.RegisterFlagCompletionFunc("now", cobra.FixedCompletions([]cobra.Completion{scan.NowReceived}, cobra.ShellCompDirectiveNoFileComp)))
+	mustDo(root.RegisterFlagCompletionFunc("account", cobra.NoFileCompletions))
+	cli.Setup(root, stdout, stderr)
+	return root
 }
 
-// printFlags lists the flags as they are meant to be written: --long,
-// and -j for the one-letter flag.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		dash := "--"
-		if len(f.Name) == 1 {
-			dash = "-"
+// scanInputs runs the scan of an invocation; it is the one place that
+// decides abusescan's exit status.
+func scanInputs(ctx context.Context, inv *invocation) error {
+	cfg := config.Default()
+	if inv.configPath != "" {
+		var err error
+		if cfg, err = config.Load(inv.configPath); err != nil {
+			return cli.Exit(exitUsage, err)
 		}
-		line := "  " + dash + f.Name
-		if arg != "" {
-			line += " " + arg
-		}
-		if f.DefValue != "" && f.DefValue != "false" && f.Name != "j" {
-			usage += fmt.Sprintf(" (default %q)", f.DefValue)
-		}
-		fmt.Fprintf(w, "%s\n      %s\n", line, usage)
-	})
+	}
+	o := inv.opts
+	o.Stdin = inv.stdin
+	if o.Jobs == 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	o.Warn = func(p *mailbox.Problem) { fmt.Fprintf(inv.stderr, "abusescan: warning: %v\n", p) }
+	bar := newProgressBar(inv.stderr, inv.noProgress)
+	if bar != nil {
+		o.Progress = bar.update
+	}
+	s, err := scan.New(cfg, o)
+	if err != nil {
+		return cli.Exit(exitUsage, err)
+	}
+	res, err := s.Run(ctx, inv.stdout, inv.stderr)
+	bar.finish()
+	switch {
+	case err != nil:
+		return cli.Exit(exitUsage, err)
+	case res.Failing > 0:
+		return cli.Silent(exitFound)
+	}
+	return nil
+}
+
+// mustDo panics on a programming error in the command tree.
+func mustDo(err error) {
+	if err != nil {
+		panic(err)
+	}
 }

@@ -4,497 +4,220 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/abusemilter/abusemilter/scoring"
+	"github.com/abusemilter/abusemilter/internal/cli"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const mailboxes = "../../testdata/mailboxes"
 
 func mb(name string) string { return filepath.Join(mailboxes, name) }
 
-// scanOpts returns options for a test scan with the test config.
-func scanOpts(inputs ...string) options {
-	return options{
-		ConfigPath: mb("abusescan.yaml"), Format: "json", FailOn: "reject", Jobs: 2,
-		Now: "2026-11-20T12:00:00Z", NoProgress: true, Inputs: inputs,
-	}
+type outcome struct {
+	code           int
+	stdout, stderr string
 }
 
-type result struct {
-	code     int
-	stdout   string
-	stderr   string
-	messages []jsonMessage
-	summary  jsonSummary
-}
-
-func runScan(t *testing.T, o options) result {
+// execute runs the command line with run as the root command's work.
+func execute(t *testing.T, run func(context.Context, *invocation) error, args ...string) outcome {
 	t.Helper()
 	var out, errb bytes.Buffer
-	r := result{code: run(context.Background(), o, &out, &errb)}
-	r.stdout, r.stderr = out.String(), errb.String()
-	if o.Format != "json" {
-		return r
-	}
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	for i, l := range lines {
-		if l == "" {
-			continue
-		}
-		if i == len(lines)-1 {
-			if err := json.Unmarshal([]byte(l), &r.summary); err != nil || !r.summary.Summary {
-				t.Fatalf("last line is not a summary: %v: %s", err, l)
-			}
-			continue
-		}
-		var m jsonMessage
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("line %d: %v: %s", i+1, err, l)
-		}
-		r.messages = append(r.messages, m)
-	}
-	return r
+	root := command(strings.NewReader(""), &out, &errb, run)
+	root.SetContext(context.Background())
+	code := cli.Execute(root, args)
+	return outcome{code, out.String(), errb.String()}
 }
 
-// verdicts lists "where verdict RULES" for each message.
-func verdicts(ms []jsonMessage) []string {
-	var out []string
-	for _, m := range ms {
-		where := filepath.Base(m.File)
-		if m.Format == "mbox" {
-			where = fmt.Sprintf("%s:%d", where, m.Offset)
-		}
-		out = append(out, strings.TrimSpace(where+" "+m.Verdict+" "+strings.Join(m.Rules, ",")))
-	}
-	return out
-}
-
-// tempFile writes data to a file of that name in a fresh temporary
-// directory and returns its path.
-func tempFile(t *testing.T, name, data string) string {
+// parse returns the invocation a command line makes, without scanning.
+func parse(t *testing.T, args ...string) (*invocation, outcome) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	var got *invocation
+	o := execute(t, func(_ context.Context, inv *invocation) error {
+		got = inv
+		return nil
+	}, args...)
+	return got, o
 }
 
-func check(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("%s:\ngot:\n  %s\nwant:\n  %s", what, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+// scanArgs are the flags of a test scan with the test config.
+func scanArgs(args ...string) []string {
+	return append([]string{"--config", mb("abusescan.yaml"), "--now", "2026-11-20T12:00:00Z", "-j", "2", "--no-progress"}, args...)
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		o := execute(t, scanInputs, args...)
+		if o.code != exitOK || o.stderr != "" || !strings.Contains(o.stdout, "Exit status:") || !strings.Contains(o.stdout, "--fail-on") ||
+			!strings.Contains(o.stdout, "1  at least one message at or above --fail-on") {
+			t.Errorf("%v: exit %d, stderr %q, stdout:\n%s", args, o.code, o.stderr, o.stdout)
+		}
+	}
+	o := execute(t, scanInputs, "help", "completion")
+	if o.code != exitOK || o.stderr != "" || !strings.Contains(o.stdout, "bash") || !strings.Contains(o.stdout, "fish") {
+		t.Errorf("help completion: exit %d, stderr %q, stdout:\n%s", o.code, o.stderr, o.stdout)
 	}
 }
 
-func counts(t *testing.T, r result, messages, accepted, deferred, rejected, unreadable int) {
-	t.Helper()
-	s := r.summary
-	if s.Messages != messages || s.Accepted != accepted || s.Deferred != deferred || s.Rejected != rejected || s.Unreadable != unreadable {
-		t.Errorf("summary %d messages %d/%d/%d accepted/deferred/rejected, %d unreadable; want %d %d/%d/%d, %d\nstderr: %s",
-			s.Messages, s.Accepted, s.Deferred, s.Rejected, s.Unreadable, messages, accepted, deferred, rejected, unreadable, r.stderr)
+func TestVersion(t *testing.T) {
+	o := execute(t, scanInputs, "--version")
+	if o.code != exitOK || !strings.HasPrefix(o.stdout, "abusescan ") || strings.Count(o.stdout, "\n") != 1 || o.stderr != "" {
+		t.Errorf("--version: exit %d, stdout %q, stderr %q", o.code, o.stdout, o.stderr)
 	}
 }
 
-const forged = "FROM_DOMAIN_NOT_OWNED"
+func TestUnknownFlag(t *testing.T) {
+	for _, args := range [][]string{{"--nope"}, {mb("sent.mbox"), "--nope"}, {"--config", "x.yaml", "--nope", "a"}} {
+		o := execute(t, scanInputs, args...)
+		lines := strings.Split(strings.TrimRight(o.stderr, "\n"), "\n")
+		if o.code != exitUsage || len(lines) > 2 || !strings.Contains(lines[0], "--nope") || o.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and at most two lines naming --nope", args, o.code, o.stdout, o.stderr)
+		}
+	}
+}
 
-func TestMboxVariantsAndGzip(t *testing.T) {
-	for _, tc := range []struct {
-		file, variant string
-		last          int // the mboxrd escape of ">From " is one byte longer
-	}{
-		{"sent.mbox", "mboxo", 726}, {"sent.mboxrd", "mboxrd", 727}, {"sent.mbox.gz", "", 726},
+func TestParse(t *testing.T) {
+	inv, o := parse(t, "--config", "c.yaml", "--account-from-sender", "-j", "3", "--now", "received", "a", "-")
+	if o.code != exitOK || inv == nil || inv.configPath != "c.yaml" || !inv.opts.AccountFromSender || inv.opts.Jobs != 3 ||
+		inv.opts.Now != "received" || strings.Join(inv.opts.Inputs, " ") != "a -" {
+		t.Fatalf("parse = %+v, %+v", inv, o)
+	}
+	// Flags after the inputs, and -- ending the flags.
+	inv, o = parse(t, "a", "--format", "csv", "b", "--account", "alice", "--as-received", "--", "--c")
+	if o.code != exitOK || inv.opts.Format != "csv" || inv.opts.Account != "alice" || !inv.opts.AsReceived ||
+		strings.Join(inv.opts.Inputs, " ") != "a b --c" {
+		t.Errorf("flags after inputs: %+v, %+v", inv, o)
+	}
+	if inv, _ = parse(t, "--dns", "x.mbox"); inv == nil || !inv.opts.DNS {
+		t.Errorf("--dns: %+v", inv)
+	}
+	inv, _ = parse(t, "x")
+	if inv.opts.Format != "text" || inv.opts.FailOn != "reject" || inv.opts.MboxVariant != "mboxo" || inv.opts.Jobs != 0 || inv.noProgress {
+		t.Errorf("defaults: %+v", inv.opts)
+	}
+	for _, args := range [][]string{
+		{"--config", "x.yaml", "--bogus"},
+		{"--format", "json"}, // no input
+		{"--format", "xml", "a"},
+		{"--fail-on", "maybe", "a"},
+		{"--mbox-variant", "mboxcl", "a"},
 	} {
-		t.Run(tc.file, func(t *testing.T) {
-			o := scanOpts(mb(tc.file))
-			o.Account, o.MboxVariant = "alice", tc.variant
-			r := runScan(t, o)
-			if r.code != exitFound {
-				t.Errorf("exit %d, want %d (a rejected message)", r.code, exitFound)
-			}
-			check(t, "verdicts", verdicts(r.messages), []string{
-				tc.file + ":0 accept", tc.file + ":207 reject " + forged, tc.file + ":463 accept", fmt.Sprintf("%s:%d accept", tc.file, tc.last),
-			})
-			counts(t, r, 4, 3, 0, 1, 0)
-			if m := r.messages[1]; m.Reply != "550 5.7.1 Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)" ||
-				m.From != "service@paypal.com" || strings.Join(m.Recipients, ",") != "victim@example.net,other@example.net" || m.Account != "alice" {
-				t.Errorf("forged message: %+v", m)
-			}
-		})
-	}
-}
-
-func TestMaildirAndSenderAccounts(t *testing.T) {
-	// Without --account, the account comes from the sender: alice's mail
-	// is alice's; the forged PayPal address belongs to no account and the
-	// engine treats it as a login equal to that address (login_is_address).
-	r := runScan(t, scanOpts(mb("maildir")))
-	check(t, "verdicts", verdicts(r.messages), []string{
-		"1700000001.M1P1.host:2,S accept", "1700000002.M2P1.host:2,S accept", "1700000003.M3P1.host accept",
-	})
-	if got := []string{r.messages[0].Account, r.messages[1].Account, r.messages[2].Account}; strings.Join(got, " ") != "alice service@paypal.com alice" {
-		t.Errorf("accounts = %q", got)
-	}
-	counts(t, r, 3, 3, 0, 0, 0)
-	if r.code != exitOK {
-		t.Errorf("exit %d, want 0", r.code)
-	}
-	o := scanOpts(mb("maildir"))
-	o.Account = "alice"
-	r = runScan(t, o)
-	check(t, "verdicts as alice", verdicts(r.messages), []string{
-		"1700000001.M1P1.host:2,S accept", "1700000002.M2P1.host:2,S reject " + forged, "1700000003.M3P1.host accept",
-	})
-}
-
-func TestTruncatedMbox(t *testing.T) {
-	o := scanOpts(mb("truncated.mbox"))
-	o.Account = "alice"
-	r := runScan(t, o)
-	check(t, "verdicts", verdicts(r.messages), []string{"truncated.mbox:0 accept", "truncated.mbox:207 accept"})
-	counts(t, r, 2, 2, 0, 0, 0)
-	if r.summary.Problems["truncated"] != 1 || !r.messages[1].Truncated || r.messages[0].Truncated {
-		t.Errorf("truncation not reported: %+v", r.summary.Problems)
-	}
-	if !strings.Contains(r.stderr, "truncated.mbox: offset 207: truncated") {
-		t.Errorf("stderr lacks the warning with file and offset: %s", r.stderr)
-	}
-	if r.code != exitOK {
-		t.Errorf("exit %d, want 0", r.code)
-	}
-}
-
-func TestMixedDirectory(t *testing.T) {
-	o := scanOpts(mb("mixed"))
-	o.Account, o.Jobs = "alice", 3
-	r := runScan(t, o)
-	check(t, "verdicts", verdicts(r.messages), []string{
-		"a-message.eml accept",
-		"e-forged.msg reject " + forged,
-		"1700000008.M8P9.host:2,S accept",
-		"1700000009.M9P9.host reject " + forged,
-		"f-archive:0 accept",
-		"f-archive:207 accept",
-	})
-	counts(t, r, 6, 4, 0, 2, 3)
-	for _, want := range []string{"b-empty: empty", "c-binary.png: binary", "d-notes.txt: no-headers"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q: %s", want, r.stderr)
+		if inv, o := parse(t, args...); inv != nil || o.code != exitUsage || o.stderr == "" {
+			t.Errorf("%v: accepted (%+v), exit %d, stderr %q", args, inv, o.code, o.stderr)
 		}
 	}
 }
 
-func TestStdin(t *testing.T) {
-	data, err := os.ReadFile(mb("sent.mbox.gz"))
-	if err != nil {
+// TestFlagAfterArgument: "abusescan FILE --format json" scans FILE and
+// reports in JSON lines.
+func TestFlagAfterArgument(t *testing.T) {
+	o := execute(t, scanInputs, append(scanArgs(mb("sent.mbox")), "--format", "json", "--account", "alice")...)
+	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+	if o.code != exitFound || len(lines) != 5 {
+		t.Fatalf("exit %d (want 1: a rejected message), %d lines, stderr %q:\n%s", o.code, len(lines), o.stderr, o.stdout)
+	}
+	for _, l := range lines {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, l)
+		}
+	}
+	if !strings.Contains(lines[1], `"verdict":"reject"`) || !strings.Contains(lines[4], `"summary":true`) {
+		t.Errorf("report:\n%s", o.stdout)
+	}
+}
+
+// TestExitStatus: the exit codes abusescan documents, through scanInputs.
+func TestExitStatus(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("mode: loud\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := scanOpts("-")
-	o.Account, o.Stdin = "alice", bytes.NewReader(data)
-	r := runScan(t, o)
-	check(t, "verdicts", verdicts(r.messages), []string{"-:0 accept", "-:207 reject " + forged, "-:463 accept", "-:726 accept"})
-	counts(t, r, 4, 3, 0, 1, 0)
-}
-
-func TestReplayRates(t *testing.T) {
-	o := scanOpts(mb("burst.mbox"))
-	o.Account, o.ReplayRates, o.FailOn = "alice", true, "defer"
-	r := runScan(t, o)
-	// 3/1h: by Date the 4th and 5th message (b4 10:03, b5 10:04) are
-	// deferred although they come first and fifth in the file.
-	// A refusal by a limit is a strike: b4 and b5 are two (threshold 2), so
-	// b5 locks alice and the 12:00 message is deferred.
-	last := "burst.mbox:1310 defer ACCOUNT_LOCKED"
-	check(t, "verdicts", verdicts(r.messages), []string{
-		"burst.mbox:0 defer ACCOUNT_MSG_RATE",
-		"burst.mbox:183 accept",
-		"burst.mbox:365 accept",
-		"burst.mbox:549 accept",
-		"burst.mbox:731 defer ACCOUNT_MSG_RATE",
-		"burst.mbox:914 reject " + forged,
-		"burst.mbox:1112 reject " + forged,
-		last,
-	})
-	if r.code != exitFound {
-		t.Errorf("exit %d, want 1", r.code)
-	}
-	if m := r.messages[0]; m.Replay == nil || m.Replay.Verdict != "defer" || m.Replay.Rule != "ACCOUNT_MSG_RATE" || m.Replay.RetryAfter != 57*60 {
-		t.Errorf("replay of b5: %+v (want retry after 57m: b1 at 10:00 is in the bucket 10:00-10:01 of the 1h counter, which leaves the window at 11:01)", m.Replay)
-	}
-	if len(r.summary.Locks) != 1 || r.summary.Locks[0].Account != "alice" || r.summary.Locks[0].At != "2026-11-20T10:04:00Z" || !strings.HasSuffix(r.summary.Locks[0].Where, "burst.mbox:0") {
-		t.Errorf("locks = %+v", r.summary.Locks)
-	}
-	// Without replay the rules alone decide.
-	o.ReplayRates = false
-	r = runScan(t, o)
-	counts(t, r, 8, 6, 0, 2, 0)
-}
-
-// probeRule records what the engine saw: its clock and the header names.
-func probeRule() scoring.Rule {
-	return scoring.Rule{ID: "PROBE", Clause: scoring.ForgedHeaders, Score: 0, Check: func(c *scoring.Check) (string, bool) {
-		var names []string
-		for _, h := range c.Msg.Headers {
-			names = append(names, h.Name)
-		}
-		return c.Now.UTC().Format(time.RFC3339) + " " + strings.Join(names, ","), true
-	}}
-}
-
-func probe(t *testing.T, o options) []string {
-	t.Helper()
-	o.rules = []scoring.Rule{probeRule()}
-	r := runScan(t, o)
-	var out []string
-	for _, m := range r.messages {
-		if len(m.Findings) != 1 {
-			t.Fatalf("%s: findings %+v", m.File, m.Findings)
-		}
-		out = append(out, m.Findings[0].Reason)
-	}
-	return out
-}
-
-func TestAsReceivedAndClock(t *testing.T) {
-	o := scanOpts(mb("received.eml"))
-	o.Account = "alice"
-	check(t, "as stored", probe(t, o), []string{"2026-11-20T12:00:00Z Return-Path,Delivered-To,Received,X-Spam-Status,Authentication-Results,Received,From,To,Subject,Date,Message-ID"})
-	o.AsReceived, o.Now = true, "received"
-	check(t, "as received", probe(t, o), []string{"2026-11-20T11:00:05Z Received,From,To,Subject,Date,Message-ID"})
-
-	// Each message is judged at its own Received time, whatever the worker.
-	var mbox strings.Builder
-	var want []string
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for i := range 200 {
-		at := base.Add(time.Duration(i) * 7 * time.Minute)
-		fmt.Fprintf(&mbox, "From a@example.com Thu Jan  1 00:00:00 2026\nReceived: from x by mx.example.net; %s\nFrom: a@example.com\n\nbody %d\n\n", at.Format(time.RFC1123Z), i)
-		want = append(want, at.Format(time.RFC3339)+" From")
-	}
-	path := tempFile(t, "clock.mbox", mbox.String())
-	o = scanOpts(path)
-	o.AsReceived, o.Now, o.Jobs, o.AccountFromSender = true, "received", 4, true
-	check(t, "per-message clock", probe(t, o), want)
-}
-
-func TestAccountFromSender(t *testing.T) {
-	o := scanOpts(mb("sent.mbox"))
-	o.AccountFromSender = true
-	r := runScan(t, o)
-	// alice's messages are alice's (the config's owner of example.com);
-	// the PayPal one gets an account of its own, so the identity rule stays
-	// quiet and only content rules could refuse it.
-	check(t, "verdicts", verdicts(r.messages), []string{"sent.mbox:0 accept", "sent.mbox:207 accept", "sent.mbox:463 accept", "sent.mbox:726 accept"})
-	if got := r.messages[1].Account; got != "sender:paypal.com" {
-		t.Errorf("account of the PayPal message = %q", got)
-	}
-	if got := r.messages[0].Account; got != "alice" {
-		t.Errorf("account of alice's message = %q", got)
-	}
-}
-
-func TestExitCodesAndUsage(t *testing.T) {
-	bad := tempFile(t, "bad.yaml", "mode: loud\n")
+	sent := mb("sent.mbox")
 	for _, tc := range []struct {
 		name string
-		mod  func(*options)
+		args []string
 		code int
 		msg  string
 	}{
-		{"fail-on never", func(o *options) { o.FailOn = "never" }, exitOK, ""},
-		{"fail-on defer", func(o *options) { o.FailOn = "defer" }, exitFound, ""},
-		{"bad format", func(o *options) { o.Format = "xml" }, exitUsage, `--format "xml"`},
-		{"bad fail-on", func(o *options) { o.FailOn = "maybe" }, exitUsage, `--fail-on "maybe"`},
-		{"bad now", func(o *options) { o.Now = "yesterday" }, exitUsage, `--now "yesterday"`},
-		{"bad variant", func(o *options) { o.MboxVariant = "mboxcl" }, exitUsage, `mbox variant "mboxcl"`},
-		{"missing input", func(o *options) { o.Inputs = []string{"/nonexistent/box"} }, exitUsage, `input "/nonexistent/box"`},
-		{"unknown account", func(o *options) { o.Account = "mallory" }, exitUsage, `--account "mallory"`},
-		{"both account modes", func(o *options) { o.Account, o.AccountFromSender = "alice", true }, exitUsage, "exclude each other"},
-		{"bad config", func(o *options) { o.ConfigPath = bad }, exitUsage, "mode"},
+		{"rejected", scanArgs(sent, "--account", "alice"), exitFound, ""},
+		{"fail-on never", scanArgs(sent, "--account", "alice", "--fail-on", "never"), exitOK, ""},
+		{"nothing refused", scanArgs(mb("maildir")), exitOK, ""},
+		{"bad config", []string{"--config", bad, sent}, exitUsage, "mode"},
+		{"missing input", scanArgs("/nonexistent/box"), exitUsage, `input "/nonexistent/box"`},
+		{"unknown account", scanArgs(sent, "--account", "mallory"), exitUsage, `--account "mallory"`},
+		{"bad now", scanArgs(sent, "--now", "yesterday"), exitUsage, `--now "yesterday"`},
+		{"no input", []string{"--format", "json"}, exitUsage, "no input given"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := scanOpts(mb("sent.mbox"))
-			o.Account = "alice"
-			tc.mod(&o)
-			var out, errb bytes.Buffer
-			r := result{code: run(context.Background(), o, &out, &errb), stderr: errb.String()}
-			if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
-				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", r.code, r.stderr, tc.code, tc.msg)
+			o := execute(t, scanInputs, tc.args...)
+			if o.code != tc.code || !strings.Contains(o.stderr, tc.msg) {
+				t.Errorf("exit %d, stderr %q; want exit %d mentioning %q", o.code, o.stderr, tc.code, tc.msg)
 			}
 		})
 	}
-	var errb bytes.Buffer
-	if _, err := parseArgs([]string{"--config", "x.yaml", "--bogus"}, &errb); err == nil {
-		t.Error("unknown flag accepted")
-	}
-	if _, err := parseArgs([]string{"--format", "json"}, &errb); err == nil {
-		t.Error("no input accepted")
-	}
-	errb.Reset()
-	o, err := parseArgs([]string{"--config", "c.yaml", "--account-from-sender", "-j", "3", "--now", "received", "a", "-"}, &errb)
-	if err != nil || o.ConfigPath != "c.yaml" || !o.AccountFromSender || o.Jobs != 3 || o.Now != "received" || strings.Join(o.Inputs, " ") != "a -" {
-		t.Errorf("parseArgs = %+v, %v", o, err)
-	}
-	errb.Reset()
-	if _, err := parseArgs([]string{"--help"}, &errb); err != flag.ErrHelp || !strings.Contains(errb.String(), "Exit status:") || !strings.Contains(errb.String(), "--fail-on") {
-		t.Errorf("help: %v\n%s", err, errb.String())
+	// Warnings about inputs go to stderr with the command's name.
+	o := execute(t, scanInputs, scanArgs(mb("truncated.mbox"), "--account", "alice")...)
+	if o.code != exitOK || !strings.Contains(o.stderr, "abusescan: warning: ") || !strings.Contains(o.stderr, "truncated.mbox: offset 207: truncated") {
+		t.Errorf("truncated: exit %d, stderr %q", o.code, o.stderr)
 	}
 }
 
-func TestOrderIndependentOfWorkers(t *testing.T) {
-	var first string
-	for _, j := range []int{1, 2, 7} {
-		o := scanOpts(mb("mixed"), mb("burst.mbox"), mb("sent.mbox"), mb("maildir"))
-		o.Account, o.Jobs = "alice", j
-		r := runScan(t, o)
-		if j == 1 {
-			first = r.stdout
+func TestCompletionScripts(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		o := execute(t, scanInputs, "completion", shell)
+		if o.code != exitOK || o.stderr != "" || !strings.Contains(o.stdout, "abusescan") || len(o.stdout) < 1000 {
+			t.Errorf("completion %s: exit %d, stderr %q, %d bytes", shell, o.code, o.stderr, len(o.stdout))
 			continue
 		}
-		if r.stdout != first {
-			t.Errorf("-j %d output differs from -j 1", j)
+		if shell != "bash" {
+			continue
 		}
-	}
-}
-
-func TestTextReport(t *testing.T) {
-	o := scanOpts(mb("mixed"))
-	o.Account, o.Format = "alice", "text"
-	r := runScan(t, o)
-	lines := strings.Split(r.stdout, "\n")
-	want := []string{
-		mb("mixed/e-forged.msg") + "  2026-11-20T10:05:00Z  service@paypal.com  victim@example.net,other@example.net  reject  " + forged,
-		mb("mixed/nested/deeper/Maildir/new/1700000009.M9P9.host") + "  2026-11-20T10:05:00Z  service@paypal.com  victim@example.net,other@example.net  reject  " + forged,
-		"",
-		"scanned 6 messages: 4 accepted, 0 deferred, 2 rejected",
-	}
-	check(t, "text", lines[:4], want)
-	for _, s := range []string{"top rules:", forged + "  ", "top senders", "service@paypal.com", "unreadable inputs: 3"} {
-		if !strings.Contains(r.stdout, s) {
-			t.Errorf("text summary lacks %q:\n%s", s, r.stdout)
+		bash, err := exec.LookPath("bash")
+		if err != nil {
+			t.Log("no bash: not checking the syntax of the bash script")
+			continue
 		}
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
+		script := filepath.Join(t.TempDir(), "abusescan.bash")
+		if err := os.WriteFile(script, []byte(o.stdout), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("%s differs at line %d (go test -update rewrites it):\ngot:  %s\nwant: %s", path, i+1, g, w)
-			}
+		if out, err := exec.Command(bash, "-n", script).CombinedOutput(); err != nil {
+			t.Errorf("bash -n: %v\n%s", err, out)
 		}
 	}
 }
 
-func TestGoldenFormats(t *testing.T) {
-	// The test config without strikes, so that the golden files do not
-	// depend on whether the limiter locks accounts.
-	cfg, err := os.ReadFile(mb("abusescan.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	noStrikes := tempFile(t, "config.yaml", strings.Replace(string(cfg), "threshold: 2", "threshold: 0", 1))
-	for _, format := range []string{"json", "csv"} {
-		o := scanOpts(mb("mixed"), mb("burst.mbox"))
-		o.ConfigPath, o.Account, o.Format, o.ReplayRates = noStrikes, "alice", format, true
-		r := runScan(t, o)
-		if r.code != exitFound {
-			t.Errorf("%s: exit %d, want 1", format, r.code)
+// TestCompleteValues: cobra's __complete (what every shell script calls)
+// offers the values of the enumerated flags, and the subcommands.
+func TestCompleteValues(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--format", ""}, []string{"text", "json", "csv"}},
+		{[]string{"x.mbox", "--format", ""}, []string{"text", "json", "csv"}},
+		{[]string{"--fail-on", ""}, []string{"reject", "defer", "never"}},
+		{[]string{"--mbox-variant", ""}, []string{"mboxo", "mboxrd"}},
+		{[]string{"--now", ""}, []string{"received"}},
+		{[]string{"compl"}, []string{"completion"}},
+	} {
+		o := execute(t, scanInputs, append([]string{"__complete"}, tc.args...)...)
+		lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
+		// The last line is the directive (":4" and the like).
+		if o.code != exitOK || len(lines) < 1 || !strings.HasPrefix(lines[len(lines)-1], ":") {
+			t.Errorf("__complete %q: exit %d, stdout %q", tc.args, o.code, o.stdout)
+			continue
 		}
-		golden(t, "golden."+format, r.stdout)
-	}
-}
-
-func TestHeaderlessMessageInMbox(t *testing.T) {
-	box := "From alice@example.com Fri Nov 20 10:00:00 2026\nFrom: alice@example.com\n\none\n\n" +
-		"From alice@example.com Fri Nov 20 10:01:00 2026\nthis message has no header block\n\n" +
-		"From alice@example.com Fri Nov 20 10:02:00 2026\nFrom: Bank <alerts@bank.example>\n\nthree\n\n"
-	path := tempFile(t, "box", box)
-	o := scanOpts(path)
-	o.Account = "alice"
-	r := runScan(t, o)
-	second, third := strings.Index(box, "From alice@example.com Fri Nov 20 10:01"), strings.Index(box, "From alice@example.com Fri Nov 20 10:02")
-	check(t, "verdicts", verdicts(r.messages), []string{"box:0 accept DATE_MISSING", fmt.Sprintf("box:%d reject %s,DATE_MISSING", third, forged)})
-	counts(t, r, 2, 1, 0, 1, 1)
-	if len(r.summary.Listed) != 1 || r.summary.Listed[0].Offset != int64(second) || r.summary.Listed[0].Kind != "no-headers" ||
-		!strings.Contains(r.stderr, fmt.Sprintf("box: offset %d: no-headers", second)) {
-		t.Errorf("problem list %+v, stderr %s", r.summary.Listed, r.stderr)
-	}
-}
-
-// TestDNSOnlyWhenAsked: without --dns the engine gets no resolver, even
-// when the config enables DNS; --dns builds the config's resolver. No scan
-// runs with it, so no query is made.
-func TestDNSOnlyWhenAsked(t *testing.T) {
-	cfg := tempFile(t, "dns.yaml", "dns:\n  enabled: true\n")
-	o := scanOpts(mb("sent.mbox"))
-	o.ConfigPath = cfg
-	s, err := newScan(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.resolver != nil {
-		t.Errorf("resolver %T without --dns", s.resolver)
-	}
-	var errb bytes.Buffer
-	parsed, err := parseArgs([]string{"--dns", "x.mbox"}, &errb)
-	if err != nil || !parsed.DNS {
-		t.Fatalf("parseArgs --dns: %+v %v", parsed, err)
-	}
-	o.DNS = true
-	if s, err = newScan(o); err != nil || s.resolver == nil {
-		t.Errorf("--dns: resolver %v, err %v", s.resolver, err)
-	}
-}
-
-// TestAsReceivedAccountFromSender: received mail from a domain no account
-// owns is judged as scoring.AsReceived makes it up (the corpus test's
-// account: From domain and Sender), named after the domain.
-func TestAsReceivedAccountFromSender(t *testing.T) {
-	msg := "Return-Path: <bounce@lists.example.org>\nReceived: from a by mx.example.net; Fri, 20 Nov 2026 11:00:05 +0000\n" +
-		"From: Carol <carol@other.test>\nSender: agent@mailer.test\nTo: bob@example.net\nDate: Fri, 20 Nov 2026 11:00:00 +0000\n" +
-		"Message-ID: <1@other.test>\nSubject: hi\n\nbody\n"
-	path := tempFile(t, "carol.eml", msg)
-	o := scanOpts(path)
-	o.AccountFromSender, o.AsReceived, o.Now = true, true, "received"
-	r := runScan(t, o)
-	if len(r.messages) != 1 {
-		t.Fatalf("messages %+v", r.messages)
-	}
-	m := r.messages[0]
-	if m.Account != "sender:other.test" || m.Verdict != "accept" || m.EnvelopeFrom != "carol@other.test" {
-		t.Errorf("got account %q verdict %s %v envelope from %q; want sender:other.test, accept, carol@other.test (From, not Return-Path)", m.Account, m.Verdict, m.Rules, m.EnvelopeFrom)
+		var got []string
+		for _, l := range lines[:len(lines)-1] {
+			got = append(got, strings.SplitN(l, "\t", 2)[0])
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("__complete %q = %q, want %q", tc.args, got, tc.want)
+		}
 	}
 }

@@ -2,96 +2,62 @@ package main
 
 import (
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/abusemilter/abusemilter/internal/scan"
 )
 
-// progress drives the progress bar on stderr. A nil *progress (stderr is
-// not a terminal, or --no-progress) does nothing.
-type progress struct {
-	bar      *progressbar.ProgressBar
-	messages atomic.Int64
-	start    time.Time
-	last     atomic.Int64 // unix nanoseconds of the last description update
+// progressBar draws scan.Progress on stderr: bytes read against the
+// inputs' total size (when known, for an ETA), with messages per second.
+// A nil *progressBar does nothing.
+type progressBar struct {
+	w     io.Writer
+	bar   *progressbar.ProgressBar // made at the first update, which has the total
+	start time.Time
+	last  time.Time // of the last description update
 }
 
-// startProgress shows a bar when stderr is a terminal: bytes read against
-// the inputs' total size (when known, for an ETA), with messages per second.
-func startProgress(opts options, stderr io.Writer) *progress {
+// newProgressBar returns a bar when stderr is a terminal and the bar is not
+// turned off, else nil.
+func newProgressBar(stderr io.Writer, off bool) *progressBar {
 	f, ok := stderr.(*os.File)
-	if opts.NoProgress || !ok || !term.IsTerminal(int(f.Fd())) {
+	if off || !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil
 	}
-	total := inputSize(opts.Inputs)
-	p := &progress{start: time.Now()}
-	p.bar = progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(stderr),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(200*time.Millisecond),
-		progressbar.OptionSetPredictTime(total > 0),
-		progressbar.OptionClearOnFinish(),
-		progressbar.OptionSetDescription("scanning"),
-	)
-	return p
+	return &progressBar{w: stderr, start: time.Now()}
 }
 
-// inputSize sums the sizes of the input files; -1 when unknown (stdin).
-func inputSize(inputs []string) int64 {
-	var total int64
-	for _, in := range inputs {
-		if in == "-" {
-			return -1
-		}
-		_ = filepath.WalkDir(in, func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && d.Type().IsRegular() {
-				if fi, err := d.Info(); err == nil {
-					total += fi.Size()
-				}
-			}
-			return nil
-		})
+// update is scan.Options.Progress (its calls never overlap).
+func (p *progressBar) update(pr scan.Progress) {
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(pr.Total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetPredictTime(pr.Total > 0),
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetDescription("scanning"),
+		)
 	}
-	return total
-}
-
-// read is mailbox.Options.OnRead.
-func (p *progress) read(n int64) {
-	if p == nil {
-		return
-	}
-	_ = p.bar.Add64(n)
-}
-
-// message counts one scanned message and refreshes the rate shown.
-func (p *progress) message() {
-	if p == nil {
-		return
-	}
-	n := p.messages.Add(1)
+	_ = p.bar.Set64(pr.Read)
 	now := time.Now()
-	if now.UnixNano()-p.last.Load() < int64(250*time.Millisecond) {
+	if pr.Messages == 0 || now.Sub(p.last) < 250*time.Millisecond {
 		return
 	}
-	p.last.Store(now.UnixNano())
-	rate := float64(n) / now.Sub(p.start).Seconds()
-	p.bar.Describe(formatCount(n) + " msgs, " + formatCount(int64(rate)) + " msg/s")
+	p.last = now
+	rate := float64(pr.Messages) / now.Sub(p.start).Seconds()
+	p.bar.Describe(strconv.FormatInt(pr.Messages, 10) + " msgs, " + strconv.FormatInt(int64(rate), 10) + " msg/s")
 }
 
-func (p *progress) finish() {
-	if p == nil {
+func (p *progressBar) finish() {
+	if p == nil || p.bar == nil {
 		return
 	}
 	_ = p.bar.Finish()
-}
-
-func formatCount(n int64) string {
-	return strconv.FormatInt(n, 10)
 }

@@ -1,9 +1,8 @@
-package main
+package scan
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/mail"
 	"net/netip"
 	"strings"
@@ -65,7 +64,7 @@ type job struct {
 // execute walks the inputs, evaluates messages on s.opts.Jobs workers and
 // hands records to emit in input order. With --replay-rates records are
 // collected, replayed in Date order, then emitted in input order.
-func (s *scan) execute(ctx context.Context, stderr io.Writer, prog *progress, emit func(*record) error, sum *summary) error {
+func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) error, sum *summary) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := s.opts.Jobs
@@ -124,7 +123,9 @@ func (s *scan) execute(ctx context.Context, stderr io.Writer, prog *progress, em
 		}
 		if r.Problem != nil {
 			// Unreadable input, or a warning about the message that follows.
-			fmt.Fprintf(stderr, "abusescan: warning: %v\n", r.Problem)
+			if s.opts.Warn != nil {
+				s.opts.Warn(r.Problem)
+			}
 			sum.problem(r.Problem)
 			continue
 		}
@@ -158,11 +159,11 @@ func problemRecord(seq int, p *mailbox.Problem) *record {
 // (which is safe for concurrent use); it caches the accounts
 // --account-from-sender makes up.
 type worker struct {
-	s     *scan
+	s     *Scan
 	adhoc map[string]*identity.Account // --account-from-sender accounts by sender headers
 }
 
-func (s *scan) newWorker() *worker {
+func (s *Scan) newWorker() *worker {
 	return &worker{s: s, adhoc: make(map[string]*identity.Account)}
 }
 

@@ -1,4 +1,4 @@
-package main
+package scan
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/config"
 )
 
 // corpusClasses finds the ham/, hard-ham/ and spam/ folders of the public
@@ -64,8 +66,8 @@ func TestCorpus(t *testing.T) {
 	classes := corpusClasses(t)
 	for _, class := range []string{"ham", "hard-ham", "spam"} {
 		dir := classes[class]
-		o := options{AccountFromSender: true, AsReceived: true, Now: "received", Format: "json",
-			FailOn: "never", Jobs: 2, NoProgress: true, Inputs: []string{dir}}
+		o := options{Options: Options{AccountFromSender: true, AsReceived: true, Now: "received", Format: "json",
+			FailOn: "never", Jobs: 2, Inputs: []string{dir}}}
 		r := runScan(t, o)
 		if r.code != exitOK {
 			t.Errorf("%s: exit %d: %s", class, r.code, r.stderr)
@@ -159,13 +161,17 @@ func BenchmarkScan(b *testing.B) {
 	for _, jobs := range []int{1, 2} {
 		b.Run(fmt.Sprintf("j%d", jobs), func(b *testing.B) {
 			b.SetBytes(size)
-			o := options{AccountFromSender: true, AsReceived: true, Now: "received", Format: "json",
-				FailOn: "never", Jobs: jobs, NoProgress: true, Inputs: []string{path}}
+			o := Options{AccountFromSender: true, AsReceived: true, Now: "received", Format: "json",
+				FailOn: "never", Jobs: jobs, Inputs: []string{path}}
+			s, err := New(config.Default(), o)
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			start, cpu0 := time.Now(), cpuTime()
 			for range b.N {
-				if code := run(context.Background(), o, io.Discard, io.Discard); code != exitOK {
-					b.Fatalf("exit %d", code)
+				if _, err := s.Run(context.Background(), io.Discard, io.Discard); err != nil {
+					b.Fatal(err)
 				}
 			}
 			elapsed, cpu := time.Since(start), cpuTime()-cpu0

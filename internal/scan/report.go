@@ -1,10 +1,11 @@
-package main
+package scan
 
 import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,19 +159,10 @@ func (s *summary) topSenders(n int) []senderRow {
 // rule when it is not a finding (rate limits, unknown account, lock).
 func ruleIDs(r *record) []string {
 	ids := r.Verdict.RuleIDs()
-	if r.Verdict.Rule != "" && !contains(ids, r.Verdict.Rule) {
+	if r.Verdict.Rule != "" && !slices.Contains(ids, r.Verdict.Rule) {
 		ids = append(ids, r.Verdict.Rule)
 	}
 	return ids
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // reporter writes messages and the summary in one format.
@@ -179,19 +171,17 @@ type reporter interface {
 	summary(s *summary) error
 }
 
-func newReporter(format string, stdout, stderr io.Writer) (reporter, error) {
+// newReporter returns the reporter of a format New accepted ("": text).
+func newReporter(format string, stdout, stderr io.Writer) reporter {
 	switch format {
-	case "text", "":
-		return &textReporter{w: stdout}, nil
 	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
-		return &jsonReporter{enc: enc}, nil
+		return &jsonReporter{enc: enc}
 	case "csv":
-		w := csv.NewWriter(stdout)
-		return &csvReporter{w: w, stderr: stderr}, nil
+		return &csvReporter{w: csv.NewWriter(stdout), stderr: stderr}
 	}
-	return nil, fmt.Errorf("--format %q: want text, json or csv", format)
+	return &textReporter{w: stdout}
 }
 
 func formatDate(t time.Time) string {

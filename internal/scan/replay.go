@@ -1,4 +1,4 @@
-package main
+package scan
 
 import (
 	"context"
@@ -35,7 +35,7 @@ type lockEvent struct {
 // (unknown account) is not counted. It sets each record's Replay and final
 // Verdict and returns the moments accounts were locked (or, in monitor
 // mode, would have been).
-func (s *scan) replay(ctx context.Context, recs []*record) []lockEvent {
+func (s *Scan) replay(ctx context.Context, recs []*record) []lockEvent {
 	var clock time.Time
 	lim := &decisionRecorder{Limiter: ratelimit.NewMemory(daemon.Policy(s.cfg), func() time.Time { return clock })}
 	defer lim.Close()
