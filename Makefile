@@ -1,11 +1,15 @@
 # abusemilter build, test and release.
 #
 #   make build      all binaries under ./cmd/... into bin/
+#   make man        man pages of the product commands into man/
+#   make completion bash, zsh and fish completion scripts into completion/
 #   make test       go test -race ./...
 #   make vet        go vet ./...
 #   make fmt-check  fail if any file needs gofmt
 #   make release    static linux/amd64 and linux/arm64 archives in dist/,
-#                   with SHA256SUMS
+#                   with SHA256SUMS: the product commands (abusemilter,
+#                   abusescan, abusectl; not the load generator), LICENSE,
+#                   README, docs/, configs/, man pages and completions
 #   make clean      remove bin/ and dist/
 #
 # VERSION and COMMIT are stamped into internal/version; override them on
@@ -26,16 +30,34 @@ LDFLAGS := -X $(MODULE)/internal/version.Version=$(VERSION) \
 # is what the systemd unit's RestrictAddressFamilies allows.
 export CGO_ENABLED := 0
 
-# Files shipped next to the binaries in a release archive (those present).
-DIST_EXTRA := $(wildcard LICENSE README.md docs/operations.md configs/*.yaml) configs/systemd
+# The commands a release ships; milterload is a development tool.
+PRODUCT := abusemilter abusescan abusectl
+# Files shipped next to the binaries in a release archive, so that the
+# README's links work inside it.
+DIST_EXTRA := LICENSE README.md docs configs
 
-.PHONY: all build test vet fmt-check release clean
+.PHONY: all build man completion test vet fmt-check release clean
 
 all: fmt-check vet test build
 
 build:
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
+
+# Man pages and completion scripts come from each command's own command
+# tree (cobra), so they never drift from the flags.
+man: build
+	@rm -rf man && mkdir -p man
+	@for c in $(PRODUCT); do bin/$$c man man || exit 1; done
+	@ls man
+
+completion: build
+	@rm -rf completion && mkdir -p completion/bash completion/zsh completion/fish
+	@for c in $(PRODUCT); do \
+		bin/$$c completion bash > completion/bash/$$c && \
+		bin/$$c completion zsh > completion/zsh/_$$c && \
+		bin/$$c completion fish > completion/fish/$$c.fish || exit 1; \
+	done
 
 test:
 	CGO_ENABLED=1 $(GO) test -race ./...
@@ -47,16 +69,18 @@ fmt-check:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-release:
+release: man completion
 	@rm -rf dist && mkdir -p dist
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		name=abusemilter-$(VERSION)-$$os-$$arch; \
 		echo "building $$name"; \
 		mkdir -p dist/$$name; \
-		GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/$$name/ ./cmd/...; \
-		cp -R $(DIST_EXTRA) dist/$$name/; \
-		rm -f dist/$$name/systemd/*_test.go; \
+		for c in $(PRODUCT); do \
+			GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/$$name/ ./cmd/$$c; \
+		done; \
+		cp -R $(DIST_EXTRA) man completion dist/$$name/; \
+		find dist/$$name -name '*_test.go' -delete; \
 		tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
 			-C dist -cf - $$name | gzip -9n > dist/$$name.tar.gz; \
 		rm -rf dist/$$name; \
@@ -65,4 +89,4 @@ release:
 	@cat dist/SHA256SUMS
 
 clean:
-	rm -rf bin dist
+	rm -rf bin dist man completion
