@@ -146,6 +146,9 @@ milters' next message. Read commands take --json (fields in docs/abusectl.md);
 colour only on a terminal and never with NO_COLOR set.
 
 ` + exitCodesHelp,
+		// Parse the flags before the command name on the way down, so that
+		// "--nope status alice" names --nope rather than "alice".
+		TraverseChildren: true,
 		// No command: the overview on stderr, and a usage error.
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SetOut(cmd.ErrOrStderr())
