@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,24 +113,15 @@ func TestGeneratedCompletion(t *testing.T) {
 			t.Errorf("bash -n: %v\n%s", err, out)
 		}
 	}
-	if got := completeWords(t, ""); !contains(got, "lock") || !contains(got, "exempt") || !contains(got, "completion") {
+	if got := completeWords(t, ""); !slices.Contains(got, "lock") || !slices.Contains(got, "exempt") || !slices.Contains(got, "completion") {
 		t.Errorf("subcommands offered: %q", got)
 	}
 	if got := strings.Join(completeWords(t, "top", "--by", ""), " "); got != "messages recipients strikes" {
 		t.Errorf("top --by offers %q, want messages recipients strikes", got)
 	}
-	if got := completeWords(t, "reset", "alice", "--limit", ""); !contains(got, "recipients") || !contains(got, "client_messages") {
+	if got := completeWords(t, "reset", "alice", "--limit", ""); !slices.Contains(got, "recipients") || !slices.Contains(got, "client_messages") {
 		t.Errorf("reset --limit offers %q", got)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestManPages: the hidden man command writes a page per command.
