@@ -1,42 +1,20 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"time"
 
-	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
-
-// durationValue is a flag that reads durations as the config does (7d,
-// 12h, 90m; 0 means "until removed").
-type durationValue struct{ d *time.Duration }
-
-func (v durationValue) String() string {
-	if v.d == nil || *v.d == 0 {
-		return "0"
-	}
-	return v.d.String()
-}
-
-func (v durationValue) Set(s string) error {
-	d, err := config.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	if d < 0 {
-		return fmt.Errorf("duration %q is negative", s)
-	}
-	*v.d = d
-	return nil
-}
 
 // parseSubject reads a subject argument.
 func parseSubject(arg string) (ratelimit.Subject, error) {
 	s, err := ratelimit.ParseSubject(arg)
 	if err != nil {
-		return s, usageErrorf("%v", err)
+		return s, cli.Usagef("%v", err)
 	}
 	return s, nil
 }
@@ -71,7 +49,7 @@ func parseLimit(s ratelimit.Subject, name string) (ratelimit.Dimension, error) {
 	for _, d := range ratelimit.Dimensions {
 		names = append(names, string(d))
 	}
-	return "", usageErrorf("--limit %q: unknown limit (want one of %s, or messages, recipients, new_recipients)", name, strings.Join(names, ", "))
+	return "", cli.Usagef("--limit %q: unknown limit (want one of %s, or messages, recipients, new_recipients)", name, strings.Join(names, ", "))
 }
 
 // parseRates reads "500/1h" or "20/10m,500/24h".
@@ -80,7 +58,7 @@ func parseRates(s string) ([]ratelimit.Rate, error) {
 	for _, part := range strings.Split(s, ",") {
 		r, err := ratelimit.ParseRate(part)
 		if err != nil {
-			return nil, usageErrorf("--rate: %v", err)
+			return nil, cli.Usagef("--rate: %v", err)
 		}
 		out = append(out, r)
 	}
@@ -102,7 +80,25 @@ func checkLimitKind(s ratelimit.Subject, d ratelimit.Dimension) error {
 		ratelimit.KindAccount: "account_", ratelimit.KindSender: "sender_", ratelimit.KindClient: "client_",
 	}[s.Kind]
 	if !strings.HasPrefix(string(d), prefix) {
-		return usageErrorf("--limit %s does not count a %s (%s): pick a %s* limit", d, s.Kind, s, prefix)
+		return cli.Usagef("--limit %s does not count a %s (%s): pick a %s* limit", d, s.Kind, s, prefix)
 	}
 	return nil
+}
+
+// nonNegative refuses a negative duration given to flag.
+func nonNegative(flag string, d time.Duration) error {
+	if d < 0 {
+		return cli.Usagef("--%s %s: a duration must not be negative", flag, d)
+	}
+	return nil
+}
+
+// completeLimits offers the names --limit takes (it also takes rule IDs,
+// so it is not an enumerated flag).
+func completeLimits(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	names := []string{"messages", "recipients", "new_recipients"}
+	for _, d := range ratelimit.Dimensions {
+		names = append(names, string(d))
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/ratelimit"
@@ -55,46 +56,43 @@ func (e *env) close() {
 	}
 }
 
-// connect loads the config, opens the Redis store exactly as the daemon
-// does and checks with one PING that it answers and accepts the password.
+// connect loads the config, applies the command-line overrides (--redis,
+// --password-file, --timeout) to its redis section, opens the store
+// through the daemon's own assembly and checks with one PING that it
+// answers and accepts the password.
 func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string) error {
 	cfg, err := loadConfig(g, defaultConfig)
 	if err != nil {
 		return err
 	}
 	if cfg.Redis == nil && g.RedisURL == "" {
-		return &configError{fmt.Errorf("config %q uses the embedded rate store: the admin CLI needs the redis store "+
-			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", cfg.Path)}
+		return configError(fmt.Errorf("config %q uses the embedded rate store: the admin CLI needs the redis store "+
+			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", cfg.Path))
 	}
-	ro := ratelimit.RedisOptions{}
+	if g.Timeout <= 0 {
+		return cli.Usagef("--timeout must be positive")
+	}
+	rc := config.RedisConfig{}
 	if cfg.Redis != nil {
-		if ro, err = daemon.StoreOptions(cfg.Redis); err != nil {
-			return &configError{err}
-		}
+		rc = *cfg.Redis
 	}
 	if g.RedisURL != "" {
-		ro.URL, ro.Addrs, ro.MasterName = g.RedisURL, nil, ""
-		if ro.KeyPrefix == "" {
-			ro.KeyPrefix = "am:"
+		rc.URL, rc.Addrs, rc.MasterName = g.RedisURL, nil, ""
+		if rc.KeyPrefix == "" {
+			rc.KeyPrefix = "am:"
 		}
 	}
 	if g.PasswordFile != "" {
-		b, err := os.ReadFile(g.PasswordFile)
-		if err != nil {
-			return &configError{fmt.Errorf("--password-file: %w", err)}
-		}
-		ro.Password = strings.TrimRight(string(b), "\r\n")
-	}
-	if g.Timeout <= 0 {
-		return usageErrorf("--timeout must be positive")
+		rc.PasswordFile, rc.PasswordEnv = g.PasswordFile, ""
 	}
 	// The mail path's per-call timeout (200ms) is too short for a SCAN of a
 	// big keyspace; an admin call waits up to --timeout.
-	ro.Timeout = g.Timeout
-	e.where = redisWhere(ro)
-	r, err := ratelimit.NewRedis(ro, daemon.Policy(cfg), ratelimit.Options{})
+	rc.Timeout = config.Duration{Duration: g.Timeout}
+	cfg.Redis = &rc
+	e.where = redisWhere(rc)
+	r, err := daemon.RedisStore(cfg, ratelimit.Options{})
 	if err != nil {
-		return &configError{err}
+		return configError(err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, g.Timeout)
 	defer cancel()
@@ -114,17 +112,17 @@ func loadConfig(g globalOptions, defaultConfig string) (*config.Config, error) {
 		if _, err := os.Stat(defaultConfig); err == nil {
 			path = defaultConfig
 		} else if g.RedisURL == "" {
-			return nil, usageErrorf("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL (%s: %v)",
+			return nil, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL (%s: %v)",
 				defaultConfig, errors.Unwrap(err))
 		}
 	}
 	if path == "" {
 		if g.RedisURL == "" {
-			return nil, usageErrorf("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL")
+			return nil, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL")
 		}
 		cfg := config.Default()
 		if err := cfg.Validate(); err != nil {
-			return nil, &configError{err}
+			return nil, configError(err)
 		}
 		return cfg, nil
 	}
@@ -132,25 +130,26 @@ func loadConfig(g globalOptions, defaultConfig string) (*config.Config, error) {
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			return nil, &configError{fmt.Errorf("config %q: %w", path, pe.Err)}
+			return nil, configError(fmt.Errorf("config %q: %w", path, pe.Err))
 		}
-		return nil, &configError{err}
+		return nil, configError(err)
 	}
 	return cfg, nil
 }
 
-// redisWhere names the server of ro for messages, without credentials.
-func redisWhere(ro ratelimit.RedisOptions) string {
+// redisWhere names the server of a redis section for messages, without
+// credentials.
+func redisWhere(rc config.RedisConfig) string {
 	switch {
-	case ro.URL != "":
-		if i := strings.Index(ro.URL, "://"); i >= 0 {
-			return "redis " + ro.URL[i+3:]
+	case rc.URL != "":
+		if _, rest, ok := strings.Cut(rc.URL, "://"); ok {
+			return "redis " + rest
 		}
-		return "redis " + ro.URL
-	case ro.MasterName != "":
-		return fmt.Sprintf("redis master %q via sentinels %s", ro.MasterName, strings.Join(ro.Addrs, ","))
+		return "redis " + rc.URL
+	case rc.MasterName != "":
+		return fmt.Sprintf("redis master %q via sentinels %s", rc.MasterName, strings.Join(rc.Addrs, ","))
 	}
-	return "redis " + strings.Join(ro.Addrs, ",")
+	return "redis " + strings.Join(rc.Addrs, ",")
 }
 
 // redisError turns a connection failure into one line that says what to

@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -22,47 +24,64 @@ type exemptOptions struct {
 	JSON    bool // list
 }
 
-func exemptCommand() *command {
-	return &command{
-		name:     "exempt",
-		synopsis: "add SUBJECT --reason TEXT [--for DURATION] | remove SUBJECT | list [--json]",
-		summary:  "exempt a subject from every limit, remove an exemption, list exemptions",
-		details: `An exempt account, sender or client is neither counted nor refused by any
+// exemptActions are the first argument of exempt.
+var exemptActions = []string{"add", "remove", "list"}
+
+func newExemptCommand(g *globalOptions) *cobra.Command {
+	var o exemptOptions
+	cmd := &cobra.Command{
+		Use:   "exempt add SUBJECT --reason TEXT [--for DURATION] | remove SUBJECT | list [--json]",
+		Short: "exempt a subject from every limit, remove an exemption, list exemptions",
+		Long: `An exempt account, sender or client is neither counted nor refused by any
 limit (a lock still applies). "add" and "remove" take effect on the next
 message; "list" shows the exemptions set here and those of the config
 (limits.exempt), which only a config change removes. remove fails (exit 1)
 when the subject has no exemption set here.`,
-		examples: []string{
-			`abusectl exempt add alice --reason "monthly newsletter" --for 6h`,
-			"abusectl exempt add client:192.0.2.25 --reason \"the webmail host\"",
-			"abusectl exempt remove alice",
-			"abusectl exempt list --json",
+		Example: `  abusectl exempt add alice --reason "monthly newsletter" --for 6h
+  abusectl exempt add client:192.0.2.25 --reason "the webmail host"
+  abusectl exempt remove alice
+  abusectl exempt list --json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return cli.Usagef("exempt needs add, remove or list")
+			case args[0] == "list" && len(args) == 1:
+			case (args[0] == "add" || args[0] == "remove") && len(args) == 2:
+			case args[0] == "list":
+				return cli.Usagef("exempt list takes no further arguments")
+			case args[0] == "add" || args[0] == "remove":
+				return cli.Usagef("exempt %s takes one ACCOUNT, sender:ADDR or client:IP", args[0])
+			default:
+				return cli.Usagef("exempt %q: want add, remove or list", args[0])
+			}
+			return nil
 		},
-		setup: func(fs *flag.FlagSet) runner {
-			var o exemptOptions
-			fs.StringVar(&o.Reason, "reason", "", "why (required for add)")
-			fs.Var(durationValue{&o.For}, "for", "expire after this `duration` (add; default until removed)")
-			fs.BoolVar(&o.JSON, "json", false, "print JSON (list; fields in docs/abusectl.md)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) == 0 {
-					return usageErrorf("exempt needs add, remove or list")
+		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, a := range exemptActions {
+				if strings.HasPrefix(a, toComplete) {
+					out = append(out, a)
 				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Action = e, args[0]
-				switch {
-				case o.Action == "list" && len(args) == 1:
-				case (o.Action == "add" || o.Action == "remove") && len(args) == 2:
+				if len(args) == 2 {
 					o.Subject = args[1]
-				case o.Action == "list":
-					return usageErrorf("exempt list takes no further arguments")
-				case o.Action == "add" || o.Action == "remove":
-					return usageErrorf("exempt %s takes one ACCOUNT, sender:ADDR or client:IP", o.Action)
-				default:
-					return usageErrorf("exempt %q: want add, remove or list", o.Action)
 				}
 				return runExempt(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "why (required for add)")
+	cli.DurationVar(cmd.Flags(), &o.For, "for", 0, "expire after this long (add; default until removed)")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (list; fields in docs/abusectl.md)")
+	return cmd
 }
 
 // exemptListJSON is the --json output of exempt list.
@@ -76,14 +95,17 @@ func runExempt(ctx context.Context, o exemptOptions, out io.Writer) error {
 		return runExemptList(ctx, o, out)
 	case "add", "remove":
 	default:
-		return usageErrorf("exempt %q: want add, remove or list", o.Action)
+		return cli.Usagef("exempt %q: want add, remove or list", o.Action)
 	}
 	s, err := parseSubject(o.Subject)
 	if err != nil {
 		return err
 	}
 	if o.Action == "add" && strings.TrimSpace(o.Reason) == "" {
-		return usageErrorf("exempt add: --reason is required")
+		return cli.Usagef("exempt add: --reason is required")
+	}
+	if err := nonNegative("for", o.For); err != nil {
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +16,10 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
+	"github.com/abusemilter/abusemilter/internal/testutil/miltertest"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
@@ -88,7 +90,7 @@ func newFixture(t testing.TB) *fixture {
 	return f
 }
 
-// connectEnv builds an env as dispatch does, with a fixed operator.
+// connectEnv builds an env as the commands do (globalOptions.run), with a fixed operator.
 func connectEnv(t testing.TB, g globalOptions) *env {
 	t.Helper()
 	e := &env{now: time.Now, user: testUser}
@@ -115,28 +117,14 @@ func startMilter(t testing.TB, configPath string) (string, *ratelimit.Redis) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ro, err := daemon.StoreOptions(cfg.Redis)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lim, err := ratelimit.NewRedis(ro, daemon.Policy(cfg), ratelimit.Options{})
+	lim, err := daemon.RedisStore(cfg, ratelimit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lim.Close() })
 	redistest.WaitFor(t, 10*time.Second, "the milter's subscription to admin changes", lim.Subscribed)
 	srv := milter.New(milter.Options{Engine: daemon.Engine(cfg, dir, lim, nil), CheckTimeout: 5 * time.Second})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		<-served
-	})
-	return ln.Addr().String(), lim
+	return miltertest.Serve(t, srv), lim
 }
 
 // milterCaches checks that the milter caches a refusal of account: the
@@ -248,11 +236,32 @@ func mustRefuse(t testing.TB, what string, v verdict, code int, rule string) {
 	}
 }
 
-// runCmd runs one command through the real command line (flags, dispatch,
-// exit code) and returns stdout, stderr and the exit code.
+// runCmd runs one command through the real command line (the cobra root,
+// flags, exit code) and returns stdout, stderr and the exit code.
 func runCmd(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
+	return runWith(t, deps{now: time.Now, user: testUser}, args...)
+}
+
+// runWith is runCmd with the process dependencies given.
+func runWith(t testing.TB, d deps, args ...string) (string, string, int) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(context.Background(), args, &out, &errOut, deps{now: time.Now, user: testUser})
+	root := newRootCommand(d, &out, &errOut)
+	root.SetContext(context.Background())
+	code := cli.Execute(root, args)
 	return out.String(), errOut.String(), code
+}
+
+// exitCode is the exit code the command line ends with when a command
+// returns err (commandError decides it).
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *cli.ExitError
+	if !errors.As(commandError(err), &ee) {
+		panic("commandError returned no exit code")
+	}
+	return ee.Code
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -19,32 +21,28 @@ type lockOptions struct {
 	For     time.Duration // 0: until unlocked
 }
 
-func lockCommand() *command {
-	return &command{
-		name:     "lock",
-		synopsis: "ACCOUNT --reason TEXT [--for DURATION]",
-		summary:  "lock an account: its mail is refused until unlocked (or for a while)",
-		details: `Locks an account. The milters refuse its next message (defer or reject, as
+func newLockCommand(g *globalOptions) *cobra.Command {
+	var o lockOptions
+	cmd := &cobra.Command{
+		Use:   "lock ACCOUNT --reason TEXT [--for DURATION]",
+		Short: "lock an account: its mail is refused until unlocked (or for a while)",
+		Long: `Locks an account. The milters refuse its next message (defer or reject, as
 strikes.lock_action says) with rule ACCOUNT_LOCKED, until "abusectl unlock"
 or until --for has passed. The reason and your user name are recorded in
 the audit log and shown by status and locked.`,
-		examples: []string{
-			`abusectl lock alice --reason "phishing campaign, ticket 4711"`,
-			`abusectl lock alice --reason "compromised password" --for 24h`,
-		},
-		setup: func(fs *flag.FlagSet) runner {
-			var o lockOptions
-			fs.StringVar(&o.Reason, "reason", "", "why (required; shown to admins, not in SMTP replies)")
-			fs.Var(durationValue{&o.For}, "for", "lock for this `duration` (e.g. 2h, 7d; default until unlocked)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageErrorf("lock takes one ACCOUNT, got %d arguments", len(args))
-				}
+		Example: `  abusectl lock alice --reason "phishing campaign, ticket 4711"
+  abusectl lock alice --reason "compromised password" --for 24h`,
+		Args: exactArgs(1, "one ACCOUNT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Account = e, args[0]
 				return runLock(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "why (required; shown to admins, not in SMTP replies)")
+	cli.DurationVar(cmd.Flags(), &o.For, "for", 0, "lock for this long (e.g. 2h, 7d; default until unlocked)")
+	return cmd
 }
 
 // accountName reads an account argument: a bare name or acct:NAME.
@@ -54,7 +52,7 @@ func accountName(arg string) (string, error) {
 		return "", err
 	}
 	if s.Kind != ratelimit.KindAccount {
-		return "", usageErrorf("%q is a %s: only accounts can be locked", arg, s.Kind)
+		return "", cli.Usagef("%q is a %s: only accounts can be locked", arg, s.Kind)
 	}
 	return s.Name, nil
 }
@@ -65,7 +63,10 @@ func runLock(ctx context.Context, o lockOptions, out io.Writer) error {
 		return err
 	}
 	if strings.TrimSpace(o.Reason) == "" {
-		return usageErrorf("lock: --reason is required (it is what the next admin reads)")
+		return cli.Usagef("lock: --reason is required (it is what the next admin reads)")
+	}
+	if err := nonNegative("for", o.For); err != nil {
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
@@ -16,26 +17,24 @@ type lockedOptions struct {
 	JSON bool
 }
 
-func lockedCommand() *command {
-	return &command{
-		name:     "locked",
-		synopsis: "[--json]",
-		summary:  "list every locked account with reason, who locked it and for how long",
-		details: `Lists the accounts that are locked now: by strikes ("auto") or by an admin,
+func newLockedCommand(g *globalOptions) *cobra.Command {
+	var o lockedOptions
+	cmd := &cobra.Command{
+		Use:   "locked [--json]",
+		Short: "list every locked account with reason, who locked it and for how long",
+		Long: `Lists the accounts that are locked now: by strikes ("auto") or by an admin,
 with the reason, when and how long ago, and when the lock ends.`,
-		examples: []string{"abusectl locked", "abusectl locked --json"},
-		setup: func(fs *flag.FlagSet) runner {
-			var o lockedOptions
-			fs.BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 0 {
-					return usageErrorf("locked takes no arguments, got %q", args)
-				}
+		Example: "  abusectl locked\n  abusectl locked --json",
+		Args:    exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env = e
 				return runLocked(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
+	return cmd
 }
 
 // lockedJSON is the --json output of locked.

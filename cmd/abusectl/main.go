@@ -8,8 +8,9 @@
 // or a window itself. Every change is audit-logged in Redis with the OS
 // user who made it, and takes effect on the milters' next message.
 //
-// Exit codes (decided in exitCode only): 0 ok; 1 failure (Redis
-// unreachable, wrong password, not found); 2 usage or config error.
+// The command line is built on internal/cli (cobra): one subcommand per
+// file, each an options struct and a runX function. Exit codes are decided
+// in commandError only (root.go) and listed in the root command's help.
 package main
 
 import (
@@ -19,6 +20,8 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 )
 
 // quietRedis drops go-redis's own log lines (pool dial retries and the
@@ -30,7 +33,9 @@ func (quietRedis) Printf(context.Context, string, ...any) {}
 func main() {
 	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, systemDeps())
+	root := newRootCommand(systemDeps(), os.Stdout, os.Stderr)
+	root.SetContext(ctx)
+	code := cli.Execute(root, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

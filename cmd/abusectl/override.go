@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -21,37 +23,35 @@ type overrideOptions struct {
 	Remove  bool
 }
 
-func overrideCommand() *command {
-	return &command{
-		name:     "override",
-		synopsis: "ACCOUNT|sender:ADDR|client:IP --limit NAME (--rate N/WINDOW[,N/WINDOW] [--for DURATION] | --remove)",
-		summary:  "replace (or restore) the rates of one limit for one subject",
-		details: `Replaces the configured rates of one limit for one subject, e.g. to let a
+func newOverrideCommand(g *globalOptions) *cobra.Command {
+	var o overrideOptions
+	cmd := &cobra.Command{
+		Use:   "override ACCOUNT|sender:ADDR|client:IP --limit NAME (--rate N/WINDOW[,N/WINDOW] [--for DURATION] | --remove)",
+		Short: "replace (or restore) the rates of one limit for one subject",
+		Long: `Replaces the configured rates of one limit for one subject, e.g. to let a
 customer send a legitimate mailing, or to throttle a suspicious one. The
 milters apply it to the subject's very next message. --for makes it expire;
 --remove restores the configured rates (exit 1 when there is no override).
 
 Limit names as for reset. Several windows: --rate 20/10m,500/24h.`,
-		examples: []string{
-			"abusectl override alice --limit messages --rate 500/1h --for 24h",
-			"abusectl override sender:shop@example.com --limit sender_messages --rate 50/1h",
-			"abusectl override alice --limit messages --remove",
-		},
-		setup: func(fs *flag.FlagSet) runner {
-			var o overrideOptions
-			fs.StringVar(&o.Limit, "limit", "", "which limit (`NAME`, required)")
-			fs.StringVar(&o.Rate, "rate", "", "new `rates`, N/WINDOW[,N/WINDOW...]")
-			fs.Var(durationValue{&o.For}, "for", "expire after this `duration` (default: until removed)")
-			fs.BoolVar(&o.Remove, "remove", false, "remove the override (restore the configured rates)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageErrorf("override takes one ACCOUNT, sender:ADDR or client:IP, got %d arguments", len(args))
-				}
+		Example: `  abusectl override alice --limit messages --rate 500/1h --for 24h
+  abusectl override sender:shop@example.com --limit sender_messages --rate 50/1h
+  abusectl override alice --limit messages --remove`,
+		Args: exactArgs(1, "one ACCOUNT, sender:ADDR or client:IP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Subject = e, args[0]
 				return runOverride(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().StringVar(&o.Limit, "limit", "", "which limit (NAME, required)")
+	cmd.Flags().StringVar(&o.Rate, "rate", "", "new rates, N/WINDOW[,N/WINDOW...]")
+	cli.DurationVar(cmd.Flags(), &o.For, "for", 0, "expire after this long (default: until removed)")
+	cmd.Flags().BoolVar(&o.Remove, "remove", false, "remove the override (restore the configured rates)")
+	must(cmd.RegisterFlagCompletionFunc("limit", completeLimits))
+	must(cmd.RegisterFlagCompletionFunc("rate", cobra.NoFileCompletions))
+	return cmd
 }
 
 func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
@@ -60,17 +60,20 @@ func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
 		return err
 	}
 	if o.Limit == "" {
-		return usageErrorf("override: --limit is required")
+		return cli.Usagef("override: --limit is required")
 	}
 	dim, err := parseLimit(s, o.Limit)
 	if err != nil {
 		return err
 	}
 	if o.Remove == (o.Rate != "") {
-		return usageErrorf("override: give either --rate or --remove")
+		return cli.Usagef("override: give either --rate or --remove")
+	}
+	if err := nonNegative("for", o.For); err != nil {
+		return err
 	}
 	if o.Remove && o.For != 0 {
-		return usageErrorf("override: --for goes with --rate, not --remove")
+		return cli.Usagef("override: --for goes with --rate, not --remove")
 	}
 	var rates []ratelimit.Rate
 	if !o.Remove {

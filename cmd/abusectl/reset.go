@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
@@ -16,12 +17,12 @@ type resetOptions struct {
 	Limit   string // empty: every counter, and an account's strikes
 }
 
-func resetCommand() *command {
-	return &command{
-		name:     "reset",
-		synopsis: "ACCOUNT|sender:ADDR|client:IP [--limit NAME]",
-		summary:  "clear counters (and an account's strikes)",
-		details: `Clears what the subject has used, so its next message starts from zero.
+func newResetCommand(g *globalOptions) *cobra.Command {
+	var o resetOptions
+	cmd := &cobra.Command{
+		Use:   "reset ACCOUNT|sender:ADDR|client:IP [--limit NAME]",
+		Short: "clear counters (and an account's strikes)",
+		Long: `Clears what the subject has used, so its next message starts from zero.
 Without --limit every counter of the subject is cleared, and for an account
 its strikes too; with --limit only that limit's counter. A lock stays: use
 unlock.
@@ -29,23 +30,20 @@ unlock.
 Limit names: account_messages, account_recipients, account_new_recipients,
 sender_messages, client_messages, the rule IDs of replies (ACCOUNT_MSG_RATE,
 ...), or short names: messages, recipients, new_recipients.`,
-		examples: []string{
-			"abusectl reset alice",
-			"abusectl reset alice --limit recipients",
-			"abusectl reset sender:newsletter@example.com",
-		},
-		setup: func(fs *flag.FlagSet) runner {
-			var o resetOptions
-			fs.StringVar(&o.Limit, "limit", "", "clear only this limit's counter (`NAME`)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageErrorf("reset takes one ACCOUNT, sender:ADDR or client:IP, got %d arguments", len(args))
-				}
+		Example: `  abusectl reset alice
+  abusectl reset alice --limit recipients
+  abusectl reset sender:newsletter@example.com`,
+		Args: exactArgs(1, "one ACCOUNT, sender:ADDR or client:IP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Subject = e, args[0]
 				return runReset(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().StringVar(&o.Limit, "limit", "", "clear only this limit's counter (NAME)")
+	must(cmd.RegisterFlagCompletionFunc("limit", completeLimits))
+	return cmd
 }
 
 func runReset(ctx context.Context, o resetOptions, out io.Writer) error {

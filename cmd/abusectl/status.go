@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -21,12 +23,12 @@ type statusOptions struct {
 	Audit int
 }
 
-func statusCommand() *command {
-	return &command{
-		name:     "status",
-		synopsis: "ACCOUNT|sender:ADDR|client:IP [--json] [--audit N]",
-		summary:  "show usage, remaining quota, strikes, lock, overrides, exemptions and audit of one subject",
-		details: `Shows every limit that applies to the subject: for each window the rate,
+func newStatusCommand(g *globalOptions) *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status ACCOUNT|sender:ADDR|client:IP [--json] [--audit N]",
+		Short: "show usage, remaining quota, strikes, lock, overrides, exemptions and audit of one subject",
+		Long: `Shows every limit that applies to the subject: for each window the rate,
 how much is used, how much remains and when the oldest counted message
 leaves the window; the strikes in the strike window; whether the account is
 locked, why, by whom and since when; overrides and exemptions in force (set
@@ -34,24 +36,20 @@ at run time, or in the config); the most recent admin actions.
 
 The subject is an account name, sender:ADDRESS, client:IP or acct:NAME; a
 bare word with '@' is a sender address and a bare IP address a client.`,
-		examples: []string{
-			"abusectl status alice",
-			"abusectl status sender:newsletter@example.com --json",
-			"abusectl status 192.0.2.10",
-		},
-		setup: func(fs *flag.FlagSet) runner {
-			var o statusOptions
-			fs.BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
-			fs.IntVar(&o.Audit, "audit", 10, "show at most `N` audit entries (0: all kept)")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageErrorf("status takes one ACCOUNT, sender:ADDR or client:IP, got %d arguments", len(args))
-				}
+		Example: `  abusectl status alice
+  abusectl status sender:newsletter@example.com --json
+  abusectl status 192.0.2.10`,
+		Args: exactArgs(1, "one ACCOUNT, sender:ADDR or client:IP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Subject = e, args[0]
 				return runStatus(ctx, o, out)
-			}
+			})
 		},
 	}
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
+	cmd.Flags().IntVar(&o.Audit, "audit", 10, "show at most N audit entries (0: all kept)")
+	return cmd
 }
 
 // statusJSON is the --json output of status; its fields are documented in
@@ -118,7 +116,7 @@ type auditJSON struct {
 func runStatus(ctx context.Context, o statusOptions, out io.Writer) error {
 	subj, err := ratelimit.ParseSubject(o.Subject)
 	if err != nil {
-		return usageErrorf("%v", err)
+		return cli.Usagef("%v", err)
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

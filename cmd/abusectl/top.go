@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -23,37 +25,34 @@ type topOptions struct {
 	MaxTime time.Duration
 }
 
-func topCommand() *command {
-	return &command{
-		name:     "top",
-		synopsis: "[--by messages|recipients|strikes] [--window 1h] [-n 20] [--json]",
-		summary:  "rank the busiest accounts, senders and clients now",
-		details: `Ranks subjects by what they did within the window: messages (accounts,
+func newTopCommand(g *globalOptions) *cobra.Command {
+	o := topOptions{Window: time.Hour, N: 20, MaxTime: 2 * time.Minute}
+	cmd := &cobra.Command{
+		Use:   "top [--by messages|recipients|strikes] [--window 1h] [-n 20] [--json]",
+		Short: "rank the busiest accounts, senders and clients now",
+		Long: `Ranks subjects by what they did within the window: messages (accounts,
 senders and clients), recipients (accounts) or strikes (accounts, counted
 over the window given). It walks the store with SCAN (never KEYS), on every
 master of a Cluster, so it is safe on a busy production Redis; a million
 counters take a few seconds.`,
-		examples: []string{
-			"abusectl top",
-			"abusectl top --by recipients --window 10m -n 5",
-			"abusectl top --by strikes --json",
-		},
-		setup: func(fs *flag.FlagSet) runner {
-			o := topOptions{By: string(ratelimit.TopMessages), Window: time.Hour, N: 20, MaxTime: 2 * time.Minute}
-			fs.StringVar(&o.By, "by", o.By, "rank by `what`: messages, recipients or strikes")
-			fs.DurationVar(&o.Window, "window", o.Window, "count within this `duration` before now")
-			fs.IntVar(&o.N, "n", o.N, "show the top `N` (0: all)")
-			fs.BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
-			fs.DurationVar(&o.MaxTime, "max-time", o.MaxTime, "give up when the ranking takes longer than this `duration`")
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 0 {
-					return usageErrorf("top takes no arguments, got %q", args)
-				}
+		Example: `  abusectl top
+  abusectl top --by recipients --window 10m -n 5
+  abusectl top --by strikes --window 1d --json`,
+		Args: exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env = e
 				return runTop(ctx, o, out)
-			}
+			})
 		},
 	}
+	cli.EnumVar(cmd, &o.By, "by", string(ratelimit.TopMessages), "rank by what",
+		string(ratelimit.TopMessages), string(ratelimit.TopRecipients), string(ratelimit.TopStrikes))
+	cli.DurationVar(cmd.Flags(), &o.Window, "window", o.Window, "count within this long before now")
+	cmd.Flags().IntVarP(&o.N, "number", "n", o.N, "show the top N (0: all)")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON (fields in docs/abusectl.md)")
+	cli.DurationVar(cmd.Flags(), &o.MaxTime, "max-time", o.MaxTime, "give up when the ranking takes longer than this")
+	return cmd
 }
 
 // serverTop is a store that ranks on the server (the Redis store:
@@ -82,13 +81,13 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 	switch by {
 	case ratelimit.TopMessages, ratelimit.TopRecipients, ratelimit.TopStrikes:
 	default:
-		return usageErrorf("--by %q: want messages, recipients or strikes", o.By)
+		return cli.Usagef("--by %q: want messages, recipients or strikes", o.By)
 	}
 	if o.Window < time.Second {
-		return usageErrorf("--window %s: want at least 1s", o.Window)
+		return cli.Usagef("--window %s: want at least 1s", o.Window)
 	}
 	if o.N < 0 {
-		return usageErrorf("-n %d: want 0 (all) or more", o.N)
+		return cli.Usagef("-n %d: want 0 (all) or more", o.N)
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {
@@ -125,21 +124,11 @@ func runTop(ctx context.Context, o topOptions, out io.Writer) error {
 		return err
 	}
 	var t table
-	t.header("RANK", "SUBJECT", fmt.Sprintf("%s (%s)", upper(o.By), short(o.Window)))
+	t.header("RANK", "SUBJECT", fmt.Sprintf("%s (%s)", strings.ToUpper(o.By), short(o.Window)))
 	for _, en := range v.Entries {
 		t.add(plain, fmt.Sprint(en.Rank), en.Subject, fmt.Sprint(en.Count))
 	}
 	return t.write(out, "", o.Env.color)
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 // oldRedisScript reports whether err is a Redis before 7 refusing the

@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
@@ -15,24 +16,21 @@ type unlockOptions struct {
 	Account string
 }
 
-func unlockCommand() *command {
-	return &command{
-		name:     "unlock",
-		synopsis: "ACCOUNT",
-		summary:  "unlock a locked account (and clear its strikes)",
-		details: `Removes the lock of an account and clears its strikes, so that the next
+func newUnlockCommand(g *globalOptions) *cobra.Command {
+	var o unlockOptions
+	return &cobra.Command{
+		Use:   "unlock ACCOUNT",
+		Short: "unlock a locked account (and clear its strikes)",
+		Long: `Removes the lock of an account and clears its strikes, so that the next
 refusal does not lock it again at once. The milters accept its next message
 (subject to the limits). Fails (exit 1) when the account is not locked.`,
-		examples: []string{"abusectl unlock alice"},
-		setup: func(fs *flag.FlagSet) runner {
-			var o unlockOptions
-			return func(ctx context.Context, e *env, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageErrorf("unlock takes one ACCOUNT, got %d arguments", len(args))
-				}
+		Example: "  abusectl unlock alice",
+		Args:    exactArgs(1, "one ACCOUNT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env, o.Account = e, args[0]
 				return runUnlock(ctx, o, out)
-			}
+			})
 		},
 	}
 }
