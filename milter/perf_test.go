@@ -80,14 +80,6 @@ func startFromConfig(b *testing.B, customers int) loadgen.Target {
 		b.Fatal(err)
 	}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	srv := milter.New(milter.Options{
-		Engine:      daemon.Engine(cfg, dir, lim, nil),
-		Logger:      logger,
-		IdleTimeout: cfg.Session.IdleTimeout.Duration,
-		MaxSessions: cfg.Session.MaxSessions,
-		MaxPacket:   cfg.Session.MaxPacket.Bytes,
-		BodySample:  cfg.Message.BodySample.Bytes,
-		MaxHeaders:  cfg.Message.MaxHeaders,
-	})
+	srv := milter.New(daemon.ServerOptions(cfg, daemon.Engine(cfg, dir, lim, nil), logger))
 	return loadgen.Target{Network: "tcp", Address: miltertest.Serve(b, srv)}
 }
