@@ -168,3 +168,14 @@ func (c *ConsoleConfig) validate(e *errorList) {
 		}
 	}
 }
+
+// ValidateConsole checks a console section on its own (abusectl serve
+// validates the section again after its flags replaced some fields).
+func ValidateConsole(c ConsoleConfig) error {
+	var e errorList
+	c.validate(&e)
+	if len(e) > 0 {
+		return &Error{Path: "console settings", Problems: e}
+	}
+	return nil
+}

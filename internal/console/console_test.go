@@ -117,9 +117,9 @@ func TestEveryPageRenders(t *testing.T) {
 }
 
 var (
-	inlineScript  = regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`)
-	eventHandler  = regexp.MustCompile(`(?i)<[a-z][^>]*\son[a-z]+\s*=`)
-	styleAttr     = regexp.MustCompile(`(?i)<[a-z][^>]*\sstyle\s*=`)
+	inlineScript = regexp.MustCompile(`<script(?:\s[^>]*)?>\s*[^<\s]`)
+	eventHandler = regexp.MustCompile(`(?i)<[a-z][^>]*\son[a-z]+\s*=`)
+	styleAttr    = regexp.MustCompile(`(?i)<[a-z][^>]*\sstyle\s*=`)
 )
 
 // checkPage fails on what the CSP would block or what would break it:
