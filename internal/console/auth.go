@@ -196,6 +196,15 @@ func addrKey(a netip.Addr) string {
 	return "a:" + a.String()
 }
 
+// validToken reports whether s looks like a randomToken.
+func validToken(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil
+}
+
 // sameToken compares two tokens in constant time; empty never matches.
 func sameToken(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1

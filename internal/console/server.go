@@ -171,6 +171,10 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(http.FileServerFS(static))))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginSubmit)
 	mux.Handle("POST /logout", s.authed(s.logout, true, false))
@@ -377,7 +381,13 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, v loginView) {
+	// One token per browser, kept while it is there: another login page
+	// (a second tab, a redirected background request) must not make the
+	// first one's form stale.
 	tok := randomToken()
+	if c, err := r.Cookie(s.cookieName(loginCookie)); err == nil && validToken(c.Value) {
+		tok = c.Value
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name: s.cookieName(loginCookie), Value: tok, Path: "/", MaxAge: 3600,
 		HttpOnly: true, Secure: s.o.TLS, SameSite: http.SameSiteStrictMode,
