@@ -34,6 +34,10 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// maxSessions bounds the sessions kept (a proxy-authenticated client that
+// keeps no cookie makes one per request).
+const maxSessions = 10000
+
 // sessions keeps the sessions in memory: a restart logs everyone out.
 type sessions struct {
 	idle, lifetime time.Duration
@@ -49,6 +53,16 @@ func (s *sessions) create(user string, role Role, proxy bool) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pruneLocked(now)
+	if len(s.m) >= maxSessions {
+		// Past the cap the least recently used session goes.
+		var oldest *session
+		for _, o := range s.m {
+			if oldest == nil || o.lastSeen.Before(oldest.lastSeen) {
+				oldest = o
+			}
+		}
+		delete(s.m, oldest.id)
+	}
 	s.m[se.id] = se
 	return se
 }

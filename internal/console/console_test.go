@@ -884,3 +884,18 @@ func TestCharts(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedLoginLogsNoUnknownName(t *testing.T) {
+	f := newFixture(t)
+	b := f.browser("192.0.2.1:1234")
+	b.login("op", "not-the-password")
+	b.login("hunter2-secret", "x-password-xx")
+	for _, e := range f.logs.FilterMessage("console: login failed").All() {
+		if u := e.ContextMap()["user"]; u == "hunter2-secret" {
+			t.Errorf("an unknown user name is logged: %v", e.ContextMap())
+		}
+	}
+	if n := f.logs.FilterMessage("console: login failed").FilterField(zapUser("op")).Len(); n != 1 {
+		t.Errorf("the failed login of a known user is not logged by name")
+	}
+}

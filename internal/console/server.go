@@ -425,7 +425,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	ba, waitA := s.throttle.blocked(aKey, s.o.LoginFailuresPerAddress)
 	if bu || ba {
 		wait := max(waitU, waitA)
-		s.log.Warn("console: login throttled", zap.String("user", name), zap.String("client", addr.String()),
+		s.log.Warn("console: login throttled", zap.String("client", addr.String()),
 			zap.Bool("per_user", bu), zap.Bool("per_address", ba))
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		view.Error = "Too many failed logins: wait and try again."
@@ -443,7 +443,13 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		s.throttle.fail(userKey, s.o.LoginFailuresPerUser)
 		s.throttle.fail(aKey, s.o.LoginFailuresPerAddress)
-		s.log.Warn("console: login failed", zap.String("user", name), zap.String("client", addr.String()))
+		// A name that is no user is not logged: it may be a password typed
+		// into the wrong field.
+		logged := zap.String("user", name)
+		if _, known, _ := s.users.lookup(name); !known {
+			logged = zap.String("user", "(unknown)")
+		}
+		s.log.Warn("console: login failed", logged, zap.String("client", addr.String()))
 		view.Error = "Wrong user name or password."
 		s.renderLogin(w, r, http.StatusUnauthorized, view)
 		return
