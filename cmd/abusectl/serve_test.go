@@ -21,15 +21,21 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/internal/console"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
-// runUserCmd runs "abusectl user ..." with stdin.
+// runUserCmd runs "abusectl user ..." with stdin (hashing at bcrypt's
+// lowest cost: cost 12 takes seconds under the race detector).
 func runUserCmd(t *testing.T, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	old := console.HashCost
+	console.HashCost = bcrypt.MinCost
+	defer func() { console.HashCost = old }()
 	var out, errOut bytes.Buffer
 	root := newRootCommand(deps{now: time.Now, user: testUser}, &out, &errOut)
 	root.SetContext(context.Background())

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -806,6 +808,10 @@ func TestProxyAuth(t *testing.T) {
 }
 
 func TestUsersFile(t *testing.T) {
+	if HashCost != 12 {
+		t.Fatalf("new hashes have cost %d, want 12", HashCost)
+	}
+	lowHashCost(t)
 	path := t.TempDir() + "/users"
 	if u, err := ReadUsers(path); err != nil || u != nil {
 		t.Fatalf("missing file: %v %v", u, err)
@@ -898,4 +904,11 @@ func TestFailedLoginLogsNoUnknownName(t *testing.T) {
 	if n := f.logs.FilterMessage("console: login failed").FilterField(zapUser("op")).Len(); n != 1 {
 		t.Errorf("the failed login of a known user is not logged by name")
 	}
+}
+
+// lowHashCost makes HashPassword fast for one test.
+func lowHashCost(t *testing.T) {
+	old := HashCost
+	HashCost = bcrypt.MinCost
+	t.Cleanup(func() { HashCost = old })
 }

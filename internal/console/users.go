@@ -46,6 +46,10 @@ type User struct {
 // BcryptCost is the cost of new password hashes.
 const BcryptCost = 12
 
+// HashCost is the cost HashPassword uses: BcryptCost, lowered by tests
+// only (a cost-12 hash takes seconds under the race detector).
+var HashCost = BcryptCost
+
 // MinPasswordLength is the shortest password "abusectl user" accepts.
 const MinPasswordLength = 12
 
@@ -79,7 +83,7 @@ func HashPassword(pw string) ([]byte, error) {
 	if err := CheckPassword(pw); err != nil {
 		return nil, err
 	}
-	return bcrypt.GenerateFromPassword([]byte(pw), BcryptCost)
+	return bcrypt.GenerateFromPassword([]byte(pw), HashCost)
 }
 
 // ReadUsers reads a users file: one "name:role:hash" line per user; blank
