@@ -1,7 +1,7 @@
 package milter
 
 import (
-	"mime"
+	"encoding/base64"
 	"net"
 	"strings"
 
@@ -38,8 +38,9 @@ const (
 	// "; mode=...; milter_msg_id=..." appended.
 	HeaderTrial = "X-Abuse-Trial"
 	// HeaderTrialFinding carries one finding of a trial:
-	// "RULE; clause=CLAUSE; score=N; reason=TEXT", the reason (last, so it
-	// may hold "; ") as RFC 2047 encoded words when it is not plain ASCII.
+	// "RULE; clause=CLAUSE; score=N; reason=TEXT", the reason last (it may
+	// hold "; "); a reason that is not printable ASCII, or that holds "=?",
+	// is sent as "reason64=BASE64" of its UTF-8 instead.
 	HeaderTrialFinding = "X-Abuse-Trial-Finding"
 	// TrialRefusedReply answers the trial macro outside the trial listener.
 	TrialRefusedReply = "550 5.7.0 abusemilter: trials are taken on the trial listener only (trial.listen), not here"
@@ -80,12 +81,22 @@ func (b *backend) addTrialHeaders(m *gomilter.Modifier, v scoring.Verdict) error
 		return err
 	}
 	for _, f := range v.Findings {
-		reason := strings.NewReplacer("\r", " ", "\n", " ").Replace(clip(f.Reason, maxLoggedReason))
-		value := f.Rule + "; clause=" + string(f.Clause) + "; score=" + formatScore(f.Score) +
-			"; reason=" + mime.BEncoding.Encode("utf-8", reason)
+		value := f.Rule + "; clause=" + string(f.Clause) + "; score=" + formatScore(f.Score) + "; " + trialReason(clip(f.Reason, maxLoggedReason))
 		if err := m.AddHeader(HeaderTrialFinding, addedHeaderValue(headerSafe(value), b.leadingSpace())); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// trialReason renders a finding's reason for HeaderTrialFinding.
+func trialReason(r string) string {
+	plain := !strings.Contains(r, "=?")
+	for i := 0; i < len(r) && plain; i++ {
+		plain = r[i] >= 0x20 && r[i] <= 0x7e
+	}
+	if plain {
+		return "reason=" + r
+	}
+	return "reason64=" + base64.StdEncoding.EncodeToString([]byte(r))
 }
