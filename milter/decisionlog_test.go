@@ -69,7 +69,7 @@ func TestDecisionLineExplainsItself(t *testing.T) {
 		"stage": "eom", "action": "reject", "rule": "FROM_DOMAIN_NOT_OWNED", "clause": "impersonation",
 		"helo": "client.example.net", "client": "192.0.2.10", "client_name": "client.example.net",
 		"mail_from": "alice@example.com", "message_id": "<forged-1@mail.example.com>", "mode": "enforce",
-		"reply": "550 5.7.1 Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)",
+		"reply":       "550 5.7.1 Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)",
 		"subject_len": float64(len([]rune("Dringend: Überweisung"))),
 	}
 	for k, v := range want {

@@ -69,9 +69,9 @@ type invocation struct {
 	// milter instead of the offline engine.
 	milter   scan.MilterOptions
 	mailFrom string
-	stdin      io.Reader
-	stdout     io.Writer
-	stderr     io.Writer
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 func main() {
