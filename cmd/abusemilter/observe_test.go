@@ -135,8 +135,8 @@ notify:
 	}
 	before := scrape(t, maddr)
 	const (
-		accepted = `abusemilter_decisions_total{action="accept",clause="none",rule="none"}`
-		rejected = `abusemilter_decisions_total{action="reject",clause="impersonation",rule="FROM_DOMAIN_NOT_OWNED"}`
+		accepted = `abusemilter_decisions_total{action="accept",clause="none",mode="enforce",rule="none",stage="eom"}`
+		rejected = `abusemilter_decisions_total{action="reject",clause="impersonation",mode="enforce",rule="FROM_DOMAIN_NOT_OWNED",stage="eom"}`
 		locks    = `abusemilter_account_locks_total`
 		sent     = `abusemilter_notify_sent_total{sink="webhook"}`
 	)

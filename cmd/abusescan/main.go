@@ -54,11 +54,21 @@ Who sent the mail:
                          the fly when the config has none): for other
                          people's mail, so identity rules do not fire on all
 
+Asking the running milter:
+  --milter ADDR          send each message through the running milter at
+                         ADDR (its trial.listen) as Postfix would, and print
+                         its reply, the headers it would add and the
+                         findings; a trial charges no counter and no strike
+                         (--charge: send as real mail). --login, --client,
+                         --helo, --mail-from, --rcpt set the envelope, which
+                         otherwise comes from the message
+
 Exit status:
   0  no message at or above --fail-on
   1  at least one message at or above --fail-on
   2  usage or config error, an unreadable config, a report that could not
-     be written, or an interrupted scan`
+     be written, an interrupted scan, or (--milter) a milter that cannot be
+     reached or refuses the session`
 
 // invocation is one parsed command line.
 type invocation struct {
@@ -98,7 +108,8 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 		Long:  longHelp,
 		Example: `  abusescan --config /etc/abusemilter/abusemilter.yaml --account alice ~alice/Maildir/.Sent
   abusescan complaints/ --account-from-sender --as-received --now received --format json
-  zcat queue-dump.mbox.gz | abusescan --account shop-webapp -`,
+  zcat queue-dump.mbox.gz | abusescan --account shop-webapp -
+  abusescan --milter unix:/run/abusemilter/trial.sock --login alice complaint.eml`,
 		// Inputs are files; subcommands (help, completion) still resolve.
 		Args: cobra.ArbitraryArgs,
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {

@@ -18,8 +18,19 @@ import (
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/internal/trial"
+	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
+
+// TestTrialProtocolConstants: the client (internal/trial) and the daemon
+// (milter/) name the trial macro and headers alike.
+func TestTrialProtocolConstants(t *testing.T) {
+	if trial.MacroTrial != milter.MacroTrial || trial.HeaderTrial != milter.HeaderTrial || trial.HeaderTrialFinding != milter.HeaderTrialFinding {
+		t.Errorf("client %q %q %q, daemon %q %q %q", trial.MacroTrial, trial.HeaderTrial, trial.HeaderTrialFinding,
+			milter.MacroTrial, milter.HeaderTrial, milter.HeaderTrialFinding)
+	}
+}
 
 // goldenDir holds the golden messages: NAME.eml with NAME.expected, whose
 // first line names the account that sends it (scoring/golden_test.go).

@@ -6,7 +6,7 @@
 // trial, which charges nothing) its verdict and findings.
 //
 // A trial is recognised by the daemon only on its trial listener and only
-// with the trial macro (see milter.MacroTrial); Send sends the macro unless
+// with the trial macro (see MacroTrial); Send sends the macro unless
 // Options.Charge is set, and reports whether the daemon confirmed the
 // trial.
 package trial
@@ -25,8 +25,18 @@ import (
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
+)
 
-	"github.com/abusemilter/abusemilter/milter"
+// The client's side of the trial protocol; the daemon's side is in
+// milter/trial.go, whose constants these must equal (a test in
+// cmd/abusescan checks it: only the commands may import milter/).
+const (
+	// MacroTrial is sent at connect and MAIL unless Options.Charge.
+	MacroTrial = "{abusemilter_trial}"
+	// HeaderTrial carries the trial's verdict, HeaderTrialFinding each
+	// finding.
+	HeaderTrial        = "X-Abuse-Trial"
+	HeaderTrialFinding = "X-Abuse-Trial-Finding"
 )
 
 // Options describe one submission.
@@ -104,7 +114,7 @@ type Result struct {
 	// Headers are the header changes the milter asked for (in monitor
 	// mode X-Abuse-Verdict and X-Abuse-Findings), without the trial's own.
 	Headers []Header `json:"headers"`
-	// The trial's verdict, from milter.HeaderTrial (empty without one).
+	// The trial's verdict, from HeaderTrial (empty without one).
 	Rule        string    `json:"rule"`
 	Clause      string    `json:"clause"`
 	Score       float64   `json:"score"`
@@ -211,7 +221,7 @@ func (t *session) run(headers []field, body []byte) (*Result, error) {
 		conn = append(conn, "{client_addr}", addr)
 	}
 	if !o.Charge {
-		conn = append(conn, milter.MacroTrial, "yes")
+		conn = append(conn, MacroTrial, "yes")
 	}
 	if err := t.s.Macros(gomilter.CodeConn, conn...); err != nil {
 		return nil, err
@@ -236,7 +246,7 @@ func (t *session) run(headers []field, body []byte) (*Result, error) {
 		mail = append(mail, "{auth_authen}", o.Login, "{auth_type}", "PLAIN")
 	}
 	if !o.Charge {
-		mail = append(mail, milter.MacroTrial, "yes")
+		mail = append(mail, MacroTrial, "yes")
 	}
 	if err := t.s.Macros(gomilter.CodeMail, mail...); err != nil {
 		return nil, err
@@ -341,10 +351,10 @@ func (t *session) modifications(mods []gomilter.ModifyAction) {
 	for _, m := range mods {
 		value := strings.TrimPrefix(m.HeaderValue, " ")
 		switch {
-		case m.Code == gomilter.ActAddHeader && strings.EqualFold(m.HeaderName, milter.HeaderTrial):
+		case m.Code == gomilter.ActAddHeader && strings.EqualFold(m.HeaderName, HeaderTrial):
 			r.Trial = true
 			t.trialVerdict(value)
-		case m.Code == gomilter.ActAddHeader && strings.EqualFold(m.HeaderName, milter.HeaderTrialFinding):
+		case m.Code == gomilter.ActAddHeader && strings.EqualFold(m.HeaderName, HeaderTrialFinding):
 			r.Findings = append(r.Findings, parseFinding(value))
 		case m.Code == gomilter.ActAddHeader:
 			r.Headers = append(r.Headers, Header{Name: m.HeaderName, Value: value, Action: "add"})
