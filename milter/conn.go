@@ -36,6 +36,9 @@ type sessionConn struct {
 	log       *zap.Logger
 	idle      time.Duration
 	maxPacket uint32
+	// trialListener is set for a connection accepted on a TrialListener:
+	// only such a session may be a trial (trial.go).
+	trialListener bool
 
 	// Framing state, touched only by the reading goroutine.
 	in        *bufio.Reader // over socketReader; made on first read

@@ -60,14 +60,26 @@ type Options struct {
 	NewBodySink func(env *scoring.Envelope) BodySink
 	// Observer, when set, is told of every decision and session (metrics).
 	Observer Observer
+	// Redact, when set, rewrites the e-mail addresses of the decision log
+	// (log.redact: addresses); nil logs them as they are.
+	Redact Redactor
+}
+
+// Redactor hides the local parts of e-mail addresses in log lines
+// (*logging.Redactor).
+type Redactor interface {
+	// Address rewrites one address (a string without "@" is kept).
+	Address(s string) string
+	// Text rewrites every address inside free text.
+	Text(s string) string
 }
 
 // Observer is told what the server does, for metrics and notifications.
 // Its methods are called on the session's goroutine and must not block.
 type Observer interface {
-	// Decision is called once per logged decision with the stage ("mail",
-	// "rcpt" or "eom") and the time since MAIL FROM.
-	Decision(stage string, v scoring.Verdict, elapsed time.Duration)
+	// Decision is called once per logged decision: at most once per
+	// message and stage (see DecisionEvent).
+	Decision(ev DecisionEvent)
 	SessionOpened()
 	SessionClosed()
 	// SessionRefused counts a connection past the session cap.
@@ -77,10 +89,10 @@ type Observer interface {
 // nopObserver is the Observer when none is set.
 type nopObserver struct{}
 
-func (nopObserver) Decision(string, scoring.Verdict, time.Duration) {}
-func (nopObserver) SessionOpened()                                  {}
-func (nopObserver) SessionClosed()                                  {}
-func (nopObserver) SessionRefused()                                 {}
+func (nopObserver) Decision(DecisionEvent) {}
+func (nopObserver) SessionOpened()         {}
+func (nopObserver) SessionClosed()         {}
+func (nopObserver) SessionRefused()        {}
 
 // BodySink streams a whole message to a consumer that needs more than the
 // body sample, such as a DKIM verifier. Calls come from one goroutine.
@@ -146,6 +158,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.Redact == nil {
+		opts.Redact = noRedact{}
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
@@ -259,6 +274,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	_, trial := ln.(trialListener) // trial.go
 	s.startLib.Do(func() {
 		go s.main.Serve(s.mainLn)
 		go s.spill.Serve(s.spillLn)
@@ -288,7 +304,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.dispatch(conn)
+		s.dispatch(conn, trial)
 	}
 }
 
@@ -303,8 +319,9 @@ func isTemporary(err error) bool {
 }
 
 // dispatch hands a new connection to the milter, or to the tempfail milter
-// when the session cap is reached.
-func (s *Server) dispatch(conn net.Conn) {
+// when the session cap is reached. trial is set for a connection accepted
+// on a TrialListener.
+func (s *Server) dispatch(conn net.Conn, trial bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -327,7 +344,7 @@ func (s *Server) dispatch(conn net.Conn) {
 	if overflow {
 		idle = min(idle, overflowIdle)
 	}
-	sc := &sessionConn{Conn: conn, srv: s, log: log, idle: idle, maxPacket: uint32(s.opts.MaxPacket)}
+	sc := &sessionConn{Conn: conn, srv: s, log: log, idle: idle, maxPacket: uint32(s.opts.MaxPacket), trialListener: trial}
 	s.sessions[sc] = overflow
 	if overflow {
 		s.overflow++

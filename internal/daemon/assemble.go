@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/config"
@@ -170,6 +171,12 @@ func WithRulePanicHandler(f func(rule string, value any)) EngineOption {
 // Resolver builds the caching DNS resolver the config asks for, or nil when
 // dns.enabled is false (DNS rules then skip).
 func Resolver(cfg *config.Config) scoring.Resolver {
+	return ResolverWith(cfg, nil)
+}
+
+// ResolverWith is Resolver with every lookup reported to observe (the
+// daemon's DNS metrics); observe may be nil.
+func ResolverWith(cfg *config.Config, observe func(result string, queried bool, took time.Duration)) scoring.Resolver {
 	if !cfg.DNS.Enabled {
 		return nil
 	}
@@ -177,6 +184,7 @@ func Resolver(cfg *config.Config) scoring.Resolver {
 		MaxEntries:  cfg.DNS.CacheSize,
 		PositiveTTL: cfg.DNS.PositiveTTL.Duration,
 		NegativeTTL: cfg.DNS.NegativeTTL.Duration,
+		Observe:     observe,
 	})
 }
 

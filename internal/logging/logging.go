@@ -3,7 +3,9 @@
 // whatever the field values contain (zap escapes control characters), and
 // the standard library's log package redirected into zap so that messages
 // from libraries (go-milter's panics and I/O errors) arrive as structured
-// lines too.
+// lines too. Under systemd, when standard error is the journal stream
+// (JOURNAL_STREAM), every line starts with its syslog priority ("<4>"),
+// see journal.go; redact.go hashes e-mail addresses for log.redact.
 package logging
 
 import (
@@ -56,6 +58,9 @@ func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	default:
 		return nil, level, fmt.Errorf("log format %q: want auto, console or json", opts.Format)
+	}
+	if toJournal(out) {
+		enc = withPriority(enc) // journal.go
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), level, nil
