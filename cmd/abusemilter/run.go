@@ -83,7 +83,11 @@ func run(o options, stdout, stderr io.Writer) int {
 		printSummary(stdout, cfg)
 		return exitOK
 	}
-	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr})
+	// Decision lines are buffered off the mail path and written every
+	// logging.DefaultFlushInterval; the deferred Sync writes the rest when
+	// the daemon stops (SIGTERM), and a reload (SIGHUP) keeps the writer.
+	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr,
+		FlushInterval: logging.DefaultFlushInterval})
 	if err != nil {
 		fmt.Fprintf(stderr, "abusemilter: %v\n", err)
 		return exitUsage

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -25,6 +26,10 @@ type Options struct {
 	Level string
 	// Output is where lines go; nil means standard error.
 	Output io.Writer
+	// FlushInterval, when positive, buffers lines below warn level and
+	// writes them at this interval and on Logger.Sync (see buffered.go);
+	// zero writes every line at once.
+	FlushInterval time.Duration
 }
 
 // New builds a logger. Its Level can be changed later through the returned
@@ -57,8 +62,13 @@ func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
 	default:
 		return nil, level, fmt.Errorf("log format %q: want auto, console or json", opts.Format)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), level, nil
+	ws := zapcore.Lock(zapcore.AddSync(out))
+	var core zapcore.Core = zapcore.NewCore(enc, ws, level)
+	if opts.FlushInterval > 0 {
+		ws = bufferedOutput(out, opts.FlushInterval)
+		core = flushAbove{Core: zapcore.NewCore(enc, ws, level), level: zapcore.WarnLevel}
+	}
+	return zap.New(core, zap.ErrorOutput(ws)), level, nil
 }
 
 // SetLevel parses a level name into an AtomicLevel; empty means info.
