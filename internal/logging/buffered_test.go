@@ -2,8 +2,8 @@ package logging
 
 import (
 	"strings"
-	"testing"
 	"sync"
+	"testing"
 	"time"
 
 	"go.uber.org/zap"
