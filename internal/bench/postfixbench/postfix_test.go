@@ -65,7 +65,7 @@ strikes:
 // setup is one way of running Postfix: its milter, started before it.
 type setup struct {
 	name  string
-	start func(t *testing.T) string // returns smtpd_milters ("" for none)
+	start func(t *testing.T) (string, *os.Process) // smtpd_milters ("" for none) and the milter's process
 }
 
 func TestPostfixThroughput(t *testing.T) {
@@ -75,19 +75,20 @@ func TestPostfixThroughput(t *testing.T) {
 	source := testenv.RequireTool(t, "smtp-source")
 	bin := buildBinaries(t)
 	setups := []setup{
-		{"no milter", func(*testing.T) string { return "" }},
-		{"no-op milter (replies to every step)", func(t *testing.T) string { return serveNoOp(t, bin) }},
-		{"abusemilter, embedded store", func(t *testing.T) string { return startAbusemilter(t, bin, "") }},
-		{"abusemilter, Redis store", func(t *testing.T) string {
+		{"no milter", func(*testing.T) (string, *os.Process) { return "", nil }},
+		{"no-op milter (replies to every step)", func(t *testing.T) (string, *os.Process) { return serveNoOp(t, bin) }},
+		{"abusemilter, embedded store", func(t *testing.T) (string, *os.Process) { return startAbusemilter(t, bin, "") }},
+		{"abusemilter, Redis store", func(t *testing.T) (string, *os.Process) {
 			srv := redistest.Start(t)
 			return startAbusemilter(t, bin, "redis:\n  url: \"redis://"+srv.Addr()+"\"\n  timeout: 1s\n")
 		}},
 	}
 	rates := make(map[string][]float64)
+	cpu := make(map[string][]float64) // the milter process's CPU ms per message
 	for round := 1; round <= *rounds; round++ {
 		for _, s := range setups {
 			t.Run(fmt.Sprintf("%d/%s", round, s.name), func(t *testing.T) {
-				milter := s.start(t)
+				milter, proc := s.start(t)
 				sink := startSink(t)
 				pf := testenv.StartPostfix(t, testenv.PostfixOptions{
 					SMTPDMilter: milter, RelayTo: sink,
@@ -98,14 +99,37 @@ func TestPostfixThroughput(t *testing.T) {
 						"smtpd_client_connection_rate_limit":  "0",
 					},
 				})
+				c0 := cpuSeconds(proc)
 				rate := sendAll(t, source, pf)
 				rates[s.name] = append(rates[s.name], rate)
 				checkAccepted(t, pf)
-				t.Logf("%s: %.0f messages/s", s.name, rate)
+				ms := (cpuSeconds(proc) - c0) * 1000 / float64(*messages)
+				cpu[s.name] = append(cpu[s.name], ms)
+				t.Logf("%s: %.0f messages/s, milter CPU %.3f ms per message", s.name, rate, ms)
 			})
 		}
 	}
-	report(t, setups, rates)
+	report(t, setups, rates, cpu)
+}
+
+// cpuSeconds is the user and system CPU time p has used (0 for nil), from
+// /proc/PID/stat.
+func cpuSeconds(p *os.Process) float64 {
+	if p == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // USER_HZ
 }
 
 // sendAll runs smtp-source against pf and returns messages per second.
@@ -168,18 +192,24 @@ func tail(s string, n int) string {
 }
 
 // report prints messages/s per set-up and the ratios of the runs.
-func report(t *testing.T, setups []setup, rates map[string][]float64) {
+func report(t *testing.T, setups []setup, rates, cpu map[string][]float64) {
 	var b strings.Builder
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&b, "\nPostfix throughput: smtp-source, %d messages of %d bytes, %d recipient(s), %d sessions; %d round(s); load average %s\n",
 		*messages, *size, *rcpts, *sessions, *rounds, strings.Join(strings.Fields(string(load))[:3], " "))
 	none, noop := setups[0].name, setups[1].name
 	fmt.Fprintf(&b, "%-40s %s\n", "set-up", "messages/s per round (ratio to no milter; to the no-op milter)")
-	out := map[string]any{"messages": *messages, "size": *size, "sessions": *sessions, "rounds": *rounds, "rates": rates}
+	out := map[string]any{"messages": *messages, "size": *size, "sessions": *sessions, "rounds": *rounds, "rates": rates, "milter_cpu_ms": cpu}
 	for _, s := range setups {
 		fmt.Fprintf(&b, "%-40s", s.name)
 		for i, r := range rates[s.name] {
 			fmt.Fprintf(&b, " %6.0f (%.2f; %.2f)", r, r/rates[none][i], r/rates[noop][i])
+		}
+		if s.name != none {
+			b.WriteString("  milter CPU ms/message:")
+			for _, c := range cpu[s.name] {
+				fmt.Fprintf(&b, " %.3f", c)
+			}
 		}
 		b.WriteString("\n")
 	}
@@ -220,18 +250,18 @@ func moduleRoot(t *testing.T) string {
 
 // serveNoOp runs milterload's no-op milter in a process of its own, as a
 // milter runs, and returns its Postfix address.
-func serveNoOp(t *testing.T, bin string) string {
+func serveNoOp(t *testing.T, bin string) (string, *os.Process) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	addr := "inet:127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(filepath.Join(bin, "milterload"), "--serve-noop", addr)
 	startProcess(t, cmd, "serving the no-op milter")
-	return addr
+	return addr, cmd.Process
 }
 
 // startAbusemilter runs the daemon with benchConfig (plus extra) and
 // returns its Postfix address once it is ready.
-func startAbusemilter(t *testing.T, bin, extra string) string {
+func startAbusemilter(t *testing.T, bin, extra string) (string, *os.Process) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	addr := "inet:127.0.0.1:" + strconv.Itoa(port)
@@ -241,7 +271,7 @@ func startAbusemilter(t *testing.T, bin, extra string) string {
 	}
 	cmd := exec.Command(filepath.Join(bin, "abusemilter"), "--config", cfg)
 	startProcess(t, cmd, "abusemilter ready")
-	return addr
+	return addr, cmd.Process
 }
 
 // startProcess starts cmd, waits until a line of its standard error holds
