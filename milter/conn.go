@@ -202,6 +202,11 @@ func (c *sessionConn) readErr(err error) error {
 func (c *sessionConn) Write(p []byte) (int, error) {
 	if c.neg.written < optNegReplyHead {
 		p = c.neg.adjustReply(p)
+		if c.neg.written >= optNegReplyHead && c.neg.isOptNeg && c.log.Core().Enabled(zap.DebugLevel) {
+			c.log.Debug("milter options negotiated",
+				zap.String("offered", fmt.Sprintf("0x%x", c.neg.offered)),
+				zap.String("agreed", fmt.Sprintf("0x%x", c.neg.agreed)))
+		}
 	}
 	if c.idle > 0 {
 		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {

@@ -83,11 +83,13 @@ func run(o options, stdout, stderr io.Writer) int {
 		printSummary(stdout, cfg)
 		return exitOK
 	}
-	// Decision lines are buffered off the mail path and written every
-	// logging.DefaultFlushInterval; the deferred Sync writes the rest when
-	// the daemon stops (SIGTERM), and a reload (SIGHUP) keeps the writer.
+	// The mail path's lines (milter's "decision", one per message, and the
+	// debug "message aborted") are buffered and written every
+	// logging.DefaultFlushInterval; any other line is written at once with
+	// them. The deferred Sync writes the rest when the daemon stops
+	// (SIGTERM); a reload (SIGHUP) keeps the writer.
 	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr,
-		FlushInterval: logging.DefaultFlushInterval})
+		FlushInterval: logging.DefaultFlushInterval, Buffered: []string{"decision", "message aborted"}})
 	if err != nil {
 		fmt.Fprintf(stderr, "abusemilter: %v\n", err)
 		return exitUsage

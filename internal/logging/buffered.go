@@ -26,23 +26,26 @@ const bufferSize = 256 << 10
 // (reload) does not stop the writer and loses nothing either.
 func bufferedOutput(out io.Writer, interval time.Duration) *zapcore.BufferedWriteSyncer {
 	return &zapcore.BufferedWriteSyncer{
-		WS:            zapcore.AddSync(out),
+		WS:            zapcore.AddSync(writeOnly{out}),
 		Size:          bufferSize,
 		FlushInterval: interval,
 	}
 }
 
 // flushAbove is a core that writes its buffer out after every entry at or
-// above level, so warnings and errors (a lock, the store's fail mode, a
-// crash's last words) reach the log at once even when decisions are
-// buffered.
+// above level, and after every entry whose message is not one of the
+// buffered ones (when that set is given), so that only the lines of the
+// mail path wait: warnings and errors (a lock, the store's fail mode, a
+// crash's last words) and lifecycle lines (ready, reloaded, stopping) reach
+// the log at once, with everything held before them, in order.
 type flushAbove struct {
 	zapcore.Core
-	level zapcore.Level
+	level    zapcore.Level
+	buffered map[string]bool // messages that may wait; nil: all below level
 }
 
 func (c flushAbove) With(fields []zapcore.Field) zapcore.Core {
-	return flushAbove{Core: c.Core.With(fields), level: c.level}
+	return flushAbove{Core: c.Core.With(fields), level: c.level, buffered: c.buffered}
 }
 
 func (c flushAbove) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -54,8 +57,14 @@ func (c flushAbove) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Ch
 
 func (c flushAbove) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	err := c.Core.Write(e, fields)
-	if e.Level >= c.level {
+	if e.Level >= c.level || (c.buffered != nil && !c.buffered[e.Message]) {
 		err = errors.Join(err, c.Core.Sync())
 	}
 	return err
 }
+
+// writeOnly hides the Sync method of the output (an *os.File): standard
+// error is usually a pipe or the journal's socket, where fsync fails with
+// EINVAL; what was written is the kernel's once write returns, so a flush
+// is a write and nothing more.
+type writeOnly struct{ io.Writer }

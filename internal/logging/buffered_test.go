@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -69,5 +70,48 @@ func TestUnbufferedByDefault(t *testing.T) {
 	logger.Info("decision")
 	if !strings.Contains(out.String(), "decision") {
 		t.Fatalf("line not written at once: %q", out.String())
+	}
+}
+
+// With Buffered, only those messages wait; another info line is written at
+// once, after the lines held before it.
+func TestOnlyBufferedMessagesWait(t *testing.T) {
+	var out syncBuffer
+	logger, _, err := New(Options{Format: "json", Output: &out, FlushInterval: time.Hour, Buffered: []string{"decision"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("decision")
+	if out.String() != "" {
+		t.Fatalf("a decision line was written before a flush: %q", out.String())
+	}
+	logger.Info("abusemilter ready")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "decision") || !strings.Contains(lines[1], "ready") {
+		t.Fatalf("after a lifecycle line: %q, want the held decision, then it", lines)
+	}
+}
+
+// A flush to an output whose Sync fails (standard error on a pipe: fsync
+// gives EINVAL) reports no error: only writes count.
+func TestFlushIgnoresOutputSync(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	logger, _, err := New(Options{Format: "json", Output: w, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger.Info("decision")
+	if err := logger.Sync(); err != nil {
+		t.Fatalf("Sync over a pipe: %v", err)
+	}
+	buf := make([]byte, 4096)
+	n, err := r.Read(buf)
+	if err != nil || !strings.Contains(string(buf[:n]), "decision") {
+		t.Fatalf("read %q, %v; want the decision line", buf[:n], err)
 	}
 }

@@ -30,6 +30,11 @@ type Options struct {
 	// writes them at this interval and on Logger.Sync (see buffered.go);
 	// zero writes every line at once.
 	FlushInterval time.Duration
+	// Buffered, with FlushInterval, limits the buffering to entries with
+	// these messages (the mail path's lines); any other entry is written
+	// at once with what was held before it. Empty: every entry below warn
+	// may wait.
+	Buffered []string
 }
 
 // New builds a logger. Its Level can be changed later through the returned
@@ -66,7 +71,14 @@ func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
 	var core zapcore.Core = zapcore.NewCore(enc, ws, level)
 	if opts.FlushInterval > 0 {
 		ws = bufferedOutput(out, opts.FlushInterval)
-		core = flushAbove{Core: zapcore.NewCore(enc, ws, level), level: zapcore.WarnLevel}
+		fa := flushAbove{Core: zapcore.NewCore(enc, ws, level), level: zapcore.WarnLevel}
+		if len(opts.Buffered) > 0 {
+			fa.buffered = make(map[string]bool, len(opts.Buffered))
+			for _, m := range opts.Buffered {
+				fa.buffered[m] = true
+			}
+		}
+		core = fa
 	}
 	return zap.New(core, zap.ErrorOutput(ws)), level, nil
 }
