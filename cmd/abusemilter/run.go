@@ -83,7 +83,13 @@ func run(o options, stdout, stderr io.Writer) int {
 		printSummary(stdout, cfg)
 		return exitOK
 	}
-	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr})
+	// The mail path's lines (milter's "decision", one per message, and the
+	// debug "message aborted") are buffered and written every
+	// logging.DefaultFlushInterval; any other line is written at once with
+	// them. The deferred Sync writes the rest when the daemon stops
+	// (SIGTERM); a reload (SIGHUP) keeps the writer.
+	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr,
+		FlushInterval: logging.DefaultFlushInterval, Buffered: []string{"decision", "message aborted"}})
 	if err != nil {
 		fmt.Fprintf(stderr, "abusemilter: %v\n", err)
 		return exitUsage

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -27,6 +28,15 @@ type Options struct {
 	Level string
 	// Output is where lines go; nil means standard error.
 	Output io.Writer
+	// FlushInterval, when positive, buffers lines below warn level and
+	// writes them at this interval and on Logger.Sync (see buffered.go);
+	// zero writes every line at once.
+	FlushInterval time.Duration
+	// Buffered, with FlushInterval, limits the buffering to entries with
+	// these messages (the mail path's lines); any other entry is written
+	// at once with what was held before it. Empty: every entry below warn
+	// may wait.
+	Buffered []string
 }
 
 // New builds a logger. Its Level can be changed later through the returned
@@ -62,8 +72,20 @@ func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
 	if toJournal(out) {
 		enc = withPriority(enc) // journal.go
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), level, nil
+	ws := zapcore.Lock(zapcore.AddSync(out))
+	var core zapcore.Core = zapcore.NewCore(enc, ws, level)
+	if opts.FlushInterval > 0 {
+		ws = bufferedOutput(out, opts.FlushInterval)
+		fa := flushAbove{Core: zapcore.NewCore(enc, ws, level), level: zapcore.WarnLevel}
+		if len(opts.Buffered) > 0 {
+			fa.buffered = make(map[string]bool, len(opts.Buffered))
+			for _, m := range opts.Buffered {
+				fa.buffered[m] = true
+			}
+		}
+		core = fa
+	}
+	return zap.New(core, zap.ErrorOutput(ws)), level, nil
 }
 
 // SetLevel parses a level name into an AtomicLevel; empty means info.
