@@ -284,6 +284,7 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
 	}
+	fields = append(fields, malwareFields(v)...)
 	var elapsed time.Duration
 	if !b.start.IsZero() {
 		elapsed = time.Since(b.start)

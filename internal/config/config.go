@@ -48,6 +48,8 @@ type Config struct {
 	Metrics      MetricsConfig `yaml:"metrics"`
 	// Notify delivers lock, threshold and fail-mode events.
 	Notify NotifyConfig `yaml:"notify"`
+	// Antivirus is the malware clause: clamd and the attachment limits.
+	Antivirus AntivirusConfig `yaml:"antivirus"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -149,6 +151,7 @@ func Default() *Config {
 		DNS:          DefaultDNS(),
 		Metrics:      MetricsConfig{Listen: "127.0.0.1:9357"},
 		Notify:       DefaultNotify(),
+		Antivirus:    DefaultAntivirus(),
 	}
 }
 
@@ -241,6 +244,7 @@ func (c *Config) Validate() error {
 	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
 	c.validateRules(&e)
 	c.Notify.validate(&e)
+	c.validateAntivirus(&e)
 	if c.Metrics.Listen != "" {
 		if !strings.Contains(c.Metrics.Listen, ":") {
 			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)

@@ -109,6 +109,7 @@ func (o *observer) subscribed() (subscribed, ok bool) {
 // Decision implements milter.Observer.
 func (o *observer) Decision(stage string, v scoring.Verdict, elapsed time.Duration) {
 	o.metrics.Decision(v.Action.String(), string(v.Clause), v.Rule, v.RuleIDs(), elapsed)
+	o.virusFound(v)
 	if stage != "eom" {
 		return
 	}
