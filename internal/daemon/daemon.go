@@ -58,7 +58,7 @@ type Daemon struct {
 	srv      *milter.Server
 	// av is the clamd client (nil without antivirus.clamd); it lives as
 	// long as the process.
-	av *clamd.Client
+	av       *clamd.Client
 	obs      *observer
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
