@@ -86,8 +86,11 @@ func Start(t testing.TB, opts Options) *Server {
 	files := map[string]string{
 		// MD5:size:name (clamav signatures(5), .hdb).
 		"eicar.hdb": fmt.Sprintf("%s:%d:%s\n", hex.EncodeToString(sum[:]), len(EICAR), EICARSignature),
-		// Name:TargetType:Offset:HexSignature (.ndb): the marker anywhere.
-		"test.ndb": fmt.Sprintf("%s:0:*:%s\n", TestSignature, hex.EncodeToString([]byte(Marker))),
+		// Name:TargetType:Offset:HexSignature (.ndb): the marker, and the
+		// EICAR string, anywhere (the hash alone misses EICAR when a
+		// decoder hands clamd the file with a line end added).
+		"test.ndb": fmt.Sprintf("%s:0:*:%s\n%s:0:*:%s\n", TestSignature, hex.EncodeToString([]byte(Marker)),
+			EICARSignature, hex.EncodeToString([]byte(EICAR))),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(db, name), []byte(content), 0o644); err != nil {
