@@ -171,7 +171,7 @@ func mismatch(declared, got string) bool {
 var dangerous = setOf(
 	"exe", "scr", "com", "pif", "cpl", "dll", "msi", "msp", "mst", "msc", "msix", "appx", "appxbundle",
 	"js", "jse", "vbs", "vbe", "vb", "wsf", "wsh", "wsc", "sct", "hta", "ps1", "ps1xml", "ps2", "psc1", "psm1",
-	"bat", "cmd", "reg", "inf", "scf", "lnk", "url", "chm", "jar", "jnlp", "gadget", "application", "appref-ms",
+	"bat", "cmd", "reg", "inf", "scf", "lnk", "chm", "jar", "jnlp", "gadget", "application", "appref-ms",
 	"iso", "img", "vhd", "vhdx", "apk", "xll", "settingcontent-ms",
 )
 
