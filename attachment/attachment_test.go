@@ -63,6 +63,7 @@ func TestRules(t *testing.T) {
 		{"zip holding an exe", message(attached("docs.zip", "application/zip", zipOf(t, "docs/readme.txt", []byte("hi"), "docs/setup.exe", pe()))), "ARCHIVE_EXECUTABLE"},
 		{"zip in zip holding a script", message(attached("outer.zip", "application/zip", zipOf(t, "inner.zip", zipOf(t, "run.vbs", []byte("MsgBox 1"))))), "ARCHIVE_EXECUTABLE"},
 		{"stored zip, exe by content", message(attached("photos.zip", "application/zip", storedZipOf(t, "img001.jpg", pe()))), "ARCHIVE_EXECUTABLE,ATTACH_TYPE_MISMATCH"},
+		{"stored entries behind data descriptors", message(attached("mixed.zip", "application/zip", streamedZipOf(t, "a.txt", []byte("PK and P and PK\x07\x08 inside"), "b.pdf", pdf(), "last.txt", pe()))), "ARCHIVE_EXECUTABLE,ATTACH_TYPE_MISMATCH"},
 		{"tar.gz holding a batch file", message(attached("backup.tar.gz", "application/gzip", tgzOf(t, "tools/install.bat", []byte("@echo off")))), "ARCHIVE_EXECUTABLE"},
 		{"gzip of an exe", message(attached("update.exe.gz", "application/gzip", gz(t, pe()))), "ARCHIVE_EXECUTABLE"},
 		{"encrypted zip", message(attached("secret.zip", "application/zip", encryptedZip(t))), "ARCHIVE_ENCRYPTED"},

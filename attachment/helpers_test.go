@@ -198,3 +198,23 @@ func gz(t testing.TB, data []byte) []byte {
 	w.Close()
 	return b.Bytes()
 }
+
+// streamedZipOf builds a zip of stored entries as streaming writers do:
+// sizes only in the data descriptor after each entry (Go's zip.Writer
+// sets flag bit 3 for every file).
+func streamedZipOf(t testing.TB, files ...any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	for i := 0; i < len(files); i += 2 {
+		f, err := w.CreateHeader(&zip.FileHeader{Name: files[i].(string), Method: zip.Store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(files[i+1].([]byte))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
