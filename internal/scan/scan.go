@@ -58,9 +58,9 @@ type Options struct {
 	// Clamd, when set, is a clamd address (unix:/path or tcp:HOST:PORT)
 	// every message is also streamed to, as the milter does with
 	// antivirus.clamd (the config's antivirus timeout and max_size apply).
-	Clamd string
-	Inputs            []string
-	Stdin             io.Reader // the input "-"
+	Clamd  string
+	Inputs []string
+	Stdin  io.Reader // the input "-"
 
 	// Progress, when set, is called once before the inputs are read, with
 	// Total, then as bytes are read and messages scanned. Calls never
