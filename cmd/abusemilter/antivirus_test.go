@@ -174,7 +174,7 @@ func TestBinaryAntivirusBoundedMemory(t *testing.T) {
 	data = nil
 	// One message first: the daemon's working set without the load.
 	if a := sendRaw(t, addr, raw, 60*time.Second, nil); a.Code != gomilter.ActAccept {
-		t.Fatalf("warm-up: %c %d %s", a.Code, a.SMTPCode, a.SMTPText)
+		t.Fatalf("warm-up: %c %d %s; log:\n%s", a.Code, a.SMTPCode, a.SMTPText, strings.Join(p.raw, "\n"))
 	}
 	base, err := perftest.ReadMemory(p.cmd.Process.Pid)
 	if err != nil {
