@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +164,19 @@ func TestZipBombs(t *testing.T) {
 			}
 			t.Logf("%s: %v in %s, expanded %d, %s", tc.name, r.Findings, took, r.Expanded, r.Incomplete)
 		})
+	}
+}
+
+// TestTimeLimit: an inspection past max_time stops with a finding that
+// says so.
+func TestTimeLimit(t *testing.T) {
+	msg := message(attached("many.zip", "application/zip", zipOf(t, "a.txt", bytes.Repeat([]byte("x"), 1<<20), "b.zip", zipOf(t, "c.txt", []byte("y")))))
+	r := attachment.Inspect(bytes.NewReader(msg), attachment.Limits{MaxTime: time.Nanosecond})
+	if !r.Has(attachment.LimitReached) || !strings.Contains(r.Incomplete, "inspection time limit") {
+		t.Errorf("findings %v, incomplete %q: want the time limit", r.Findings, r.Incomplete)
+	}
+	// The same message within the default limits is inspected whole.
+	if r := attachment.Inspect(bytes.NewReader(msg), attachment.Limits{}); r.Incomplete != "" || r.Files != 4 {
+		t.Errorf("default limits: %d files, incomplete %q", r.Files, r.Incomplete)
 	}
 }
