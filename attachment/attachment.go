@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -224,6 +225,9 @@ type Stream struct {
 	done     chan struct{}
 	in       *inspector
 	finished bool
+	// idle is set once the inspector needs no more input (a plain text
+	// message, a limit hit): later writes skip the pipe.
+	idle atomic.Bool
 }
 
 // NewStream starts the inspection of one message.
@@ -234,9 +238,11 @@ func NewStream(limits Limits) *Stream {
 	go func() {
 		defer close(s.done)
 		s.in.run()
-		// The inspector may stop early (a limit, a message it cannot
-		// walk): drain, so that Write never blocks.
-		_, _ = io.Copy(io.Discard, pr)
+		// The inspector may stop early (nothing left to inspect, a
+		// limit): later writes skip the pipe, and one in flight is
+		// drained, so that Write never blocks.
+		s.idle.Store(true)
+		_, _ = io.CopyBuffer(io.Discard, pr, make([]byte, 64<<10))
 	}()
 	return s
 }
@@ -245,6 +251,9 @@ func NewStream(limits Limits) *Stream {
 func (s *Stream) Write(p []byte) (int, error) {
 	if s.finished {
 		return 0, errors.New("attachment stream: write after finish")
+	}
+	if s.idle.Load() {
+		return len(p), nil
 	}
 	return s.pw.Write(p)
 }
