@@ -82,6 +82,7 @@ func TestRules(t *testing.T) {
 		{"DOCX without macros", message(attached("report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", docx(t, false))), ""},
 		{"zip of PDFs", message(attached("invoices.zip", "application/zip", zipOf(t, "2026/jan.pdf", pdf(), "2026/feb.pdf", pdf()))), ""},
 		{"tar.gz of text", message(attached("logs.tar.gz", "application/gzip", tgzOf(t, "app.log", []byte("started\n"), "notes.txt", []byte("see setup.exe")))), ""},
+		{"text beginning with MZ", message(attached("bio.txt", "text/plain", []byte("MZ (Mary Zed) was born in 1970 and wrote three books about sailing.\n"))), ""},
 		{"PNG named jpg", message(attached("photo.jpg", "image/jpeg", []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"))), ""},
 		{"dotted name", message(attached("report.v2.final.pdf", "application/pdf", pdf())), ""},
 		{"HTML attachment without a form", message(attached("invoice.html", "text/html", htmlPlain)), ""},

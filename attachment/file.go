@@ -252,15 +252,20 @@ func (in *inspector) checkName(f file) {
 	}
 }
 
-// peExecutable reports whether an MZ file has a PE header where it says
-// (or the header lies beyond the sniffed bytes).
+// peExecutable reports whether an MZ file has a PE (or NE, LE) header
+// where its DOS header says, so that a text that happens to begin with
+// "MZ" is not taken for a program. A header pointer past the sniffed
+// bytes (but within 64 KiB) cannot be checked and counts.
 func peExecutable(b []byte) bool {
 	if len(b) < 0x40 {
-		return true
+		return false
 	}
 	off := int(binary.LittleEndian.Uint32(b[0x3c:]))
+	if off < 0x40 || off > 0x10000 {
+		return false
+	}
 	if off+4 > len(b) {
-		return true
+		return len(b) == SniffBytes
 	}
 	return string(b[off:off+4]) == "PE\x00\x00" || string(b[off:off+2]) == "NE" || string(b[off:off+2]) == "LE"
 }
