@@ -33,6 +33,11 @@ import (
 // error, or the breaker is open.
 var ErrUnavailable = errors.New("clamd unavailable")
 
+// ErrStreamTooLong is wrapped (beside ErrUnavailable) when clamd refused a
+// stream longer than its StreamMaxLength: a configuration mismatch, not an
+// outage, so it does not count towards the breaker.
+var ErrStreamTooLong = errors.New("clamd refused the stream as longer than its StreamMaxLength; set antivirus.max_size at or below it")
+
 // Defaults for Options fields left zero.
 const (
 	DefaultTimeout         = 10 * time.Second
@@ -346,6 +351,9 @@ func (s *Scan) Write(p []byte) (int, error) {
 	bufs := net.Buffers{hdr[:], p}
 	if _, err := bufs.WriteTo(s.cn); err != nil {
 		s.err = s.c.unavailable("streaming the message", err)
+		if s.tooLong() {
+			s.err = fmt.Errorf("%w: %w (%d bytes sent to %s)", ErrUnavailable, ErrStreamTooLong, s.sent, s.c.opts.Address)
+		}
 		return n, nil
 	}
 	s.sent += int64(len(p))
@@ -368,7 +376,11 @@ func (s *Scan) Finish(ctx context.Context) (Result, error) {
 	}
 	if s.err != nil {
 		s.cn.Close()
-		s.c.failed()
+		if errors.Is(s.err, ErrStreamTooLong) {
+			s.c.stats.errors.Add(1) // clamd is up: the breaker is not told
+		} else {
+			s.c.failed()
+		}
 		return res, s.err
 	}
 	s.c.put(s.cn)
@@ -403,8 +415,18 @@ func (s *Scan) verdict(ctx context.Context) (string, error) {
 		return "", nil
 	case strings.HasSuffix(reply, " FOUND"):
 		return strings.TrimSuffix(reply, " FOUND"), nil
+	case strings.Contains(reply, "size limit exceeded"):
+		return "", fmt.Errorf("%w: %w (%d bytes sent to %s)", ErrUnavailable, ErrStreamTooLong, s.sent, s.c.opts.Address)
 	}
 	return "", fmt.Errorf("%w: %s answered %q", ErrUnavailable, s.c.opts.Address, reply)
+}
+
+// tooLong reports, after a failed write, whether clamd said why it closed
+// the stream: "INSTREAM size limit exceeded".
+func (s *Scan) tooLong() bool {
+	s.cn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	line, _ := s.cn.r.ReadString('\n')
+	return strings.Contains(line, "size limit exceeded")
 }
 
 // Close abandons the scan (the message was aborted); the connection is

@@ -193,3 +193,26 @@ func TestParseAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamMaxLengthMismatch: max_size above clamd's StreamMaxLength is a
+// configuration error the client names; it does not open the breaker.
+func TestStreamMaxLengthMismatch(t *testing.T) {
+	srv := clamdtest.Start(t, clamdtest.Options{StreamMaxLength: "1M"})
+	c, err := clamd.New(clamd.Options{Address: srv.Address(), MaxSize: 8 << 20, BreakerFailures: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		_, err := scan(t, c, bytes.Repeat([]byte("y"), 3<<20), 64<<10)
+		if !errors.Is(err, clamd.ErrStreamTooLong) || !errors.Is(err, clamd.ErrUnavailable) {
+			t.Fatalf("stream past StreamMaxLength: %v", err)
+		}
+	}
+	if c.Stats().BreakerOpen {
+		t.Error("a configuration mismatch opened the breaker")
+	}
+	if res, err := scan(t, c, []byte(clamdtest.EICAR), 10); err != nil || res.Signature == "" {
+		t.Errorf("a short message after: %+v %v", res, err)
+	}
+}
