@@ -175,6 +175,14 @@ func TestTimeLimit(t *testing.T) {
 	if !r.Has(attachment.LimitReached) || !strings.Contains(r.Incomplete, "inspection time limit") {
 		t.Errorf("findings %v, incomplete %q: want the time limit", r.Findings, r.Incomplete)
 	}
+	// An entry declared past the budget is skipped, the next one still
+	// inspected.
+	big := rawZip("big.bin", zerosDeflate(1<<20), 258<<20+1, false)
+	two := append(big[:bytes.Index(big, []byte("PK\x01\x02"))], zipOf(t, "after.exe", []byte("x"))...)
+	r = attachment.Inspect(bytes.NewReader(message(attached("two.zip", "application/zip", two))), attachment.Limits{})
+	if !r.Has(attachment.LimitReached) || !r.Has(attachment.ArchiveExecutable) || !r.Has(attachment.ArchiveBomb) {
+		t.Errorf("entry past the budget, then an exe: %v", r.Findings)
+	}
 	// The same message within the default limits is inspected whole.
 	if r := attachment.Inspect(bytes.NewReader(msg), attachment.Limits{}); r.Incomplete != "" || r.Files != 4 {
 		t.Errorf("default limits: %d files, incomplete %q", r.Files, r.Incomplete)

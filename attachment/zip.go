@@ -190,13 +190,17 @@ func (in *inspector) zipData(f file, e zipEntry, br *bufio.Reader) bool {
 	if e.descriptor {
 		sub.csize = 0
 	}
-	if e.usize > uint64(in.lim.MaxExpanded) && !e.descriptor {
+	if !e.descriptor && e.usize > uint64(max(in.lim.MaxExpanded-in.report.Expanded, 0)) {
+		// Declared larger than what is left of the budget: not
+		// decompressed; its name was checked, and the entries after it
+		// still are.
 		if e.csize > 0 && e.usize/e.csize > bombRatio {
 			in.report.add(ArchiveBomb, sub.path, "declares %d bytes from %d compressed (ratio %d)", e.usize, e.csize, e.usize/e.csize)
 		}
 		in.limit(errExpanded, sub.path)
-		in.stop = errExpanded
-		return false
+		in.checkName(sub)
+		_, err := io.CopyN(io.Discard, br, int64(e.csize))
+		return err == nil
 	}
 	known := !e.descriptor || e.csize > 0 && e.method != 0 && e.method != 8
 	var raw io.Reader = br
