@@ -27,8 +27,11 @@ type inspector struct {
 	// which nothing more is inspected.
 	entries int
 	stop    error
-	// bufs are the sniff buffers, one per nesting level.
-	bufs [][]byte
+	// bufs are the sniff buffers, one per nesting level (a level's head
+	// is read from its buffer while deeper levels are inspected);
+	// skipBuf is where skipped bytes go.
+	bufs    [][]byte
+	skipBuf []byte
 }
 
 func newInspector(l Limits, in *waitReader) *inspector {

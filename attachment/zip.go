@@ -199,8 +199,7 @@ func (in *inspector) zipData(f file, e zipEntry, br *bufio.Reader) bool {
 		}
 		in.limit(errExpanded, sub.path)
 		in.checkName(sub)
-		_, err := io.CopyN(io.Discard, br, int64(e.csize))
-		return err == nil
+		return in.skip(io.LimitReader(br, int64(e.csize)), sub.path)
 	}
 	known := !e.descriptor || e.csize > 0 && e.method != 0 && e.method != 8
 	var raw io.Reader = br
@@ -230,10 +229,7 @@ func (in *inspector) zipData(f file, e zipEntry, br *bufio.Reader) bool {
 		if e.descriptor {
 			return false
 		}
-		if _, err := io.Copy(io.Discard, raw); err != nil {
-			return false
-		}
-		return true
+		return in.skip(raw, sub.path)
 	}
 	counted := in.counted(data, sub)
 	counted.raw = rawCount
@@ -243,7 +239,7 @@ func (in *inspector) zipData(f file, e zipEntry, br *bufio.Reader) bool {
 	}
 	if known {
 		// Skip what is left without decompressing it.
-		if _, err := io.Copy(io.Discard, raw); err != nil {
+		if !in.skip(raw, sub.path) {
 			return false
 		}
 	} else {
@@ -256,6 +252,28 @@ func (in *inspector) zipData(f file, e zipEntry, br *bufio.Reader) bool {
 		return skipDescriptor(br) == nil
 	}
 	return true
+}
+
+// skip reads r to its end without looking at it, within the time limit;
+// it reports whether r ended normally.
+func (in *inspector) skip(r io.Reader, path string) bool {
+	if in.skipBuf == nil {
+		in.skipBuf = make([]byte, 32<<10)
+	}
+	buf := in.skipBuf
+	for {
+		if err := in.check(); err != nil {
+			in.limit(err, path)
+			return false
+		}
+		_, err := r.Read(buf)
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // skipDescriptor skips a data descriptor: an optional signature, the
