@@ -208,8 +208,9 @@ var (
 	errParts    = errors.New("MIME part limit")
 )
 
-// Inspect reads a whole raw message (header block, blank line, body) from r
-// and reports on its attachments. r is read to its end.
+// Inspect reads a raw message (header block, blank line, body) from r and
+// reports on its attachments. r is read only as far as the inspection
+// needs (not past the last MIME part, nor past a limit).
 func Inspect(r io.Reader, limits Limits) *Report {
 	in := newInspector(limits, &waitReader{r: r})
 	in.run()
