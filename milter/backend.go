@@ -205,12 +205,15 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	start := time.Now() // the eom decision's "ms" is the time spent deciding
 	env := b.cs.envelope(&b.msg)
 	msg := b.msg.message()
-	ctx, cancel := context.WithTimeout(context.Background(), b.srv.opts.CheckTimeout)
-	defer cancel()
 	if b.sink != nil {
-		b.sink.Finish(ctx, env, msg)
+		// Sinks bound their own waits (the DKIM lookups their DNS budget,
+		// clamd's verdict antivirus.timeout); the check's deadline starts
+		// once they are done, so that a slow scan does not eat it.
+		b.sink.Finish(context.Background(), env, msg)
 		b.sink = nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.srv.opts.CheckTimeout)
+	defer cancel()
 	v := b.engine.CheckMessage(ctx, env, msg, b.id)
 	if v.Action == scoring.Accept && b.monitor.Action != 0 {
 		v = b.monitor // what enforce mode would have done before end of message

@@ -135,6 +135,7 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
 	}
+	fields = append(fields, malwareFields(v)...)
 	fields = append(fields, zap.Float64("ms", float64(elapsed.Microseconds())/1000))
 	l := b.srv.log
 	if b.conn != nil {

@@ -108,7 +108,8 @@ type BodySink interface {
 	// Write receives each body chunk, in order.
 	Write(chunk []byte) (int, error)
 	// Finish is called at end of message, before the engine; it may add to
-	// msg (e.g. msg.DKIM). ctx carries the check deadline.
+	// msg (e.g. msg.DKIM). ctx carries no deadline: a sink bounds its own
+	// waits, and the check's deadline (Options.CheckTimeout) starts after.
 	Finish(ctx context.Context, env *scoring.Envelope, msg *scoring.Message)
 	// Abort is called when the message ends without end of message.
 	Abort()

@@ -48,7 +48,8 @@ Signals: SIGHUP reloads the config, SIGTERM and SIGINT stop gracefully.
 
 Exit codes:
   0  clean stop, or a valid config with --check-config
-  1  serving failed (the listener could not be opened, the engine could not be built)
+  1  serving failed (the listener could not be opened, the engine could not be built),
+     or with --check-config the configured clamd (antivirus.clamd) does not answer
   2  usage or configuration error`,
 		Example: `  abusemilter --config /etc/abusemilter/abusemilter.yaml
   abusemilter --check-config --config /etc/abusemilter/abusemilter.yaml`,
@@ -81,7 +82,7 @@ func run(o options, stdout, stderr io.Writer) int {
 	if o.checkConfig {
 		fmt.Fprintln(stdout, "config OK")
 		printSummary(stdout, cfg)
-		return exitOK
+		return checkClamd(stdout, stderr, cfg)
 	}
 	// The mail path's lines (milter's "decision", one per message, and the
 	// debug "message aborted") are buffered and written every

@@ -134,6 +134,7 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 	f.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
 	f.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
 	f.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
+	f.StringVar(&o.Clamd, "clamd", "", "also stream every message to clamd at `ADDRESS` (unix:/run/clamav/clamd.ctl or tcp:HOST:PORT), as the milter does with antivirus.clamd")
 	f.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
 	cli.EnumVar(root, &o.Format, "format", "text", "report `FORMAT`; json is JSON lines", scan.Formats...)
 	cli.EnumVar(root, &o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse", scan.FailOns...)

@@ -53,6 +53,8 @@ type Config struct {
 	// Trial is where abusescan --milter asks the running milter what it
 	// would do with a message, without charging anything.
 	Trial TrialConfig `yaml:"trial"`
+	// Antivirus is the malware clause: clamd and the attachment limits.
+	Antivirus AntivirusConfig `yaml:"antivirus"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -173,6 +175,7 @@ func Default() *Config {
 		Notify:       DefaultNotify(),
 		Console:      DefaultConsole(),
 		Trial:        TrialConfig{SocketMode: "0600"},
+		Antivirus:    DefaultAntivirus(),
 	}
 }
 
@@ -271,6 +274,7 @@ func (c *Config) Validate() error {
 	c.validateRules(&e)
 	c.Notify.validate(&e)
 	c.Console.validate(&e)
+	c.validateAntivirus(&e)
 	if c.Metrics.Listen != "" {
 		if !strings.Contains(c.Metrics.Listen, ":") {
 			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)

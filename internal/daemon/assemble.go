@@ -134,6 +134,7 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		LockContact:     cfg.Strikes.Contact,
 		Disabled:        disabled,
 		Scores:          cfg.Rules.Scores,
+		Malware:         malwareOptions(cfg.Antivirus),
 		Settings: scoring.RuleSettings{
 			OwnMTAs:         cfg.Rules.OwnMTAs,
 			ProtectedBrands: cfg.Rules.ProtectedBrands,

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/abusemilter/abusemilter/internal/clamd"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/metrics"
@@ -56,6 +57,9 @@ type Daemon struct {
 	// it lives as long as the process.
 	resolver scoring.Resolver
 	srv      *milter.Server
+	// av is the clamd client (nil without antivirus.clamd); it lives as
+	// long as the process.
+	av       *clamd.Client
 	obs      *observer
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
@@ -107,8 +111,15 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	})
 	d.metrics.WatchSubscription(d.obs.subscribed)
 	d.metrics.ConfigLoaded()
+	if d.av, err = Clamd(cfg); err != nil {
+		d.notifier.Close(context.Background())
+		return nil, err
+	}
+	if d.av != nil {
+		d.metrics.WatchAntivirus(func() metrics.AntivirusStats { return metrics.AntivirusStats(d.av.Stats()) })
+	}
 	so := ServerOptions(cfg, engine, logger)
-	so.NewBodySink = milter.DKIMSink(d.resolver)
+	so.NewBodySink = milter.MultiSink(milter.DKIMSink(d.resolver), milter.MalwareSink(MalwareStreamOptions(cfg, d.av)))
 	so.Observer = d.obs
 	if redact != nil {
 		so.Redact = redact
@@ -303,6 +314,9 @@ func (d *Daemon) stop(sig os.Signal, served <-chan error) error {
 	if err != nil {
 		d.log.Warn("sessions still in a message after the grace period were closed", zap.Error(err))
 	}
+	if d.av != nil {
+		d.av.Close()
+	}
 	if cerr := d.limiter.Close(); cerr != nil {
 		d.log.Warn("closing the rate store", zap.Error(cerr))
 	}
@@ -405,5 +419,6 @@ func restartOnly(old, cfg *config.Config) []string {
 	if !reflect.DeepEqual(old.Notify, cfg.Notify) {
 		out = append(out, "notify")
 	}
+	out = append(out, antivirusRestartOnly(old.Antivirus, cfg.Antivirus)...)
 	return out
 }

@@ -140,6 +140,7 @@ func (o *observer) Decision(ev milter.DecisionEvent) {
 		return
 	}
 	o.metrics.Decision(ev.Stage, string(ev.Mode), v.Action.String(), string(v.Clause), v.Rule, v.RuleIDs(), ev.Elapsed)
+	o.virusFound(v)
 	if ev.Stage != "eom" {
 		return
 	}

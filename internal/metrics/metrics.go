@@ -100,6 +100,8 @@ type Metrics struct {
 	notifyDropped *prometheus.CounterVec
 
 	rulePanics *prometheus.CounterVec
+
+	av *antivirusMetrics // set by WatchAntivirus (antivirus.go)
 }
 
 // New creates the metrics on a fresh registry, together with the Go runtime
