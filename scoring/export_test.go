@@ -28,8 +28,8 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	br := bufio.NewReader(r)
 	var buf []byte
 	headerBytes := 0
-	haveField := false
-	for first := true; ; first = false {
+	atStart, haveField := true, false
+	for {
 		line, eol, err := readCappedLine(br, MaxHeaderLine)
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("reading message header: %w", err)
@@ -48,11 +48,12 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 		if len(line) == 0 || err != nil {
 			break // blank line or end of input
 		}
-		field, more := sectionLine(line, first, haveField)
-		if !more {
+		kind := sectionLine(line, atStart, haveField)
+		if kind == lineEnd {
 			break // the first body line
 		}
-		haveField = haveField || field
+		atStart = atStart && kind == lineMbox
+		haveField = haveField || kind == lineField
 	}
 	if bodyCap < 0 {
 		bodyCap = 0

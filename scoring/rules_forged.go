@@ -292,7 +292,7 @@ func (c *Check) ownsOrgDomain(d string) bool {
 func traceClaim(c *Check, list []string) (string, bool) {
 	for _, h := range c.Msg.Headers {
 		var host, what string
-		name := strings.ToLower(h.Name)
+		name := h.key()
 		switch {
 		case name == "received":
 			host, what = receivedBy(h.Value), "Received by"
@@ -457,8 +457,9 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// domainOf returns the lowercase domain of an address.
+// domainOf returns the domain of an address in the canonical form
+// (identity.CanonicalDomain: lowercase IDNA ASCII, no trailing dot).
 func domainOf(addr string) string {
-	_, d := identity.SplitAddress(strings.ToLower(strings.TrimSpace(addr)))
-	return strings.TrimSuffix(d, ".")
+	_, d := identity.SplitAddress(strings.TrimSpace(addr))
+	return identity.CanonicalDomain(d)
 }
