@@ -241,7 +241,7 @@ func forgedHeaderRules() []Rule {
 			Summary:        "An authenticated account submits with the null envelope sender <>, which only MTAs use for bounces; from a customer it makes undeliverable mail unreturnable.",
 			FalsePositives: "Some mail clients send read receipts (MDN) with <>.",
 			Check: func(c *Check) (string, bool) {
-				if c.Env.MailFrom == "" && c.Env.Authenticated() {
+				if c.Env.MailFrom == "" && !c.Env.SenderUnknown && c.Env.Authenticated() {
 					return fmt.Sprintf("null sender from login %q", c.Env.AuthLogin), true
 				}
 				return "", false

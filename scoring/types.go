@@ -96,7 +96,12 @@ type Envelope struct {
 	AuthType   string // {auth_type}
 	QueueID    string // Postfix/Sendmail queue id ({i}); may be empty early on
 	MailFrom   string // envelope sender without angle brackets; "" is the null sender
-	Rcpts      []string
+	// SenderUnknown is set when the envelope sender is not known: the
+	// offline scanner reconstructing a message that names none. MailFrom
+	// is then "" but is not the null sender, and rules about the envelope
+	// sender skip it. The milter always knows the envelope.
+	SenderUnknown bool
+	Rcpts         []string
 	// Time is when the message was submitted; the zero value means now (the
 	// engine's clock). The offline scanner sets it to evaluate time-based
 	// rules as of a message's own time.

@@ -3,7 +3,6 @@ package scan
 import (
 	"context"
 	"fmt"
-	"net/mail"
 	"net/netip"
 	"strings"
 	"sync"
@@ -189,6 +188,8 @@ func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *reco
 		env, received, sent = rs.Env, rs.Account, rs.Now
 	} else {
 		env = &scoring.Envelope{MailFrom: envelopeSender(msg, m.EnvelopeFrom), Rcpts: recipients(msg)}
+		// No address to take: unknown, never the null sender of a bounce.
+		env.SenderUnknown = env.MailFrom == ""
 	}
 	r.EnvelopeFrom, r.Recipients = env.MailFrom, env.Rcpts
 	r.From = firstAddress(msg.Get("From"))
@@ -297,12 +298,9 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 	domains = append(domains, d)
 	for _, h := range adhocHeaders {
 		for _, v := range msg.Values(h) {
-			addrs, err := scoring.ParseAddressList(v)
-			if err != nil {
-				continue
-			}
-			for _, a := range addrs {
-				_, d := identity.SplitAddress(strings.ToLower(a.Address))
+			// Parsed as the rules parse them, so that what they check is owned.
+			for _, a := range scoring.HeaderAddresses(v) {
+				_, d := identity.SplitAddress(identity.CanonicalAddress(a.Address))
 				domains = append(domains, d)
 			}
 		}
@@ -333,20 +331,13 @@ func adhocName(domain string) string {
 // adhocHeaders name the authors and senders an ad-hoc account may use.
 var adhocHeaders = []string{"From", "Sender", "Resent-From", "Resent-Sender"}
 
-// envelopeSender is the envelope sender the message was sent with: its
-// Return-Path, else the mbox From_ line's address, else the From address.
+// envelopeSender is the envelope sender the message was sent with: the
+// first Return-Path that is an address (a null "<>" is passed over), else
+// the mbox From_ line's address, else the From address; "" when there is
+// none of these (the caller marks it unknown).
 func envelopeSender(msg *scoring.Message, fromLine string) string {
-	for _, rp := range msg.Values("Return-Path") {
-		v := strings.TrimSpace(rp)
-		if v == "<>" {
-			return "" // the null sender of a bounce
-		}
-		if a, err := mail.ParseAddress(v); err == nil && strings.Contains(a.Address, "@") {
-			return a.Address
-		}
-		if v = strings.Trim(v, "<>"); identity.IsAddress(v) && !strings.ContainsAny(v, " <>") {
-			return v
-		}
+	if rp := scoring.ReturnPath(msg); rp != "" {
+		return rp
 	}
 	if fromLine != "" && identity.IsAddress(fromLine) {
 		return fromLine
@@ -354,13 +345,14 @@ func envelopeSender(msg *scoring.Message, fromLine string) string {
 	return firstAddress(msg.Get("From"))
 }
 
-// firstAddress returns the first address of an address-list header, lowercase.
+// firstAddress returns the first address of an address-list header,
+// lowercase, parsed as the rules parse it (scoring.HeaderAddresses).
 func firstAddress(v string) string {
 	if v == "" {
 		return ""
 	}
-	addrs, err := scoring.ParseAddressList(v)
-	if err != nil || len(addrs) == 0 {
+	addrs := scoring.HeaderAddresses(v)
+	if len(addrs) == 0 {
 		return ""
 	}
 	return strings.ToLower(addrs[0].Address)
