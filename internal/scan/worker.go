@@ -112,7 +112,15 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 	}
 	defer wg.Wait()
 
-	var kept []*record
+	var sp *spool
+	if s.opts.ReplayRates {
+		var err error
+		if sp, err = newSpool(); err != nil {
+			cancel()
+			return err
+		}
+		defer sp.close()
+	}
 	for j := range order {
 		var r *record
 		select {
@@ -129,8 +137,12 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 			continue
 		}
 		prog.message()
-		if s.opts.ReplayRates {
-			kept = append(kept, r)
+		if sp != nil {
+			// Kept on disk, not in memory, until the replay (spool).
+			if err := sp.add(r); err != nil {
+				cancel()
+				return err
+			}
 			continue
 		}
 		if err := emit(r); err != nil {
@@ -138,16 +150,30 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 			return fmt.Errorf("writing report: %w", err)
 		}
 	}
-	if !s.opts.ReplayRates {
+	if sp == nil || ctx.Err() != nil {
 		return nil
 	}
-	sum.Locks = s.replay(ctx, kept)
-	for _, r := range kept {
+	if err := sp.finish(); err != nil {
+		return err
+	}
+	locks, err := s.replay(ctx, sp)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	sum.Locks = locks
+	err = sp.inOrder(func(r *record) error {
 		if err := emit(r); err != nil {
 			return fmt.Errorf("writing report: %w", err)
 		}
+		return ctx.Err()
+	})
+	if ctx.Err() != nil {
+		return nil // Run reports the interruption
 	}
-	return nil
+	return err
 }
 
 func problemRecord(seq int, p *mailbox.Problem) *record {
