@@ -34,11 +34,11 @@ type spool struct {
 	entW    *bufio.Writer
 	off     int64 // bytes written to entries
 	n       int   // records written
-	keys  []replayKey
-	runs  *os.File // sorted runs of keys
-	runW  *bufio.Writer
-	spans []runSpan // where each run lies in runs
-	slots *os.File  // one slotSize slot per record, by Seq
+	keys    []replayKey
+	runs    *os.File // sorted runs of keys
+	runW    *bufio.Writer
+	spans   []runSpan // where each run lies in runs
+	slots   *os.File  // one slotSize slot per record, by Seq
 }
 
 // runSize is how many keys are sorted in memory at once (24 bytes each).
