@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/abusemilter/abusemilter/identity"
 )
@@ -97,8 +98,10 @@ func readCappedLine(br *bufio.Reader, limit int) (line []byte, eol string, err e
 			eol = "\n"
 			line = bytes.TrimSuffix(line, []byte("\n"))
 			if before == '\r' {
-				eol = "\r\n"
-				line = bytes.TrimSuffix(line, []byte("\r"))
+				// Every CR before the LF is part of the line end (trimEOL).
+				trimmed := bytes.TrimRight(line, "\r")
+				eol = strings.Repeat("\r", max(1, len(line)-len(trimmed))) + "\n"
+				line = trimmed
 			}
 		}
 		return line[:min(len(line), limit)], eol, err

@@ -32,6 +32,8 @@ var headerCases = []struct {
 		[]string{"Subject=p4", "X-Empty=", "X-Empty2=", "X-Tab=\tv", "X-Two= v", "X-Fold=a\n b\n\tc", "X-FoldFirst=\n next"}},
 	{"CRLF folds become LF", "Subject: a\r\n b\r\nFrom: x@y.example\r\n\r\nbody",
 		[]string{"Subject=a\n b", "From=x@y.example"}},
+	{"every CR before a line end is part of it", "Subject: a\r\r\n b\r\nX-CR: a\rb\r\r\r\n\r\r\nbody",
+		[]string{"Subject=a\n b", "X-CR=a\rb"}},
 	{"a folded name ends the section", "Subject: p5\nFrom\n : a@b.example\nX-A: 1\n\nbody\n",
 		[]string{"Subject=p5"}},
 	{"duplicates kept in order", "Subject: p6\nX-Dup: 1\nX-Dup: 2\nx-dup: 3\n--name: x\n\nbody\n",

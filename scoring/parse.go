@@ -163,7 +163,7 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 		}
 		atStart = atStart && kind == lineMbox
 		haveField = haveField || kind == lineField
-		cr = cr || end-pos-len(line) == 2
+		cr = cr || end-pos-len(line) >= 2
 		pos = end
 	}
 	section := data[:sectionEnd]
@@ -172,7 +172,7 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 	}
 	block := string(section)
 	if cr {
-		block = strings.ReplaceAll(block, "\r\n", "\n")
+		block = lfLineEnds(block)
 	}
 
 	// Pass 2: split the section into fields.
@@ -263,9 +263,32 @@ const (
 	MaxHeaderSection = 4 << 20   // bytes of header section parsed
 )
 
+// trimEOL removes a line's end: LF and the CRs before it (Postfix's smtpd
+// strips every CR before the LF).
 func trimEOL(line []byte) []byte {
 	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r"))
+	return bytes.TrimRight(line, "\r")
+}
+
+// lfLineEnds writes every line end of s (LF after any number of CRs) as
+// LF alone.
+func lfLineEnds(s string) string {
+	if !strings.Contains(s, "\r\n") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for len(s) > 0 {
+		nl := strings.IndexByte(s, '\n')
+		if nl < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(strings.TrimRight(s[:nl], "\r"))
+		b.WriteByte('\n')
+		s = s[nl+1:]
+	}
+	return b.String()
 }
 
 // trimWSP removes spaces and tabs around s.
@@ -273,13 +296,8 @@ func trimWSP(s string) string {
 	return strings.Trim(s, " \t")
 }
 
-// lfOnly writes the CRLF line ends of a folded value as LF.
-func lfOnly(v string) string {
-	if !strings.Contains(v, "\r\n") {
-		return v
-	}
-	return strings.ReplaceAll(v, "\r\n", "\n")
-}
+// lfOnly writes the line ends of a folded value as LF (see lfLineEnds).
+func lfOnly(v string) string { return lfLineEnds(v) }
 
 // traceHeaders are the header fields that receiving servers add on the
 // way in (trace, authentication results, filters' verdicts, mailbox
