@@ -109,3 +109,52 @@ func TestHeaderLookup(t *testing.T) {
 		}
 	}
 }
+
+// FuzzHeaderReader: whatever the bytes, the reader gives fields in its
+// one form (see parse.go): names of printable US-ASCII without a colon,
+// values without CRLF or a CR before a line end, From_ lines only first,
+// a form NewHeader keeps as it is; and writing the fields out again
+// ("Name: value", folds as CRLF) reads back as the same fields.
+func FuzzHeaderReader(f *testing.F) {
+	for _, tt := range headerCases {
+		f.Add([]byte(tt.raw))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64<<10 {
+			return
+		}
+		m, err := scoring.ParseBytes(data, 64)
+		if err != nil {
+			return
+		}
+		var again strings.Builder
+		mbox := true
+		for _, h := range m.Headers {
+			if h.Name == scoring.MboxLineField && mbox {
+				if !strings.HasPrefix(strings.TrimLeft(h.Value, ">"), "From ") {
+					t.Fatalf("From_ line %q", h.Value)
+				}
+			} else {
+				mbox = false
+				if n, _, ok := scoring.FieldName(h.Name + ":"); !ok || n != h.Name {
+					t.Fatalf("field name %q", h.Name)
+				}
+			}
+			if strings.Contains(h.Value, "\r\n") || strings.HasSuffix(h.Value, "\r") {
+				t.Fatalf("value %q keeps a CR line end", h.Value)
+			}
+			if nh := scoring.NewHeader(h.Name, h.Value); nh != h {
+				t.Fatalf("NewHeader changes %q to %q", h, nh)
+			}
+			again.WriteString(h.Name + ": " + strings.ReplaceAll(h.Value, "\n", "\r\n") + "\r\n")
+		}
+		again.WriteString("\r\n")
+		m2, err := scoring.ParseBytes([]byte(again.String()), 64)
+		if err != nil {
+			t.Fatalf("written out again: %v\n%q", err, again.String())
+		}
+		if fmt.Sprintf("%q", fields(m2.Headers)) != fmt.Sprintf("%q", fields(m.Headers)) {
+			t.Fatalf("written out again:\n got %q\nwant %q", fields(m2.Headers), fields(m.Headers))
+		}
+	})
+}

@@ -191,7 +191,9 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 				break
 			}
 		}
-		field := strings.TrimSuffix(block[i:end], "\n")
+		// A section cut at the end of the input may end in CRs of a line
+		// end whose LF is missing; they are line end too.
+		field := strings.TrimRight(strings.TrimSuffix(block[i:end], "\n"), "\r")
 		i = end
 		// Pass 1 ended the section at a continuation of a From_ line, so
 		// such a line is never folded.
