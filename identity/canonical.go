@@ -131,3 +131,15 @@ func asciiLower(s string) string {
 	}
 	return s
 }
+
+// CanonicalAccountName returns an account name as the limiter counts it
+// and abusectl names it: an account made from an address login is named
+// by the login's canonical form (CanonicalLogin), so a name that is an
+// address is made canonical; any other name is kept as written.
+func CanonicalAccountName(name string) string {
+	n := strings.TrimSpace(name)
+	if IsAddress(n) {
+		return CanonicalLogin(n)
+	}
+	return n
+}
