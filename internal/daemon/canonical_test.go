@@ -42,7 +42,7 @@ limits:
 	}
 	for _, tt := range []struct {
 		login, client, account string
-		may, mayNot             []string
+		may, mayNot            []string
 	}{
 		{"mjl@xn--h-bga.mox.example", "", "mjl", []string{"x@hé.mox.example", "shop@bücher.example", "SHOP@XN--BCHER-KVA.example."}, []string{"x@bücher.example"}},
 		{"mjl@HÉ.mox.example.", "", "mjl", []string{"x@xn--h-bga.mox.example"}, nil},
