@@ -25,12 +25,16 @@ var ErrNoHeader = errors.New("no header field at start of message")
 //     is kept without that whitespace: "From : x" is a From field.
 //   - The value is the text after the colon with one leading space
 //     removed (a tab, or a second space, stays), folded lines kept and
-//     joined by "\n" alone (CRLF becomes LF; a bare CR stays). An empty
+//     joined by "\n" alone: a line end is LF after any number of CRs, as
+//     Postfix's smtpd strips them. A bare CR elsewhere stays (Postfix
+//     hands it on as a space, Sendmail refuses the message). An empty
 //     value is a field.
 //   - The header section ends at a blank line or at the first line that
 //     is neither a field nor the continuation of one (a line with a
 //     space in the name, a folded name, text): that line starts the
-//     body. A continuation line before any field ends it too.
+//     body. A continuation line before any field ends it too. (Sendmail
+//     also ends it at a line starting "--"; Postfix reads that as a
+//     field, and so does the reader.)
 //   - Lines at the very start that begin with "From " after any number
 //     of '>' (an mbox From_ line) are not fields: each becomes an
 //     X-Mailbox-Line field, as Postfix's smtpd makes it (Sendmail drops a
