@@ -71,7 +71,11 @@ func CanonicalAddress(addr string) string {
 	if at < 0 {
 		return strings.ToLower(a)
 	}
-	return strings.ToLower(a[:at]) + "@" + CanonicalDomain(a[at+1:])
+	local, domain := strings.ToLower(a[:at]), CanonicalDomain(a[at+1:])
+	if local == a[:at] && domain == a[at+1:] {
+		return a // already canonical: no copy
+	}
+	return local + "@" + domain
 }
 
 // CanonicalLogin returns a SASL login in the form logins are looked up and

@@ -167,10 +167,11 @@ func NormalizeAddress(addr string) string {
 		return a
 	}
 	local, domain := a[:at], a[at+1:]
-	if plus := strings.IndexByte(local, '+'); plus > 0 {
-		local = local[:plus]
+	plus := strings.IndexByte(local, '+')
+	if plus <= 0 {
+		return a
 	}
-	return local + "@" + domain
+	return local[:plus] + "@" + domain
 }
 
 // SplitAddress splits addr at its last '@' into local part and domain. An

@@ -321,10 +321,10 @@ func isWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
-// isBrandDomain reports whether d belongs to brand b: the brand domain, one
-// of its related domains, or a subdomain of either.
+// isBrandDomain reports whether d, a domain in the canonical form
+// (domainOf), belongs to brand b: the brand domain, one of its related
+// domains, or a subdomain of either.
 func isBrandDomain(d string, b Brand) bool {
-	d = identity.CanonicalDomain(d)
 	if sameOrSubdomain(d, b.Domain) {
 		return true
 	}

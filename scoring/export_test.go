@@ -100,7 +100,11 @@ func readCappedLine(br *bufio.Reader, limit int) (line []byte, eol string, err e
 			if before == '\r' {
 				// Every CR before the LF is part of the line end (trimEOL).
 				trimmed := bytes.TrimRight(line, "\r")
-				eol = strings.Repeat("\r", max(1, len(line)-len(trimmed))) + "\n"
+				if n := len(line) - len(trimmed); n > 1 {
+					eol = strings.Repeat("\r", n) + "\n"
+				} else {
+					eol = "\r\n"
+				}
 				line = trimmed
 			}
 		}
