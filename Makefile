@@ -11,6 +11,10 @@
 #                   abusescan, abusectl; not the load generator), LICENSE,
 #                   README, docs/, configs/, man pages and completions
 #   make clean      remove bin/ and dist/
+#   make bench-postfix  messages/s through a test Postfix on loopback with
+#                   no milter, a no-op milter, abusemilter (embedded store
+#                   and Redis) and the ratios (as root; BENCH_ARGS adds
+#                   -postfix.rounds=3, -postfix.messages=... and so on)
 #
 # VERSION and COMMIT are stamped into internal/version; override them on
 # the command line (make release VERSION=v1.2.0) when building outside git.
@@ -36,7 +40,7 @@ PRODUCT := abusemilter abusescan abusectl
 # README's links work inside it.
 DIST_EXTRA := LICENSE README.md docs configs
 
-.PHONY: all build man completion test vet fmt-check release clean
+.PHONY: all build man completion test vet fmt-check release clean bench-postfix
 
 all: fmt-check vet test build
 
@@ -90,3 +94,7 @@ release: man completion
 
 clean:
 	rm -rf bin dist man completion
+
+# A measurement, not a test: see internal/bench/postfixbench.
+bench-postfix:
+	CGO_ENABLED=1 $(GO) test -count=1 -timeout 60m -run TestPostfixThroughput -v ./internal/bench/postfixbench/ -args -postfix.bench $(BENCH_ARGS)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/textproto"
+	"strconv"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -23,10 +24,16 @@ type backend struct {
 	cs  connState
 	msg messageState
 
+	// Per connection, for the decision log and trials (decisionlog.go,
+	// trial.go):
+	connID     string // random, names the connection in milter message ids
+	seq        int    // messages started on the connection
+	trialAsked bool   // the client sent the trial macro
+
 	// Per message:
 	engine  *scoring.Engine
 	id      scoring.Identity
-	start   time.Time
+	mid     string // the milter's own message id, in every line of the message
 	sink    BodySink
 	monitor scoring.Verdict // a monitor-mode refusal seen before end of message
 }
@@ -40,8 +47,9 @@ func (s *Server) newBackend(c *sessionConn) *backend {
 		s.log.Warn("milter backend created without its connection")
 	}
 	return &backend{
-		srv:  s,
-		conn: c,
+		srv:    s,
+		conn:   c,
+		connID: newConnID(),
 		lim: limits{
 			bodySample:  int(s.opts.BodySample),
 			maxHeaders:  s.opts.MaxHeaders,
@@ -54,6 +62,9 @@ func (s *Server) newBackend(c *sessionConn) *backend {
 func (b *backend) Connect(host, _ string, _ uint16, addr net.IP, m *gomilter.Modifier) (gomilter.Response, error) {
 	b.cs.setClient(host, addr)
 	b.cs.applyMacros(m.Macros, nil)
+	if resp := b.checkTrial(m.Macros); resp != nil {
+		return resp, nil
+	}
 	return gomilter.RespContinue, nil
 }
 
@@ -68,18 +79,26 @@ func (b *backend) Helo(name string, m *gomilter.Modifier) (gomilter.Response, er
 // resolved and refused early when the engine already knows the answer.
 func (b *backend) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response, error) {
 	b.endMessage(false)
+	if resp := b.checkTrial(m.Macros); resp != nil {
+		return resp, nil
+	}
 	b.msg.started = true
 	b.msg.mailFrom = from
-	b.start = time.Now()
+	b.seq++
+	b.mid = b.connID + "." + strconv.Itoa(b.seq)
+	start := time.Now()
 	b.cs.applyMacros(m.Macros, &b.msg)
 	b.engine = b.srv.engine.Load()
 	if b.conn != nil {
 		b.conn.setInMessage(true)
 	}
 	if b.engine == nil {
-		b.srv.log.Error("no engine configured, deferring message")
+		b.log().Error("no engine configured, deferring message")
 		b.endMessage(false)
 		return gomilter.NewResponseStr(byte(gomilter.ActReplyCode), fallbackReply), nil
+	}
+	if b.isTrial() {
+		b.engine = b.engine.DryRun() // trial.go: nothing is charged
 	}
 	env := b.cs.envelope(&b.msg)
 	id, v := b.engine.CheckSender(env)
@@ -88,7 +107,7 @@ func (b *backend) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response
 		if v.Monitor {
 			b.monitor = v
 		} else {
-			b.logDecision("mail", env, v)
+			b.logDecision("mail", env, v, time.Since(start), nil, "")
 			b.endMessage(false)
 			return replyResponse(v), nil
 		}
@@ -110,12 +129,13 @@ func (b *backend) RcptTo(rcpt string, m *gomilter.Modifier) (gomilter.Response, 
 	if b.engine == nil {
 		return gomilter.NewResponseStr(byte(gomilter.ActReplyCode), fallbackReply), nil
 	}
+	start := time.Now()
 	v := b.engine.CheckRecipient(len(b.msg.rcpts) + 1)
 	if v.Action != scoring.Accept {
 		if !v.Monitor {
 			b.msg.rcptRefused++
 			if b.msg.rcptRefused == 1 {
-				b.logDecision("rcpt", b.cs.envelope(&b.msg), v)
+				b.logDecision("rcpt", b.cs.envelope(&b.msg), v, time.Since(start), nil, rcpt)
 			}
 			return replyResponse(v), nil
 		}
@@ -162,7 +182,7 @@ func (b *backend) BodyChunk(chunk []byte, m *gomilter.Modifier) (gomilter.Respon
 	b.msg.addBody(chunk, b.lim)
 	if b.sink != nil {
 		if _, err := b.sink.Write(chunk); err != nil {
-			b.srv.log.Warn("body sink failed, dropping it for this message", zap.Error(err))
+			b.log().Warn("body sink failed, dropping it for this message", zap.Error(err))
 			b.sink.Abort()
 			b.sink = nil
 		}
@@ -179,25 +199,31 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 		b.engine = b.srv.engine.Load()
 	}
 	if b.engine == nil {
-		b.srv.log.Error("no engine configured, deferring message")
+		b.log().Error("no engine configured, deferring message")
 		return keepSession{gomilter.NewResponseStr(byte(gomilter.ActReplyCode), fallbackReply)}, nil
 	}
-	b.start = time.Now() // the eom decision's "ms" is the time spent deciding
+	start := time.Now() // the eom decision's "ms" is the time spent deciding
 	env := b.cs.envelope(&b.msg)
 	msg := b.msg.message()
-	ctx, cancel := context.WithTimeout(context.Background(), b.srv.opts.CheckTimeout)
-	defer cancel()
 	if b.sink != nil {
-		b.sink.Finish(ctx, env, msg)
+		// Sinks bound their own waits (the DKIM lookups their DNS budget,
+		// clamd's verdict antivirus.timeout); the check's deadline starts
+		// once they are done, so that a slow scan does not eat it.
+		b.sink.Finish(context.Background(), env, msg)
 		b.sink = nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.srv.opts.CheckTimeout)
+	defer cancel()
 	v := b.engine.CheckMessage(ctx, env, msg, b.id)
 	if v.Action == scoring.Accept && b.monitor.Action != 0 {
 		v = b.monitor // what enforce mode would have done before end of message
 	}
-	b.logDecision("eom", env, v)
+	b.logDecision("eom", env, v, time.Since(start), msg, "")
 
 	if err := b.removeOwnHeaders(m); err != nil {
+		return nil, err
+	}
+	if err := b.addTrialHeaders(m, v); err != nil { // trial.go
 		return nil, err
 	}
 	if b.engine.Mode() == scoring.Monitor {
@@ -240,57 +266,17 @@ func (b *backend) Abort(_ *gomilter.Modifier) error {
 // endMessage forgets the per-message state; the connection state stays.
 func (b *backend) endMessage(aborted bool) {
 	if aborted && b.msg.started && b.srv.log.Core().Enabled(zap.DebugLevel) {
-		b.srv.log.Debug("message aborted", zap.String("queue_id", b.msg.queueID), zap.String("mail_from", b.msg.mailFrom))
+		b.log().Debug("message aborted", zap.String("queue_id", b.msg.queueID), zap.String("mail_from", b.srv.opts.Redact.Address(b.msg.mailFrom)))
 	}
 	if b.sink != nil {
 		b.sink.Abort()
 	}
 	b.msg = messageState{}
 	b.engine, b.id, b.sink, b.monitor = nil, scoring.Identity{}, nil, scoring.Verdict{}
-	b.start = time.Time{}
+	b.mid = ""
 	if b.conn != nil {
 		b.conn.setInMessage(false)
 	}
-}
-
-// logDecision writes the one structured line per decision.
-func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Verdict) {
-	client := ""
-	if env.ClientAddr.IsValid() {
-		client = env.ClientAddr.String()
-	}
-	fields := []zap.Field{
-		zap.String("stage", stage),
-		zap.String("queue_id", env.QueueID),
-		zap.String("account", b.id.Name()),
-		zap.String("identified_by", string(b.id.How)),
-		zap.String("login", env.AuthLogin),
-		zap.String("client", client),
-		zap.String("mail_from", env.MailFrom),
-		zap.Int("rcpts", len(env.Rcpts)),
-		zap.String("action", v.Action.String()),
-		zap.Int("code", v.Code),
-		zap.String("rule", v.Rule),
-		zap.Strings("rules", v.RuleIDs()),
-		zap.Float64("score", v.Score),
-		zap.Bool("monitor", v.Monitor),
-	}
-	if b.msg.rcptRefused > 0 {
-		fields = append(fields, zap.Int("rcpts_refused", b.msg.rcptRefused))
-	}
-	if v.LimiterError != "" {
-		fields = append(fields, zap.String("limiter_error", v.LimiterError))
-	}
-	if b.msg.bodyTruncated {
-		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
-	}
-	var elapsed time.Duration
-	if !b.start.IsZero() {
-		elapsed = time.Since(b.start)
-		fields = append(fields, zap.Float64("ms", float64(elapsed.Microseconds())/1000))
-	}
-	b.srv.log.Info("decision", fields...)
-	b.srv.opts.Observer.Decision(stage, v, elapsed)
 }
 
 // tempfailMilter answers every session past the session cap with a

@@ -36,6 +36,9 @@ type sessionConn struct {
 	log       *zap.Logger
 	idle      time.Duration
 	maxPacket uint32
+	// trialListener is set for a connection accepted on a TrialListener:
+	// only such a session may be a trial (trial.go).
+	trialListener bool
 
 	// Framing state, touched only by the reading goroutine.
 	in        *bufio.Reader // over socketReader; made on first read
@@ -202,6 +205,11 @@ func (c *sessionConn) readErr(err error) error {
 func (c *sessionConn) Write(p []byte) (int, error) {
 	if c.neg.written < optNegReplyHead {
 		p = c.neg.adjustReply(p)
+		if c.neg.written >= optNegReplyHead && c.neg.isOptNeg && c.log.Core().Enabled(zap.DebugLevel) {
+			c.log.Debug("milter options negotiated",
+				zap.String("offered", fmt.Sprintf("0x%x", c.neg.offered)),
+				zap.String("agreed", fmt.Sprintf("0x%x", c.neg.agreed)))
+		}
 	}
 	if c.idle > 0 {
 		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
@@ -258,15 +266,16 @@ const (
 )
 
 // negotiation limits the protocol options the milter asks for to those the
-// MTA offered. go-milter v0.5.0 ignores the MTA's OPTNEG and answers with
-// its Server.Protocol as it is (session.go, CodeOptNeg); Sendmail refuses a
-// milter that asks for an option it did not offer ("negotiate: protocol
-// abilities ... != MTA milter abilities") and an older MTA would not know
-// the option. So the MTA's offer is read as it passes (peekOptNeg) and the
-// protocol word of the reply is ANDed with it on its way out (adjustReply):
-// the milter asks for SMFIP_HDR_LEADSPC only from an MTA that offered it.
-// The AND works byte by byte, so a reply split over several writes is
-// adjusted all the same.
+// MTA offered. Upstream go-milter v0.5.0 ignored the MTA's OPTNEG and
+// answered with its Server.Protocol as it was; Sendmail refuses a milter
+// that asks for an option it did not offer ("negotiate: protocol abilities
+// ... != MTA milter abilities") and an older MTA would not know the option.
+// The vendored go-milter now limits its reply to the offer itself (and
+// must: it skips the replies of the no-reply options it agreed to, see
+// third_party/go-milter/PATCHES.md); this second AND of the reply's
+// protocol word with the offer (peekOptNeg, adjustReply) changes nothing
+// then, and records what was agreed for leadingSpace. The AND works byte
+// by byte, so a reply split over several writes is adjusted all the same.
 type negotiation struct {
 	seenFirst bool   // the first packet from the MTA was looked at
 	offered   uint32 // protocol options in the MTA's OPTNEG; 0 without one

@@ -34,7 +34,8 @@ func (p *rawPeer) negotiateOffering(proto uint32) (version, asked uint32) {
 	if code != cmdOptNeg || len(data) < 12 {
 		p.t.Fatalf("negotiation answered with %q and %d bytes, want 'O' and at least 12", code, len(data))
 	}
-	return binary.BigEndian.Uint32(data), binary.BigEndian.Uint32(data[8:])
+	p.agreed = binary.BigEndian.Uint32(data[8:])
+	return binary.BigEndian.Uint32(data), p.agreed
 }
 
 func TestLeadingSpaceAskedOnlyWhenOffered(t *testing.T) {
@@ -43,19 +44,21 @@ func TestLeadingSpaceAskedOnlyWhenOffered(t *testing.T) {
 		name    string
 		offered uint32
 		want    uint32
+		version uint32
 	}{
 		// Sendmail drops a milter that asks for an option it did not offer.
-		{"not offered", 0, 0},
-		{"offered alone", optLeadSpace, optLeadSpace},
+		{"not offered", 0, 0, 2},
+		{"offered alone", optLeadSpace, optLeadSpace, 6},
 		// Postfix 3.x with milter_protocol = 6 offers every v6 option; the
-		// milter asks for no-reply or skip options it does not handle.
-		{"all of version 6 offered", 0x1fffff, optLeadSpace},
+		// milter asks for leading space and for the skip and no-reply
+		// options of milter.Protocol.
+		{"all of version 6 offered", 0x1fffff, uint32(milter.Protocol), 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := dialRaw(t, h.addr)
 			version, asked := p.negotiateOffering(tc.offered)
-			if asked != tc.want || version != 2 {
-				t.Fatalf("offered 0x%x: milter answered version %d, options 0x%x; want version 2, options 0x%x", tc.offered, version, asked, tc.want)
+			if asked != tc.want || version != tc.version {
+				t.Fatalf("offered 0x%x: milter answered version %d, options 0x%x; want version %d, options 0x%x", tc.offered, version, asked, tc.version, tc.want)
 			}
 			// The session goes on after the negotiation.
 			if r := p.connect("192.0.2.10"); r.code != 'c' {

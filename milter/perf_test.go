@@ -3,6 +3,8 @@ package milter_test
 import (
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"go.uber.org/zap"
@@ -44,6 +46,33 @@ func BenchmarkLoad(b *testing.B) {
 	})
 }
 
+// BenchmarkLoadCorpus is BenchmarkLoad on the shared corpus's ham as it is
+// ($ABUSEMILTER_CORPUS/spamassassin/ham; skipped without it), sent by
+// 1,000 accounts in turn, each owning the domains its messages are sent as
+// (perftest.Config with Corpus), with the production-shaped limits.
+func BenchmarkLoadCorpus(b *testing.B) {
+	root := os.Getenv("ABUSEMILTER_CORPUS")
+	if root == "" {
+		b.Skip("ABUSEMILTER_CORPUS is not set")
+	}
+	pool, err := loadgen.LoadCorpus(filepath.Join(root, "spamassassin", "ham"), loadgen.CorpusOptions{Accounts: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("noop", func(b *testing.B) {
+		srv, err := loadgen.StartNoOp("tcp")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer srv.Close()
+		runLoad(b, srv.Target, pool)
+	})
+	b.Run("abusemilter", func(b *testing.B) {
+		target := startFromOptions(b, perftest.ConfigOptions{Corpus: pool, ProductionLimits: true, Listen: "inet:127.0.0.1:7357"})
+		runLoad(b, target, pool)
+	})
+}
+
 func runLoad(b *testing.B, target loadgen.Target, pool loadgen.Pool) {
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -63,7 +92,12 @@ func runLoad(b *testing.B, target loadgen.Target, pool loadgen.Pool) {
 // startFromConfig serves a milter.Server built as the daemon builds it from
 // a generated config with the given number of customers.
 func startFromConfig(b *testing.B, customers int) loadgen.Target {
-	data, err := perftest.Config(perftest.ConfigOptions{Customers: customers, Listen: "inet:127.0.0.1:7357"})
+	return startFromOptions(b, perftest.ConfigOptions{Customers: customers, Listen: "inet:127.0.0.1:7357"})
+}
+
+// startFromOptions is startFromConfig for any generated config.
+func startFromOptions(b *testing.B, opts perftest.ConfigOptions) loadgen.Target {
+	data, err := perftest.Config(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,14 +114,6 @@ func startFromConfig(b *testing.B, customers int) loadgen.Target {
 		b.Fatal(err)
 	}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	srv := milter.New(milter.Options{
-		Engine:      daemon.Engine(cfg, dir, lim, nil),
-		Logger:      logger,
-		IdleTimeout: cfg.Session.IdleTimeout.Duration,
-		MaxSessions: cfg.Session.MaxSessions,
-		MaxPacket:   cfg.Session.MaxPacket.Bytes,
-		BodySample:  cfg.Message.BodySample.Bytes,
-		MaxHeaders:  cfg.Message.MaxHeaders,
-	})
+	srv := milter.New(daemon.ServerOptions(cfg, daemon.Engine(cfg, dir, lim, nil), logger))
 	return loadgen.Target{Network: "tcp", Address: miltertest.Serve(b, srv)}
 }

@@ -21,6 +21,24 @@ import (
 type rawPeer struct {
 	t    testing.TB
 	conn net.Conn
+	// agreed holds the protocol options the milter asked for in the
+	// negotiation (negotiateOffering); as an MTA does, the peer then does
+	// not send a command whose stage was skipped and does not wait for a
+	// reply the milter said it would not send.
+	agreed uint32
+}
+
+// stageOptions are, per command, the protocol options that skip it
+// (SMFIP_NO*) and that drop its reply (SMFIP_NR_*).
+var stageOptions = map[byte]struct{ skip, noReply uint32 }{
+	cmdConn:   {1 << 0, 1 << 12},
+	cmdHelo:   {1 << 1, 1 << 13},
+	cmdMail:   {1 << 2, 1 << 14},
+	cmdRcpt:   {1 << 3, 1 << 15},
+	cmdBody:   {1 << 4, 1 << 19},
+	cmdHeader: {1 << 5, 1 << 7},
+	cmdEOH:    {1 << 6, 1 << 18},
+	'T':       {1 << 9, 1 << 16},
 }
 
 // Milter command codes (milter-protocol.txt).
@@ -151,7 +169,14 @@ type rawMod struct {
 // packets until the action.
 func (p *rawPeer) command(code byte, parts ...[]byte) reply {
 	p.t.Helper()
+	opt := stageOptions[code]
+	if p.agreed&opt.skip != 0 {
+		return reply{code: 'c'} // an MTA does not send a skipped stage
+	}
 	p.send(code, parts...)
+	if p.agreed&opt.noReply != 0 {
+		return reply{code: 'c'} // nor waits for a reply that does not come
+	}
 	return p.readReply()
 }
 

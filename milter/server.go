@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,14 +61,26 @@ type Options struct {
 	NewBodySink func(env *scoring.Envelope) BodySink
 	// Observer, when set, is told of every decision and session (metrics).
 	Observer Observer
+	// Redact, when set, rewrites the e-mail addresses of the decision log
+	// (log.redact: addresses); nil logs them as they are.
+	Redact Redactor
+}
+
+// Redactor hides the local parts of e-mail addresses in log lines
+// (*logging.Redactor).
+type Redactor interface {
+	// Address rewrites one address (a string without "@" is kept).
+	Address(s string) string
+	// Text rewrites every address inside free text.
+	Text(s string) string
 }
 
 // Observer is told what the server does, for metrics and notifications.
 // Its methods are called on the session's goroutine and must not block.
 type Observer interface {
-	// Decision is called once per logged decision with the stage ("mail",
-	// "rcpt" or "eom") and the time since MAIL FROM.
-	Decision(stage string, v scoring.Verdict, elapsed time.Duration)
+	// Decision is called once per logged decision: at most once per
+	// message and stage (see DecisionEvent).
+	Decision(ev DecisionEvent)
 	SessionOpened()
 	SessionClosed()
 	// SessionRefused counts a connection past the session cap.
@@ -77,10 +90,10 @@ type Observer interface {
 // nopObserver is the Observer when none is set.
 type nopObserver struct{}
 
-func (nopObserver) Decision(string, scoring.Verdict, time.Duration) {}
-func (nopObserver) SessionOpened()                                  {}
-func (nopObserver) SessionClosed()                                  {}
-func (nopObserver) SessionRefused()                                 {}
+func (nopObserver) Decision(DecisionEvent) {}
+func (nopObserver) SessionOpened()         {}
+func (nopObserver) SessionClosed()         {}
+func (nopObserver) SessionRefused()        {}
 
 // BodySink streams a whole message to a consumer that needs more than the
 // body sample, such as a DKIM verifier. Calls come from one goroutine.
@@ -95,7 +108,8 @@ type BodySink interface {
 	// Write receives each body chunk, in order.
 	Write(chunk []byte) (int, error)
 	// Finish is called at end of message, before the engine; it may add to
-	// msg (e.g. msg.DKIM). ctx carries the check deadline.
+	// msg (e.g. msg.DKIM). ctx carries no deadline: a sink bounds its own
+	// waits, and the check's deadline (Options.CheckTimeout) starts after.
 	Finish(ctx context.Context, env *scoring.Envelope, msg *scoring.Message)
 	// Abort is called when the message ends without end of message.
 	Abort()
@@ -147,6 +161,9 @@ func New(opts Options) *Server {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
+	if opts.Redact == nil {
+		opts.Redact = noRedact{}
+	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
@@ -182,21 +199,13 @@ func New(opts Options) *Server {
 		s.engine.Store(opts.Engine)
 	}
 	s.mainLn = newChanListener()
+	// The actions and protocol options asked for are chosen per session
+	// from the MTA's offer: see backend.Negotiate and Protocol.
 	s.main = &gomilter.Server{
 		NewMilter: func() gomilter.Milter { return s.newBackend(s.mainLn.takePending()) },
-		Actions:   gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptSetSymList,
-		// SMFIP_HDR_LEADSPC: the MTA sends header values exactly as in the
-		// message, leading whitespace included, so that the DKIM sink can
-		// rebuild the bytes a c=simple/... signer hashed (RFC 6376 §3.4.1).
-		// go-milter asks for it whatever the MTA offered; sessionConn
-		// limits the request to the MTA's offer (see negotiation). An MTA
-		// that does not offer it (Postfix with milter_protocol below 6,
-		// Sendmail before 8.14) drops one space after the colon, as always:
-		// header values are then handled as before, simple header
-		// canonicalization cannot be verified (the field is rebuilt with one
-		// space after the colon, a guess), and relaxed still verifies.
-		Protocol: gomilter.OptHeaderLeadingSpace,
-		SymList:  SymList(),
+		Actions:   Actions,
+		Protocol:  Protocol,
+		SymList:   SymList(),
 	}
 	s.spillLn = newChanListener()
 	s.spill = &gomilter.Server{
@@ -205,28 +214,74 @@ func New(opts Options) *Server {
 	return s
 }
 
-// SymList is the macro list per stage the milter asks the MTA for. Postfix
-// uses the list for every stage once one is given, so all stages are listed.
+// Actions are the modifications the milter may ask for: its own headers
+// (X-Abuse-* in monitor mode, removal of client-sent copies) and the macro
+// lists of SymList.
+const Actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptSetSymList
+
+// Protocol is what the milter asks the MTA for, stage by stage; the session
+// asks for it within the MTA's offer (go-milter's negotiation, and
+// sessionConn's, limit it to what the MTA offered). An MTA of protocol
+// version 6 (Postfix 2.6 and later, Sendmail 8.14 and later) offers all of
+// it; an older one gets every stage with a reply, as before.
+//
+//	stage            what the milter does there          asked for
+//	CONNECT, HELO    records the client, never refuses   no reply (NR_CONN, NR_HELO)
+//	MAIL FROM        early refusal (unknown login,       reply
+//	                 locked or over-limit account)
+//	RCPT TO          per-message recipient cap           reply
+//	DATA             nothing                             not sent (NODATA)
+//	unknown command  nothing                             not sent (NOUNKNOWN)
+//	each header      kept for the rules, the DKIM sink   no reply (NR_HDR)
+//	end of headers   nothing                             not sent (NOEOH)
+//	each body chunk  sample kept, DKIM sink              no reply (NR_BODY)
+//	end of message   the decision                        reply
+//
+// So Postfix writes a whole message's headers and body in one go and waits
+// only for MAIL, each RCPT and the end of message: 2 + recipients round
+// trips per message instead of about 22. A stage whose callback must refuse
+// keeps its reply; a callback that never refuses gets none. The body stage
+// is kept (with no reply): the URL rules read the body sample, the DKIM
+// sink and (with an antivirus) a scanner stream it.
+//
+// SMFIP_HDR_LEADSPC: the MTA sends header values exactly as in the message,
+// leading whitespace included, so that the DKIM sink can rebuild the bytes a
+// c=simple/... signer hashed (RFC 6376 §3.4.1). An MTA that does not offer
+// it (Postfix with milter_protocol below 6, Sendmail before 8.14) drops one
+// space after the colon, as always: header values are then handled as
+// before, simple header canonicalization cannot be verified (the field is
+// rebuilt with one space after the colon, a guess), and relaxed still
+// verifies.
+const Protocol = gomilter.OptHeaderLeadingSpace |
+	gomilter.OptNoConnReply | gomilter.OptNoHeloReply |
+	gomilter.OptNoHeaderReply | gomilter.OptNoBodyReply |
+	gomilter.OptNoData | gomilter.OptNoUnknown | gomilter.OptNoEOH
+
+// SymList is the macro list per stage the milter asks the MTA for: only
+// the macros it reads (applyMacros). Postfix uses a milter's list for a
+// stage when it is not empty and its own milter_*_macros otherwise, and
+// sends the macros of a stage even when the stage itself is skipped, so
+// every stage is listed:
+//   - connect and HELO: the client ({client_name} is "unknown" where the
+//     CONNECT command says "[addr]");
+//   - MAIL FROM: the SASL login and the client again (the early refusal
+//     logs them);
+//   - RCPT TO, DATA, end of headers (header fields come with its macros)
+//     and end of message: the queue id "i", which Postfix assigns at the
+//     first accepted recipient.
 func SymList() map[gomilter.Stage][]string {
 	conn := []string{"{client_addr}", "{client_name}"}
 	login := []string{"{auth_type}", "{auth_authen}"}
+	queueID := []string{"i"}
 	return map[gomilter.Stage][]string{
-		gomilter.StageConnect:  {"j", "_", "{daemon_name}", "{client_addr}", "{client_name}"},
+		gomilter.StageConnect:  conn,
 		gomilter.StageHelo:     conn,
-		gomilter.StageMailFrom: join(login, conn, []string{"{mail_addr}", "i"}),
-		gomilter.StageRcptTo:   join(login, conn, []string{"{rcpt_addr}", "i"}),
-		gomilter.StageData:     join([]string{"i"}, login, conn),
-		gomilter.StageEOH:      join([]string{"i"}, login, conn),
-		gomilter.StageEOM:      join([]string{"i"}, login, conn),
+		gomilter.StageMailFrom: slices.Concat(login, conn, queueID),
+		gomilter.StageRcptTo:   queueID,
+		gomilter.StageData:     queueID,
+		gomilter.StageEOH:      queueID,
+		gomilter.StageEOM:      queueID,
 	}
-}
-
-func join(parts ...[]string) []string {
-	var out []string
-	for _, p := range parts {
-		out = append(out, p...)
-	}
-	return out
 }
 
 // SetEngine replaces the engine for messages that start from now on;
@@ -259,6 +314,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	_, trial := ln.(trialListener) // trial.go
 	s.startLib.Do(func() {
 		go s.main.Serve(s.mainLn)
 		go s.spill.Serve(s.spillLn)
@@ -288,7 +344,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.dispatch(conn)
+		s.dispatch(conn, trial)
 	}
 }
 
@@ -303,8 +359,9 @@ func isTemporary(err error) bool {
 }
 
 // dispatch hands a new connection to the milter, or to the tempfail milter
-// when the session cap is reached.
-func (s *Server) dispatch(conn net.Conn) {
+// when the session cap is reached. trial is set for a connection accepted
+// on a TrialListener.
+func (s *Server) dispatch(conn net.Conn, trial bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -327,7 +384,7 @@ func (s *Server) dispatch(conn net.Conn) {
 	if overflow {
 		idle = min(idle, overflowIdle)
 	}
-	sc := &sessionConn{Conn: conn, srv: s, log: log, idle: idle, maxPacket: uint32(s.opts.MaxPacket)}
+	sc := &sessionConn{Conn: conn, srv: s, log: log, idle: idle, maxPacket: uint32(s.opts.MaxPacket), trialListener: trial}
 	s.sessions[sc] = overflow
 	if overflow {
 		s.overflow++

@@ -116,9 +116,21 @@ for i = ai + 1, ai + tonumber(ARGV[ai]) do
 end
 local nrcpt = tonumber(ARGV[ai])
 
+-- Admin state (a lock, overrides, exemptions) is rare: one EXISTS over all
+-- of its keys tells whether any is there, and only then are they read one
+-- by one. The common call (none of them) costs one command instead of one
+-- per key kind.
+local admin_keys = {}
+if acct then admin_keys[1] = acct.lock end
+for _, s in ipairs(subjects) do
+  admin_keys[#admin_keys + 1] = s.exempt
+  if s.override then admin_keys[#admin_keys + 1] = s.override end
+end
+local admin = redis.call('EXISTS', unpack(admin_keys)) > 0
+
 -- the lock: an expired one is removed
 local function read_lock()
-  if not acct then return nil end
+  if not acct or not admin then return nil end
   local l = redis.call('HMGET', acct.lock, 'reason', 'by', 'at', 'until')
   if not l[3] then return nil end
   local u = tonumber(l[4]) or 0
@@ -177,21 +189,18 @@ if mode == 'strike' then
   return {'strike', now, n, newly, would}
 end
 
--- one EXISTS for all exemptions; only when one exists, find which
-local exempts = {}
-for _, s in ipairs(subjects) do exempts[#exempts + 1] = s.exempt end
-if redis.call('EXISTS', unpack(exempts)) > 0 then
+-- exemptions, then each override hash read once: only when some admin key
+-- exists (see admin above)
+if admin then
   for _, s in ipairs(subjects) do
     if redis.call('EXISTS', s.exempt) == 1 then
       return {'exempt', now, 0, 0, 0, s.index}
     end
   end
 end
-
--- each override hash is read once
 local dims = {a = {'msgs', 'rcpts', 'newrcpts'}, s = {'msgs'}}
 for _, s in ipairs(subjects) do
-  if s.override then
+  if admin and s.override then
     local fields = dims[s.kind]
     local v = redis.call('HMGET', s.override, unpack(fields))
     s.ov = {}
@@ -323,7 +332,11 @@ end
 
 -- charge every counter once: its current bucket, n and lo, with stale
 -- buckets deleted; a counter given nothing (no new recipient) is left as
--- it is. The TTL outlives the last bucket counted: W + B, plus a second.
+-- it is. The TTL outlives the last bucket counted: the bucket charged now
+-- leaves the window at (cur + 1) * B + W, so a TTL of W + B plus a second
+-- set at the bucket's first charge covers every later charge of the same
+-- bucket: PEXPIRE runs once per bucket (a busy account's counters skip it
+-- on most calls), not once per call.
 for _, c in ipairs(order) do
   if c.cost > 0 then
     local key = c.key
@@ -333,7 +346,9 @@ for _, c in ipairs(order) do
     local lo = c.cur
     if c.lo then lo = math.min(math.max(c.cutoff, c.lo), c.cur) end
     redis.call('HSET', key, c.field, int(c.curcount + c.cost), 'n', int(c.used + c.cost), 'lo', int(lo))
-    redis.call('PEXPIRE', key, int(math.ceil((c.window + c.width) / 1000) + 1000))
+    if c.curcount == 0 then
+      redis.call('PEXPIRE', key, int(math.ceil((c.window + c.width) / 1000) + 1000))
+    end
   end
 end
 

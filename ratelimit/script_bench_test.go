@@ -80,6 +80,7 @@ func scriptCost(b *testing.B, step time.Duration) {
 	b.StopTimer()
 	b.ReportMetric((redisCPU(b, srv)-cpu0)*1e6/float64(b.N), "redis-cpu-us/op")
 	b.ReportMetric((redisDataset(b, srv)-mem0)/accounts, "redis-bytes/account")
+	b.ReportMetric(float64(scriptCommands(b, srv))/float64(b.N), "redis-cmds/op")
 	stat := srv.Info("commandstats", "cmdstat_evalsha")
 	for _, kv := range strings.Split(stat, ",") {
 		if k, v, ok := strings.Cut(kv, "="); ok && k == "usec_per_call" {
@@ -92,6 +93,39 @@ func scriptCost(b *testing.B, step time.Duration) {
 		}
 	}
 	b.Fatalf("no usec_per_call in cmdstat_evalsha %q", stat)
+}
+
+// scriptCommands returns how many commands scripts ran since the last
+// CONFIG RESETSTAT: INFO commandstats counts the commands a script runs
+// under their own names, so every command but the script calls themselves
+// and the benchmark's own INFO and CONFIG is one run inside a script.
+func scriptCommands(b *testing.B, srv *redistest.Server) int64 {
+	b.Helper()
+	out, err := srv.Do("INFO", "commandstats")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, l := range strings.Split(out, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		switch strings.TrimPrefix(name, "cmdstat_") {
+		case "evalsha", "eval", "info", "config|resetstat", "config", "hello", "ping", "client|setinfo", "subscribe", "script|load":
+			continue
+		}
+		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+		c, err := strconv.ParseInt(calls, 10, 64)
+		if err != nil {
+			b.Fatalf("commandstats line %q: %v", l, err)
+		}
+		if os.Getenv("SCRIPT_COST_VERBOSE") != "" {
+			b.Logf("%s", l)
+		}
+		n += c
+	}
+	return n
 }
 
 // redisDataset returns the server's memory held by keys and values (INFO

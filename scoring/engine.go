@@ -47,6 +47,8 @@ type Options struct {
 	// had not fired. It is called on the message's goroutine and must not
 	// block.
 	OnRulePanic func(rule string, value any)
+	// Malware sets what antivirus verdicts do (malware.go).
+	Malware MalwareOptions
 }
 
 // DefaultDNSBudget bounds the DNS time the rules spend on one message when
@@ -275,6 +277,9 @@ func (e *Engine) runRule(r Rule, c *Check) (reason string, fired bool) {
 // judge turns findings into a verdict: a decisive finding rejects, and so
 // does a total at or above the threshold; content never defers.
 func (e *Engine) judge(findings []Finding, score float64) Verdict {
+	if v, ok := e.malwareVerdict(findings, score); ok {
+		return v
+	}
 	if len(findings) > 0 && (findings[0].Decisive || score >= e.opts.RejectThreshold) {
 		f := findings[0]
 		return RejectVerdict(f.Clause, f.Rule, "", findings, score)
@@ -323,5 +328,6 @@ func DefaultRules() []Rule {
 	var rules []Rule
 	rules = append(rules, impersonationRules()...)
 	rules = append(rules, forgedHeaderRules()...)
-	return append(rules, bulkRules()...)
+	rules = append(rules, bulkRules()...)
+	return append(rules, malwareRules()...)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abusemilter/abusemilter/attachment"
 	"github.com/abusemilter/abusemilter/identity"
 )
 
@@ -58,6 +59,7 @@ type Check struct {
 	dateOK     bool
 	urls       []string
 	urlsParsed bool
+	attach     *attachment.Report // the attachments, inspected from the sample on first use
 }
 
 // From returns the addresses of the first From header. When the header

@@ -147,6 +147,11 @@ type Message struct {
 	// whole body, when the caller streamed the body to a verifier. Nil means
 	// not verified.
 	DKIM []DKIMResult
+	// Malware holds what was found by streaming the whole message to the
+	// attachment inspection and the antivirus scanner (MalwareStream).
+	// Nil means not streamed: the attachment rules then inspect the
+	// headers and body sample.
+	Malware *MalwareScan
 }
 
 // DKIMResult is the outcome of verifying one DKIM-Signature (RFC 6376).

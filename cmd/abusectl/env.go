@@ -23,6 +23,9 @@ import (
 type env struct {
 	admin  ratelimit.Admin
 	policy ratelimit.Policy
+	// cfg is the config the store was opened from (serve reads its console
+	// section and directory).
+	cfg *config.Config
 	// where names the store in errors ("redis 127.0.0.1:6380").
 	where string
 	now   func() time.Time
@@ -100,7 +103,7 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 		r.Close()
 		return redisError(e.where, err)
 	}
-	e.admin, e.policy, e.closeStore = r, daemon.Policy(cfg), r.Close
+	e.admin, e.policy, e.closeStore, e.cfg = r, daemon.Policy(cfg), r.Close, cfg
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -93,12 +94,78 @@ func TestEndToEndPostfix(t *testing.T) {
 	})
 
 	t.Run("550 5.7.1: a forged From is rejected naming the rule", func(t *testing.T) {
-		res := send(t, "alice", "alice@example.com", "Chief Executive <ceo@other-company.example>", "e2e-forged", "bob@example.org")
+		res := testenv.Swaks(t, testenv.SwaksOptions{
+			Server: pf.Addr(), From: "alice@example.com", To: []string{"bob@example.org"}, Helo: "desk.client.test",
+			XClientLogin: "alice", XClientAddr: "203.0.113.10",
+			Headers: []string{"From: Chief Executive <ceo@other-company.example>", "Subject: e2e-forged", "Message-Id: <e2e-forged-1@example.com>"},
+			Body:    "Hello,\nplease wire the money. E2E-BODY-MARKER\n",
+		})
 		want := "550 5.7.1 Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)"
 		if res.ExitCode != testenv.SwaksMessageRefused || res.EndOfDataReply() != want {
 			t.Fatalf("swaks exit %d, end of data %q, want %d and %q:\n%s", res.ExitCode, res.EndOfDataReply(), testenv.SwaksMessageRefused, want, res.Transcript)
 		}
-		pf.WaitLog(t, regexp.MustCompile(`milter-reject: END-OF-MESSAGE .*5\.7\.1 Rejected under the e-mail abuse policy \(impersonation: FROM_DOMAIN_NOT_OWNED\)`), e2eWait)
+		line := pf.WaitLog(t, regexp.MustCompile(`milter-reject: END-OF-MESSAGE .*5\.7\.1 Rejected under the e-mail abuse policy \(impersonation: FROM_DOMAIN_NOT_OWNED\)`), e2eWait)
+		// The decision line says what the rule saw: which From was
+		// forged, in which message, and why; it joins Postfix's line by
+		// the queue id.
+		d := p.waitDecision(t, "the forged message", func(l map[string]any) bool {
+			return l["stage"] == "eom" && l["message_id"] == "<e2e-forged-1@example.com>"
+		})
+		if hf, _ := d["header_from"].([]any); len(hf) != 1 || hf[0] != "ceo@other-company.example" {
+			t.Errorf("decision header_from = %v, want [ceo@other-company.example]", d["header_from"])
+		}
+		if d["helo"] != "desk.client.test" || d["subject_len"] != float64(len("e2e-forged")) || d["reply"] != want {
+			t.Errorf("decision helo %v, subject_len %v, reply %v", d["helo"], d["subject_len"], d["reply"])
+		}
+		var reason string
+		findings, _ := d["findings"].([]any)
+		for _, f := range findings {
+			if f := f.(map[string]any); f["rule"] == "FROM_DOMAIN_NOT_OWNED" {
+				reason, _ = f["reason"].(string)
+			}
+		}
+		if !strings.Contains(reason, "other-company.example") {
+			t.Errorf("FROM_DOMAIN_NOT_OWNED's reason %q does not name the forged domain; findings %v", reason, findings)
+		}
+		if qid, _ := d["queue_id"].(string); qid == "" || !strings.Contains(line, qid+": milter-reject") {
+			t.Errorf("decision queue id %q is not the one of Postfix's line %q", qid, line)
+		}
+		raw, _ := json.Marshal(d)
+		t.Logf("joined by queue id:\n  postfix:  %s\n  decision: %s", line, raw)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, raw := range p.raw {
+			if strings.Contains(raw, "E2E-BODY-MARKER") || strings.Contains(raw, "wire the money") {
+				t.Errorf("the daemon's log holds body text: %s", raw)
+			}
+		}
+	})
+
+	t.Run("451 at MAIL FROM: the decision line joins Postfix's NOQUEUE line", func(t *testing.T) {
+		res := testenv.Swaks(t, testenv.SwaksOptions{
+			Server: pf.Addr(), From: "mallory@example.net", To: []string{"victim@example.org"}, Helo: "joinme.client.test",
+			XClientLogin: "mallory", XClientAddr: "198.51.100.23",
+		})
+		if !strings.Contains(res.Transcript, "451 4.7.1 Deferred under the e-mail abuse policy (policy: UNKNOWN_LOGIN)") {
+			t.Fatalf("unknown login: want a 451 at MAIL FROM:\n%s", res.Transcript)
+		}
+		pf.WaitLog(t, regexp.MustCompile(`NOQUEUE: milter-reject: MAIL from .*\[198\.51\.100\.23\]`), e2eWait)
+		p.waitDecision(t, "the MAIL-stage refusal", func(l map[string]any) bool {
+			return l["stage"] == "mail" && l["client"] == "198.51.100.23"
+		})
+		p.mu.Lock()
+		decisions := append([]string(nil), p.raw...)
+		p.mu.Unlock()
+		joined := joinNoqueue(t, pf.Log(), decisions)
+		got, ok := joined["198.51.100.23"]
+		if !ok {
+			t.Fatalf("no NOQUEUE line joined a decision line; postfix log:\n%s", pf.Log())
+		}
+		if got.decision["rule"] != "UNKNOWN_LOGIN" || got.decision["login"] != "mallory" || got.from != "mallory@example.net" ||
+			got.helo != "joinme.client.test" || got.decision["milter_msg_id"] == "" {
+			t.Errorf("joined: Postfix %q with decision %v", got.line, got.decision)
+		}
+		t.Logf("joined:\n  postfix:  %s\n  decision: %s", got.line, got.raw)
 	})
 
 	t.Run("452 4.5.3: recipients past the cap are refused, the rest delivered", func(t *testing.T) {
@@ -244,4 +311,45 @@ func TestEndToEndPostfixUnixSocket(t *testing.T) {
 	if got := bad.EndOfDataReply(); !strings.HasPrefix(got, "550 5.7.1 ") || !strings.Contains(got, "FROM_DOMAIN_NOT_OWNED") {
 		t.Fatalf("forged mail over the unix socket: %q", got)
 	}
+}
+
+// noqueueLine is Postfix's line for a refusal before the queue file exists
+// (smtpd.c): "NOQUEUE: milter-reject: MAIL from NAME[ADDR]: REPLY;
+// from=<SENDER> proto=ESMTP helo=<HELO>" (a RCPT-stage one adds to=<...>
+// before proto=).
+var noqueueLine = regexp.MustCompile(`NOQUEUE: milter-reject: (MAIL|RCPT) from ([^\[ ]*)\[([^\]]+)\]: (.+); from=<([^>]*)>(?: to=<([^>]*)>)? proto=(\S+) helo=<([^>]*)>`)
+
+// noqueueJoin is one Postfix NOQUEUE line and the decision line it joins.
+type noqueueJoin struct {
+	line, raw      string
+	from, to, helo string
+	decision       map[string]any
+}
+
+// joinNoqueue joins every Postfix NOQUEUE milter-reject line to the
+// daemon's decision line of the same refusal, as docs/guide.md tells the
+// abuse desk to: same stage, client address, reply text, envelope sender,
+// HELO name (and recipient at RCPT). Postfix does not give milters the
+// protocol, so proto is not compared. The result is keyed by client address.
+func joinNoqueue(t *testing.T, postfixLog string, daemonLines []string) map[string]noqueueJoin {
+	t.Helper()
+	out := map[string]noqueueJoin{}
+	for _, line := range strings.Split(postfixLog, "\n") {
+		m := noqueueLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		stage, name, addr, reply, from, to, helo := strings.ToLower(m[1]), m[2], m[3], m[4], m[5], m[6], m[8]
+		for _, raw := range daemonLines {
+			var d map[string]any
+			if json.Unmarshal([]byte(raw), &d) != nil || d["msg"] != "decision" {
+				continue
+			}
+			if d["stage"] == stage && d["client"] == addr && d["client_name"] == name && d["reply"] == reply &&
+				d["mail_from"] == from && d["helo"] == helo && (stage != "rcpt" || d["rcpt"] == to) {
+				out[addr] = noqueueJoin{line: line, raw: raw, from: from, to: to, helo: helo, decision: d}
+			}
+		}
+	}
+	return out
 }

@@ -135,8 +135,8 @@ notify:
 	}
 	before := scrape(t, maddr)
 	const (
-		accepted = `abusemilter_decisions_total{action="accept",clause="none",rule="none"}`
-		rejected = `abusemilter_decisions_total{action="reject",clause="impersonation",rule="FROM_DOMAIN_NOT_OWNED"}`
+		accepted = `abusemilter_decisions_total{action="accept",clause="none",mode="enforce",rule="none",stage="eom"}`
+		rejected = `abusemilter_decisions_total{action="reject",clause="impersonation",mode="enforce",rule="FROM_DOMAIN_NOT_OWNED",stage="eom"}`
 		locks    = `abusemilter_account_locks_total`
 		sent     = `abusemilter_notify_sent_total{sink="webhook"}`
 	)
@@ -289,5 +289,52 @@ func TestBinaryRedisSubscriptionMetric(t *testing.T) {
 	p.signal(t, syscall.SIGTERM)
 	if code := p.waitExit(t); code != 0 {
 		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestMonitorAndEnforceRefusalsInTwoSeries: the built daemon counts a
+// monitor-mode would-be refusal and an enforce-mode refusal of the same
+// message in two series of abusemilter_decisions_total (mode label), so
+// that an alert on real refusals never fires on monitor mode's.
+func TestMonitorAndEnforceRefusalsInTwoSeries(t *testing.T) {
+	const base = `
+listen: inet:127.0.0.1:0
+metrics:
+  listen: 127.0.0.1:0
+dns:
+  enabled: false
+identity:
+  login_is_address: false
+  accounts:
+    alice:
+      logins: [alice]
+      send_as: [example.com]
+strikes:
+  threshold: 0
+`
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "mode: monitor\n"+base)
+	p := startDaemon(t, "--config", cfg)
+	addr, maddr := milterAddr(t, p), metricsAddr(t, p)
+	const (
+		monitor = `abusemilter_decisions_total{action="reject",clause="impersonation",mode="monitor",rule="FROM_DOMAIN_NOT_OWNED",stage="eom"}`
+		enforce = `abusemilter_decisions_total{action="reject",clause="impersonation",mode="enforce",rule="FROM_DOMAIN_NOT_OWNED",stage="eom"}`
+	)
+	if a := sendAs(t, addr, "alice", "Bank <security@bank.example>", "<m1@example.com>"); a.Code != gomilter.ActAccept {
+		t.Fatalf("monitor mode: %q %d %s, want accept", a.Code, a.SMTPCode, a.SMTPText)
+	}
+	m := scrape(t, maddr)
+	if m[monitor] != 1 || m[enforce] != 0 {
+		t.Fatalf("after a monitor-mode would-be refusal: monitor series %v, enforce series %v; want 1 and 0", m[monitor], m[enforce])
+	}
+	writeConfig(t, dir, "mode: enforce\n"+base)
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, "config reloaded", 0)
+	if a := sendAs(t, addr, "alice", "Bank <security@bank.example>", "<m2@example.com>"); a.SMTPCode != 550 {
+		t.Fatalf("enforce mode: %q %d %s, want 550", a.Code, a.SMTPCode, a.SMTPText)
+	}
+	m = scrape(t, maddr)
+	if m[monitor] != 1 || m[enforce] != 1 {
+		t.Fatalf("after an enforce-mode refusal: monitor series %v, enforce series %v; want 1 and 1", m[monitor], m[enforce])
 	}
 }

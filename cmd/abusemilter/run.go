@@ -48,7 +48,8 @@ Signals: SIGHUP reloads the config, SIGTERM and SIGINT stop gracefully.
 
 Exit codes:
   0  clean stop, or a valid config with --check-config
-  1  serving failed (the listener could not be opened, the engine could not be built)
+  1  serving failed (the listener could not be opened, the engine could not be built),
+     or with --check-config the configured clamd (antivirus.clamd) does not answer
   2  usage or configuration error`,
 		Example: `  abusemilter --config /etc/abusemilter/abusemilter.yaml
   abusemilter --check-config --config /etc/abusemilter/abusemilter.yaml`,
@@ -81,9 +82,15 @@ func run(o options, stdout, stderr io.Writer) int {
 	if o.checkConfig {
 		fmt.Fprintln(stdout, "config OK")
 		printSummary(stdout, cfg)
-		return exitOK
+		return checkClamd(stdout, stderr, cfg)
 	}
-	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr})
+	// The mail path's lines (milter's "decision", one per message, and the
+	// debug "message aborted") are buffered and written every
+	// logging.DefaultFlushInterval; any other line is written at once with
+	// them. The deferred Sync writes the rest when the daemon stops
+	// (SIGTERM); a reload (SIGHUP) keeps the writer.
+	logger, level, err := logging.New(logging.Options{Format: cfg.Log.Format, Level: cfg.Log.Level, Output: stderr,
+		FlushInterval: logging.DefaultFlushInterval, Buffered: []string{"decision", "message aborted"}})
 	if err != nil {
 		fmt.Fprintf(stderr, "abusemilter: %v\n", err)
 		return exitUsage

@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -53,20 +54,34 @@ Who sent the mail:
                          the fly when the config has none): for other
                          people's mail, so identity rules do not fire on all
 
+Asking the running milter:
+  --milter ADDR          send each message through the running milter at
+                         ADDR (its trial.listen) as Postfix would, and print
+                         its reply, the headers it would add and the
+                         findings; a trial charges no counter and no strike
+                         (--charge: send as real mail). --login, --client,
+                         --helo, --mail-from, --rcpt set the envelope, which
+                         otherwise comes from the message
+
 Exit status:
   0  no message at or above --fail-on
   1  at least one message at or above --fail-on
   2  usage or config error, an unreadable config, a report that could not
-     be written, or an interrupted scan`
+     be written, an interrupted scan, or (--milter) a milter that cannot be
+     reached or refuses the session`
 
 // invocation is one parsed command line.
 type invocation struct {
 	configPath string
 	noProgress bool
 	opts       scan.Options
-	stdin      io.Reader
-	stdout     io.Writer
-	stderr     io.Writer
+	// milter is set by --milter: each message goes through the running
+	// milter instead of the offline engine.
+	milter   scan.MilterOptions
+	mailFrom string
+	stdin    io.Reader
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 func main() {
@@ -93,7 +108,8 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 		Long:  longHelp,
 		Example: `  abusescan --config /etc/abusemilter/abusemilter.yaml --account alice ~alice/Maildir/.Sent
   abusescan complaints/ --account-from-sender --as-received --now received --format json
-  zcat queue-dump.mbox.gz | abusescan --account shop-webapp -`,
+  zcat queue-dump.mbox.gz | abusescan --account shop-webapp -
+  abusescan --milter unix:/run/abusemilter/trial.sock --login alice complaint.eml`,
 		// Inputs are files; subcommands (help, completion) still resolve.
 		Args: cobra.ArbitraryArgs,
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
@@ -104,6 +120,9 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 				return cli.Usagef("no input given (use - for standard input)")
 			}
 			o.Inputs = args
+			if err := milterFlags(c, inv); err != nil {
+				return err
+			}
 			return run(c.Context(), inv)
 		},
 	}
@@ -115,12 +134,21 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 	f.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
 	f.StringVar(&o.Now, "now", "", "evaluate time-based rules at `TIME` (RFC 3339) or at each message's newest Received time (\"received\"); default: the current time")
 	f.BoolVar(&o.DNS, "dns", false, "let the DNS rules query DNS (the config's resolver settings); off by default, the DNS rules then skip")
+	f.StringVar(&o.Clamd, "clamd", "", "also stream every message to clamd at `ADDRESS` (unix:/run/clamav/clamd.ctl or tcp:HOST:PORT), as the milter does with antivirus.clamd")
 	f.BoolVar(&o.ReplayRates, "replay-rates", false, "replay the config's rate limits and strikes over the messages in Date order")
 	cli.EnumVar(root, &o.Format, "format", "text", "report `FORMAT`; json is JSON lines", scan.Formats...)
 	cli.EnumVar(root, &o.FailOn, "fail-on", "reject", "exit 1 when a message gets this `VERDICT` or worse", scan.FailOns...)
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "run `N` parallel workers (default: the number of CPUs)")
 	cli.EnumVar(root, &o.MboxVariant, "mbox-variant", string(mailbox.MboxO), "mbox quoting `VARIANT`: mboxo unquotes \">From \" only, mboxrd \">*From \"", scan.MboxVariants...)
 	f.BoolVar(&inv.noProgress, "no-progress", false, "never show the progress bar (it shows only when stderr is a terminal)")
+	m := &inv.milter
+	f.StringVar(&m.Addr, "milter", "", "send each message through the running milter at `ADDR` (inet:HOST:PORT or unix:PATH, the daemon's trial.listen) and print its reply")
+	f.StringVar(&m.Login, "login", "", "--milter: SASL `LOGIN` of the submission (default: the envelope sender)")
+	f.StringVar(&m.Client, "client", "", "--milter: client IP `ADDRESS` (default: unknown)")
+	f.StringVar(&m.Helo, "helo", "", "--milter: HELO `NAME` (default: this host's name)")
+	f.StringVar(&inv.mailFrom, "mail-from", "", "--milter: envelope `SENDER` (default: Return-Path, else From); \"\" is the null sender")
+	f.StringArrayVar(&m.Rcpts, "rcpt", nil, "--milter: envelope `RECIPIENT`, repeatable (default: To, Cc and Bcc)")
+	f.BoolVar(&m.Charge, "charge", false, "--milter: send as real mail, without the trial macro: the account's counters and strikes move")
 	mustDo(root.MarkFlagFilename("config", "yaml", "yml"))
 	mustDo(root.RegisterFlagCompletionFunc("now", cobra.FixedCompletions([]cobra.Completion{scan.NowReceived}, cobra.ShellCompDirectiveNoFileComp)))
 	mustDo(root.RegisterFlagCompletionFunc("account", cobra.NoFileCompletions))
@@ -128,9 +156,43 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 	return root
 }
 
+// milterFlags checks the flags of --milter (and that its own flags come
+// only with it) and completes inv.milter.
+func milterFlags(c *cobra.Command, inv *invocation) error {
+	f := c.Flags()
+	own := []string{"login", "client", "helo", "mail-from", "rcpt", "charge"}
+	if inv.milter.Addr == "" {
+		for _, name := range own {
+			if f.Changed(name) {
+				return cli.Usagef("--%s goes with --milter only", name)
+			}
+		}
+		return nil
+	}
+	// The running milter decides with its own config, clock and resolver.
+	for _, name := range []string{"config", "account", "account-from-sender", "as-received", "now", "dns", "replay-rates", "jobs"} {
+		if f.Changed(name) {
+			return cli.Usagef("--%s does not go with --milter: the running milter decides with its own config", name)
+		}
+	}
+	if inv.opts.Format == "csv" {
+		return cli.Usagef("--format csv does not go with --milter (text or json)")
+	}
+	if f.Changed("mail-from") {
+		from := strings.Trim(inv.mailFrom, "<>")
+		inv.milter.MailFrom = &from
+	}
+	m := &inv.milter
+	m.Format, m.FailOn, m.MboxVariant, m.Inputs = inv.opts.Format, inv.opts.FailOn, inv.opts.MboxVariant, inv.opts.Inputs
+	return nil
+}
+
 // scanInputs runs the scan of an invocation; it is the one place that
 // decides abusescan's exit status.
 func scanInputs(ctx context.Context, inv *invocation) error {
+	if inv.milter.Addr != "" {
+		return tryInputs(ctx, inv)
+	}
 	cfg := config.Default()
 	if inv.configPath != "" {
 		var err error
@@ -168,4 +230,21 @@ func mustDo(err error) {
 	if err != nil {
 		panic(err)
 	}
+}
+
+// tryInputs sends the inputs through the running milter (--milter); like
+// scanInputs it decides the exit status: 1 for a message at or above
+// --fail-on, 2 when the milter cannot be reached or refuses the session.
+func tryInputs(ctx context.Context, inv *invocation) error {
+	o := inv.milter
+	o.Stdin = inv.stdin
+	o.Warn = func(p *mailbox.Problem) { fmt.Fprintf(inv.stderr, "abusescan: warning: %v\n", p) }
+	res, err := scan.Milter(ctx, o, inv.stdout, inv.stderr)
+	switch {
+	case err != nil:
+		return cli.Exit(exitUsage, err)
+	case res.Failing > 0:
+		return cli.Silent(exitFound)
+	}
+	return nil
 }

@@ -68,6 +68,11 @@ type options struct {
 	writeConfig   string
 	configRedis   string
 	configMetrics string
+	configProd    bool
+
+	// corpusAccounts is --accounts when given with --corpus (0: each
+	// corpus message's login is its From address).
+	corpusAccounts int
 }
 
 const longHelp = `Drives a milter as Postfix would (CONNECT, HELO, then per message MAIL, RCPT,
@@ -110,6 +115,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 		RunE: func(c *cobra.Command, _ []string) error {
+			if c.Flags().Changed("accounts") {
+				o.corpusAccounts = o.accounts
+			}
 			if err := o.validate(); err != nil {
 				return cli.Exit(cli.ExitUsage, err)
 			}
@@ -156,7 +164,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	fs.StringVar(&o.corpus, "corpus", "", "send the .eml files under this directory instead of generated messages")
 	fs.IntVar(&o.corpusLimit, "corpus-limit", 0, "read at most this many corpus files (0: all)")
 	fs.IntVar(&o.pool, "pool", 1000, "distinct generated messages (cycled)")
-	fs.IntVar(&o.accounts, "accounts", 100, "distinct sending accounts (logins userN@customerM.example)")
+	fs.IntVar(&o.accounts, "accounts", 100, "distinct sending accounts (logins userN@customerM.example; with --corpus,\n"+
+		"senderN@corpus-accounts.example sending the corpus messages in turn; not given: the From address)")
 	fs.Float64Var(&o.forged, "forged", 0.05, "share of generated messages with a From domain the account does not own")
 	fs.IntVar(&o.minRcpt, "min-rcpt", 1, "recipients per generated message, at least")
 	fs.IntVar(&o.maxRcpt, "max-rcpt", 5, "recipients per message, at most")
@@ -169,6 +178,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		"limits not reached) and exit")
 	fs.StringVar(&o.configRedis, "config-redis", "", "with --write-config: Redis URL of the store (default: embedded store)")
 	fs.StringVar(&o.configMetrics, "config-metrics", "", "with --write-config: metrics listen host:port (default: off)")
+	fs.BoolVar(&o.configProd, "config-production-limits", false, "with --write-config: the limits a provider sets (account messages over\n"+
+		"two windows, recipients, new recipients per day), none reached")
 	must(root.MarkFlagDirname("corpus"))
 	must(root.MarkFlagFilename("write-config", "yaml", "yml"))
 	cli.Setup(root, stdout, stderr)
@@ -192,7 +203,7 @@ func (o *options) validate() error {
 		if o.target == "" {
 			return errors.New("--write-config needs --target (the address the daemon is to listen on)")
 		}
-		if o.accounts%loadgen.UsersPerCustomer != 0 {
+		if o.corpus == "" && o.accounts%loadgen.UsersPerCustomer != 0 {
 			return fmt.Errorf("--accounts %d: must be a multiple of %d with --write-config", o.accounts, loadgen.UsersPerCustomer)
 		}
 		return nil
@@ -263,7 +274,7 @@ func buildSource(o *options) (loadgen.Source, error) {
 	var pool loadgen.Pool
 	var err error
 	if o.corpus != "" {
-		pool, err = loadgen.LoadCorpus(o.corpus, loadgen.CorpusOptions{Limit: o.corpusLimit, MaxRcpt: o.maxRcpt})
+		pool, err = loadgen.LoadCorpus(o.corpus, loadgen.CorpusOptions{Limit: o.corpusLimit, MaxRcpt: o.maxRcpt, Accounts: o.corpusAccounts})
 	} else {
 		pool, err = loadgen.Generate(loadgen.GenerateOptions{
 			Count: o.pool, Accounts: o.accounts, ForgedShare: o.forged,
@@ -282,12 +293,21 @@ func buildSource(o *options) (loadgen.Source, error) {
 // writeConfig writes an abusemilter config whose accounts own the mail that
 // the same --accounts generate.
 func writeConfig(o *options) error {
-	data, err := perftest.Config(perftest.ConfigOptions{
-		Customers:     o.accounts / loadgen.UsersPerCustomer,
-		Listen:        o.target,
-		MetricsListen: o.configMetrics,
-		RedisURL:      o.configRedis,
-	})
+	co := perftest.ConfigOptions{
+		Customers:        o.accounts / loadgen.UsersPerCustomer,
+		Listen:           o.target,
+		MetricsListen:    o.configMetrics,
+		RedisURL:         o.configRedis,
+		ProductionLimits: o.configProd,
+	}
+	if o.corpus != "" {
+		pool, err := buildSource(o)
+		if err != nil {
+			return err
+		}
+		co.Corpus = pool.(loadgen.Pool)
+	}
+	data, err := perftest.Config(co)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,13 @@ type Config struct {
 	Metrics      MetricsConfig `yaml:"metrics"`
 	// Notify delivers lock, threshold and fail-mode events.
 	Notify NotifyConfig `yaml:"notify"`
+	// Console is the abuse desk console ("abusectl serve"; console.go).
+	Console ConsoleConfig `yaml:"console"`
+	// Trial is where abusescan --milter asks the running milter what it
+	// would do with a message, without charging anything.
+	Trial TrialConfig `yaml:"trial"`
+	// Antivirus is the malware clause: clamd and the attachment limits.
+	Antivirus AntivirusConfig `yaml:"antivirus"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -63,6 +70,23 @@ type SocketConfig struct {
 type LogConfig struct {
 	Format string `yaml:"format"` // auto (console on a terminal, else json), console, json
 	Level  string `yaml:"level"`  // debug, info, warn, error
+	// Redact is "none" or "addresses": the local part of every e-mail
+	// address in the decision log is replaced by a keyed hash.
+	Redact string `yaml:"redact"`
+	// RedactKeyFile holds the key of that hash; empty: a random key per
+	// start (hashes then match within one run only).
+	RedactKeyFile string `yaml:"redact_key_file"`
+}
+
+// TrialConfig is the listener of trials (abusescan --milter): sessions
+// accepted there that send the trial macro are decided as real mail would
+// be, but charge no counter and no strike.
+type TrialConfig struct {
+	// Listen is "unix:/path" or "inet:HOST:PORT"; empty: no trials.
+	Listen string `yaml:"listen"`
+	// SocketMode is the octal mode of a unix trial socket (default 0600:
+	// the daemon's user and root only).
+	SocketMode string `yaml:"socket_mode"`
 }
 
 // SessionConfig bounds milter sessions.
@@ -120,7 +144,7 @@ func Default() *Config {
 		Mode:   "enforce",
 		Listen: "inet:127.0.0.1:7357",
 		Socket: SocketConfig{Mode: "0660"},
-		Log:    LogConfig{Format: "auto", Level: "info"},
+		Log:    LogConfig{Format: "auto", Level: "info", Redact: "none"},
 		Session: SessionConfig{
 			IdleTimeout:   D(10 * time.Minute),
 			MaxSessions:   1000,
@@ -149,6 +173,9 @@ func Default() *Config {
 		DNS:          DefaultDNS(),
 		Metrics:      MetricsConfig{Listen: "127.0.0.1:9357"},
 		Notify:       DefaultNotify(),
+		Console:      DefaultConsole(),
+		Trial:        TrialConfig{SocketMode: "0600"},
+		Antivirus:    DefaultAntivirus(),
 	}
 }
 
@@ -222,6 +249,11 @@ func (c *Config) Validate() error {
 	}
 	e.oneOf("log.format", c.Log.Format, "auto", "console", "json")
 	e.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	e.oneOf("log.redact", c.Log.Redact, "none", "addresses")
+	if c.Log.RedactKeyFile != "" && !strings.HasPrefix(c.Log.RedactKeyFile, "/") {
+		e.add("log.redact_key_file", "%q: want an absolute path", c.Log.RedactKeyFile)
+	}
+	c.validateTrial(&e)
 	e.duration("session.idle_timeout", c.Session.IdleTimeout)
 	e.duration("session.shutdown_grace", c.Session.ShutdownGrace)
 	e.size("session.max_packet", c.Session.MaxPacket)
@@ -241,6 +273,8 @@ func (c *Config) Validate() error {
 	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
 	c.validateRules(&e)
 	c.Notify.validate(&e)
+	c.Console.validate(&e)
+	c.validateAntivirus(&e)
 	if c.Metrics.Listen != "" {
 		if !strings.Contains(c.Metrics.Listen, ":") {
 			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)
@@ -252,6 +286,26 @@ func (c *Config) Validate() error {
 		return &Error{Path: c.Path, Problems: e}
 	}
 	return nil
+}
+
+func (c *Config) validateTrial(e *errorList) {
+	if c.Trial.SocketMode != "" {
+		if _, err := ParseFileMode(c.Trial.SocketMode); err != nil {
+			e.add("trial.socket_mode", "%v", err)
+		}
+	}
+	if c.Trial.Listen == "" {
+		return
+	}
+	network, addr, err := ParseListen(c.Trial.Listen)
+	switch {
+	case err != nil:
+		e.add("trial.listen", "%v", err)
+	case c.Trial.Listen == c.Listen:
+		e.add("trial.listen", "%q is also the milter's listen address: trials need a listener of their own", c.Trial.Listen)
+	case network == "tcp" && !c.AllowNonLoopback && !loopbackHost(addr):
+		e.add("trial.listen", "%q is not a loopback address; set allow_non_loopback: true to listen on it", c.Trial.Listen)
+	}
 }
 
 func (c *Config) validateIdentity(e *errorList) {

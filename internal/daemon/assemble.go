@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/config"
@@ -134,6 +135,7 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		LockContact:     cfg.Strikes.Contact,
 		Disabled:        disabled,
 		Scores:          cfg.Rules.Scores,
+		Malware:         malwareOptions(cfg.Antivirus),
 		Settings: scoring.RuleSettings{
 			OwnMTAs:         cfg.Rules.OwnMTAs,
 			ProtectedBrands: cfg.Rules.ProtectedBrands,
@@ -171,6 +173,12 @@ func WithRulePanicHandler(f func(rule string, value any)) EngineOption {
 // Resolver builds the caching DNS resolver the config asks for, or nil when
 // dns.enabled is false (DNS rules then skip).
 func Resolver(cfg *config.Config) scoring.Resolver {
+	return ResolverWith(cfg, nil)
+}
+
+// ResolverWith is Resolver with every lookup reported to observe (the
+// daemon's DNS metrics); observe may be nil.
+func ResolverWith(cfg *config.Config, observe func(result string, queried bool, took time.Duration)) scoring.Resolver {
 	if !cfg.DNS.Enabled {
 		return nil
 	}
@@ -178,6 +186,7 @@ func Resolver(cfg *config.Config) scoring.Resolver {
 		MaxEntries:  cfg.DNS.CacheSize,
 		PositiveTTL: cfg.DNS.PositiveTTL.Duration,
 		NegativeTTL: cfg.DNS.NegativeTTL.Duration,
+		Observe:     observe,
 	})
 }
 

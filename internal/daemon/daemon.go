@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/abusemilter/abusemilter/internal/clamd"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/metrics"
@@ -55,6 +57,9 @@ type Daemon struct {
 	// it lives as long as the process.
 	resolver scoring.Resolver
 	srv      *milter.Server
+	// av is the clamd client (nil without antivirus.clamd); it lives as
+	// long as the process.
+	av       *clamd.Client
 	obs      *observer
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
@@ -66,14 +71,22 @@ type Daemon struct {
 	listenAddr string
 	// listening is set once the milter listener is up (readiness).
 	listening atomic.Bool
+	// lockedEvery overrides how often the locked-accounts gauge is read
+	// (tests); zero is lockedEvery.
+	lockedEvery time.Duration
 }
 
 // New builds the engine and the server from a validated config.
 func New(cfg *config.Config, o Options) (*Daemon, error) {
 	logger := o.Logger
 	redis.SetLogger(redisLog{logger.Named("go-redis")})
-	d := &Daemon{opts: o, log: logger, level: o.Level, cfg: cfg, resolver: Resolver(cfg)}
+	d := &Daemon{opts: o, log: logger, level: o.Level, cfg: cfg}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version.Version, Commit: version.Commit})
+	d.resolver = ResolverWith(cfg, d.metrics.DNSLookup)
+	redact, err := logging.RedactorFor(cfg.Log.Redact, cfg.Log.RedactKeyFile)
+	if err != nil {
+		return nil, err
+	}
 	d.sd = sdnotify.FromEnv(logger.Named("sdnotify"))
 	no, err := NotifyOptions(cfg.Notify)
 	if err != nil {
@@ -83,7 +96,8 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	if d.notifier, err = notify.New(no); err != nil {
 		return nil, err
 	}
-	d.obs = &observer{log: logger, metrics: d.metrics, notifier: d.notifier}
+	d.metrics.WatchNotifyQueues(d.notifier.QueueDepths)
+	d.obs = &observer{log: logger, metrics: d.metrics, notifier: d.notifier, redact: redact}
 	engine, limiter, err := d.build(cfg, nil)
 	if err != nil {
 		d.notifier.Close(context.Background())
@@ -97,9 +111,19 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	})
 	d.metrics.WatchSubscription(d.obs.subscribed)
 	d.metrics.ConfigLoaded()
+	if d.av, err = Clamd(cfg); err != nil {
+		d.notifier.Close(context.Background())
+		return nil, err
+	}
+	if d.av != nil {
+		d.metrics.WatchAntivirus(func() metrics.AntivirusStats { return metrics.AntivirusStats(d.av.Stats()) })
+	}
 	so := ServerOptions(cfg, engine, logger)
-	so.NewBodySink = milter.DKIMSink(d.resolver)
+	so.NewBodySink = milter.MultiSink(milter.DKIMSink(d.resolver), milter.MalwareSink(MalwareStreamOptions(cfg, d.av)))
 	so.Observer = d.obs
+	if redact != nil {
+		so.Redact = redact
+	}
 	d.srv = milter.New(so)
 	return d, nil
 }
@@ -142,7 +166,8 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 			return nil, nil, err
 		}
 	}
-	return Engine(cfg, dir, limiter, d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
+	timed := timedLimiter{Limiter: limiter, metrics: d.metrics}
+	return Engine(cfg, dir, timed, d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.
@@ -162,24 +187,52 @@ func (d *Daemon) Serve(signals <-chan os.Signal) error {
 	if err != nil {
 		return d.failed("cannot listen", err)
 	}
+	var trialLn net.Listener
+	if d.cfg.Trial.Listen != "" {
+		tlo := milter.ListenOptions{AllowNonLoopback: d.cfg.AllowNonLoopback}
+		if tlo.SocketMode, err = config.ParseFileMode(cmp.Or(d.cfg.Trial.SocketMode, "0600")); err != nil {
+			ln.Close()
+			return d.failed("cannot listen for trials", err)
+		}
+		if trialLn, err = milter.Listen(d.cfg.Trial.Listen, tlo); err != nil {
+			ln.Close()
+			return d.failed("cannot listen for trials", err)
+		}
+	}
 	msrv, err := d.metrics.Serve(d.cfg.Metrics.Listen, d.ready)
 	if err != nil {
 		ln.Close()
+		if trialLn != nil {
+			trialLn.Close()
+		}
 		return d.failed("cannot serve metrics", err)
 	}
 	defer msrv.Shutdown(context.Background())
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	go d.watchLocked(watchCtx, cmp.Or(d.lockedEvery, lockedEvery))
 	watchdog, stopWatchdog := d.watchdog()
 	defer stopWatchdog()
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve(ln) }()
 	d.listenAddr = ln.Addr().Network() + ":" + ln.Addr().String()
-	d.listening.Store(true)
-	d.log.Info("abusemilter ready",
+	ready := []zap.Field{
 		zap.String("version", version.String()),
 		zap.String("listen", d.listenAddr),
 		zap.String("mode", d.cfg.Mode),
 		zap.String("config", d.cfg.Path),
-		zap.String("metrics", msrv.Addr()))
+		zap.String("metrics", msrv.Addr()),
+	}
+	if trialLn != nil {
+		go func() {
+			if err := d.srv.Serve(milter.TrialListener(trialLn)); !errors.Is(err, milter.ErrServerClosed) {
+				d.log.Error("trial listener stopped", zap.Error(err))
+			}
+		}()
+		ready = append(ready, zap.String("trial_listen", trialLn.Addr().Network()+":"+trialLn.Addr().String()))
+	}
+	d.listening.Store(true)
+	d.log.Info("abusemilter ready", ready...)
 	d.sd.Ready(d.status(""))
 	for {
 		select {
@@ -261,6 +314,9 @@ func (d *Daemon) stop(sig os.Signal, served <-chan error) error {
 	if err != nil {
 		d.log.Warn("sessions still in a message after the grace period were closed", zap.Error(err))
 	}
+	if d.av != nil {
+		d.av.Close()
+	}
 	if cerr := d.limiter.Close(); cerr != nil {
 		d.log.Warn("closing the rate store", zap.Error(cerr))
 	}
@@ -297,13 +353,14 @@ func (d *Daemon) reload() error {
 		} else {
 			fields = append(fields, zap.Error(err))
 		}
-		d.log.Error("config reload failed, keeping the running config", fields...)
+		// A warning (priority 4 in the journal): the daemon still serves.
+		d.log.Warn("config reload failed, keeping the running config", fields...)
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
 	engine, limiter, err := d.build(cfg, d.limiter)
 	if err != nil {
-		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.ConfigPath), zap.Error(err))
+		d.log.Warn("config reload failed, keeping the running config", zap.String("config", d.opts.ConfigPath), zap.Error(err))
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
@@ -347,6 +404,12 @@ func restartOnly(old, cfg *config.Config) []string {
 	if old.Log.Format != cfg.Log.Format {
 		out = append(out, "log.format")
 	}
+	if old.Log.Redact != cfg.Log.Redact || old.Log.RedactKeyFile != cfg.Log.RedactKeyFile {
+		out = append(out, "log.redact")
+	}
+	if old.Trial != cfg.Trial {
+		out = append(out, "trial")
+	}
 	if !reflect.DeepEqual(old.DNS, cfg.DNS) {
 		out = append(out, "dns")
 	}
@@ -356,5 +419,6 @@ func restartOnly(old, cfg *config.Config) []string {
 	if !reflect.DeepEqual(old.Notify, cfg.Notify) {
 		out = append(out, "notify")
 	}
+	out = append(out, antivirusRestartOnly(old.Antivirus, cfg.Antivirus)...)
 	return out
 }

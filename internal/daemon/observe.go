@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,10 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/abusemilter/abusemilter/internal/logging"
 	"github.com/abusemilter/abusemilter/internal/metrics"
 	"github.com/abusemilter/abusemilter/internal/notify"
+	"github.com/abusemilter/abusemilter/milter"
 	"github.com/abusemilter/abusemilter/ratelimit"
-	"github.com/abusemilter/abusemilter/scoring"
 )
 
 // observer connects the milter and the rate store to metrics and
@@ -23,7 +25,11 @@ type observer struct {
 	log      *zap.Logger
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
+	// redact hides addresses in account names (log.redact); nil: none.
+	redact   *logging.Redactor
 	failMode atomic.Value // string: the configured redis_failure
+	// failActive is the fail mode last logged (failModeChanged).
+	failActive atomic.Bool
 	// store is what the limiter in use reports. A pointer to a struct,
 	// not an atomic.Value holding the limiter: that one panics when a
 	// reload swaps a *ratelimit.Memory for a *ratelimit.Redis.
@@ -69,6 +75,12 @@ func (o *observer) rulePanicked(rule string, value any) {
 type storeSources struct {
 	stats statsSource
 	sub   subscriber
+	admin lockLister
+}
+
+// lockLister is a store that lists its locked accounts (ratelimit.Admin).
+type lockLister interface {
+	Locked(ctx context.Context) ([]ratelimit.LockedAccount, error)
 }
 
 // statsSource is a store that reports its call counters.
@@ -84,7 +96,19 @@ func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
 	var src storeSources
 	src.stats, _ = l.(statsSource)
 	src.sub, _ = l.(subscriber)
+	src.admin, _ = l.(lockLister)
 	o.store.Store(&src)
+}
+
+// lockedAccounts reads how many accounts the current store holds locked;
+// ok is false for a store that cannot list them.
+func (o *observer) lockedAccounts(ctx context.Context) (n int, ok bool, err error) {
+	src := o.store.Load()
+	if src == nil || src.admin == nil {
+		return 0, false, nil
+	}
+	locked, err := src.admin.Locked(ctx)
+	return len(locked), true, err
 }
 
 // storeStats returns the current store's counters.
@@ -106,10 +130,18 @@ func (o *observer) subscribed() (subscribed, ok bool) {
 	return src.sub.Subscribed(), true
 }
 
-// Decision implements milter.Observer.
-func (o *observer) Decision(stage string, v scoring.Verdict, elapsed time.Duration) {
-	o.metrics.Decision(v.Action.String(), string(v.Clause), v.Rule, v.RuleIDs(), elapsed)
-	if stage != "eom" {
+// Decision implements milter.Observer: a decision is counted by stage,
+// mode, action, clause and rule; a trial only by its action (it charged
+// nothing and must not move the decision series the alerts watch).
+func (o *observer) Decision(ev milter.DecisionEvent) {
+	v := ev.Verdict
+	if ev.Trial {
+		o.metrics.Trial(v.Action.String())
+		return
+	}
+	o.metrics.Decision(ev.Stage, string(ev.Mode), v.Action.String(), string(v.Clause), v.Rule, v.RuleIDs(), ev.Elapsed)
+	o.virusFound(v)
+	if ev.Stage != "eom" {
 		return
 	}
 	if st, ok := o.storeStats(); ok {
@@ -118,8 +150,26 @@ func (o *observer) Decision(stage string, v scoring.Verdict, elapsed time.Durati
 			cause = errors.New(v.LimiterError)
 		}
 		mode, _ := o.failMode.Load().(string)
+		o.failModeChanged(st.BreakerOpen, mode, cause)
 		o.notifier.FailMode(st.BreakerOpen, mode, cause)
 	}
+}
+
+// failModeChanged logs entering (a warning, priority 4 in the journal) and
+// leaving the rate store's fail mode, once per change.
+func (o *observer) failModeChanged(active bool, mode string, cause error) {
+	if o.failActive.Swap(active) == active {
+		return
+	}
+	if !active {
+		o.log.Info("rate store fail mode left: the store answers again", zap.String("fail_mode", mode))
+		return
+	}
+	fields := []zap.Field{zap.String("fail_mode", mode)}
+	if cause != nil {
+		fields = append(fields, zap.String("error", cause.Error()))
+	}
+	o.log.Warn("rate store fail mode entered: the circuit breaker is open, redis_failure decides", fields...)
 }
 
 // SessionOpened implements milter.Observer.
@@ -141,10 +191,10 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 		if ev.Lock != nil {
 			e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
 		}
-		o.log.Warn("account locked", zap.String("account", e.Account), zap.String("reason", e.Reason), zap.String("by", e.By), zap.Int("strikes", e.Strikes))
+		o.log.Warn("account locked", zap.String("account", o.redact.Address(e.Account)), zap.String("reason", e.Reason), zap.String("by", e.By), zap.Int("strikes", e.Strikes))
 		o.notifier.Publish(e)
 	case ratelimit.EventWouldLock:
-		o.log.Warn("account would be locked (monitor mode)", zap.String("account", ev.Subject.Name), zap.Int("strikes", ev.Strikes))
+		o.log.Warn("account would be locked (monitor mode)", zap.String("account", o.redact.Address(ev.Subject.Name)), zap.Int("strikes", ev.Strikes))
 		o.notifier.Publish(notify.Event{Kind: notify.AccountWouldLock, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At})
 	case ratelimit.EventUnlock:
 		o.metrics.AccountUnlocked()
@@ -152,7 +202,7 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 		if ev.Lock != nil {
 			by = ev.Lock.By
 		}
-		o.log.Info("account unlocked", zap.String("account", ev.Subject.Name), zap.String("by", by))
+		o.log.Info("account unlocked", zap.String("account", o.redact.Address(ev.Subject.Name)), zap.String("by", by))
 		o.notifier.Publish(notify.Event{Kind: notify.AccountUnlocked, Account: ev.Subject.Name, By: by, Time: ev.At})
 	case ratelimit.EventUsage:
 		o.notifier.Publish(notify.Event{

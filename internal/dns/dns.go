@@ -35,7 +35,21 @@ type Options struct {
 	MaxEntries int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observe, when set, is told of every lookup: its result (one of the
+	// Result* names) and, when the lookup queried the backend (a cache
+	// miss), how long the query took. It must not block.
+	Observe func(result string, queried bool, took time.Duration)
 }
+
+// The results a lookup is reported with (Options.Observe; metric labels).
+const (
+	ResultCacheHit = "cache_hit"        // answered from the cache
+	ResultAnswer   = "answer"           // the backend answered with records
+	ResultNotFound = "not_found"        // the name or its records do not exist
+	ResultError    = "error"            // any other failure (SERVFAIL, refused, ...)
+	ResultTimeout  = "timeout"          // the resolver itself timed out
+	ResultBudget   = "budget_exhausted" // the caller's deadline (the message's DNS budget, a DKIM key's deadline) ended first
+)
 
 // Resolver answers TXT queries through a backend and caches the answers.
 // It is safe for concurrent use.
@@ -84,10 +98,14 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	r.mu.Lock()
 	if e, ok := r.entries[key]; ok && now.Before(e.expires) {
 		r.mu.Unlock()
+		if r.opts.Observe != nil {
+			r.opts.Observe(ResultCacheHit, false, 0)
+		}
 		return e.txt, e.err
 	}
 	r.mu.Unlock()
 
+	start := time.Now()
 	txt, err := r.backend.LookupTXT(ctx, key)
 	switch {
 	case err == nil:
@@ -95,7 +113,26 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	case IsNotFound(err):
 		r.store(key, entry{err: err, expires: now.Add(r.opts.NegativeTTL)})
 	}
+	if r.opts.Observe != nil {
+		r.opts.Observe(result(ctx, err), true, time.Since(start))
+	}
 	return txt, err
+}
+
+// result classifies a backend answer for Options.Observe.
+func result(ctx context.Context, err error) string {
+	var de *net.DNSError
+	switch {
+	case err == nil:
+		return ResultAnswer
+	case IsNotFound(err):
+		return ResultNotFound
+	case ctx.Err() != nil:
+		return ResultBudget
+	case errors.As(err, &de) && de.IsTimeout:
+		return ResultTimeout
+	}
+	return ResultError
 }
 
 // Len returns the number of cached names (for tests and metrics).

@@ -3,13 +3,16 @@
 // whatever the field values contain (zap escapes control characters), and
 // the standard library's log package redirected into zap so that messages
 // from libraries (go-milter's panics and I/O errors) arrive as structured
-// lines too.
+// lines too. Under systemd, when standard error is the journal stream
+// (JOURNAL_STREAM), every line starts with its syslog priority ("<4>"),
+// see journal.go; redact.go hashes e-mail addresses for log.redact.
 package logging
 
 import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -25,6 +28,15 @@ type Options struct {
 	Level string
 	// Output is where lines go; nil means standard error.
 	Output io.Writer
+	// FlushInterval, when positive, buffers lines below warn level and
+	// writes them at this interval and on Logger.Sync (see buffered.go);
+	// zero writes every line at once.
+	FlushInterval time.Duration
+	// Buffered, with FlushInterval, limits the buffering to entries with
+	// these messages (the mail path's lines); any other entry is written
+	// at once with what was held before it. Empty: every entry below warn
+	// may wait.
+	Buffered []string
 }
 
 // New builds a logger. Its Level can be changed later through the returned
@@ -57,8 +69,23 @@ func New(opts Options) (*zap.Logger, zap.AtomicLevel, error) {
 	default:
 		return nil, level, fmt.Errorf("log format %q: want auto, console or json", opts.Format)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
-	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(out)))), level, nil
+	if toJournal(out) {
+		enc = withPriority(enc) // journal.go
+	}
+	ws := zapcore.Lock(zapcore.AddSync(out))
+	var core zapcore.Core = zapcore.NewCore(enc, ws, level)
+	if opts.FlushInterval > 0 {
+		ws = bufferedOutput(out, opts.FlushInterval)
+		fa := flushAbove{Core: zapcore.NewCore(enc, ws, level), level: zapcore.WarnLevel}
+		if len(opts.Buffered) > 0 {
+			fa.buffered = make(map[string]bool, len(opts.Buffered))
+			for _, m := range opts.Buffered {
+				fa.buffered[m] = true
+			}
+		}
+		core = fa
+	}
+	return zap.New(core, zap.ErrorOutput(ws)), level, nil
 }
 
 // SetLevel parses a level name into an AtomicLevel; empty means info.

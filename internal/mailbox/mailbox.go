@@ -67,6 +67,18 @@ type Message struct {
 	Skipped int64
 	// Truncated is set when the input ended in the middle of this message.
 	Truncated bool
+	// Sink is the message's Options.NewSink sink, which has been fed the
+	// whole message; the consumer finishes or closes it.
+	Sink Sink
+}
+
+// Sink receives every byte of one message as it is read: the header block
+// and the whole body (not only the sample), mbox quoting removed, for a
+// consumer that must see all of it in bounded memory (the malware scan).
+type Sink interface {
+	Write(p []byte) (int, error)
+	// Close abandons the sink.
+	Close()
 }
 
 // Size is the full size of the message in bytes.
@@ -136,6 +148,10 @@ type Options struct {
 	// (compressed bytes for gzip files), for progress reporting. It is
 	// called from the walking goroutine.
 	OnRead func(n int64)
+	// NewSink, when set, is called at the start of every message; the sink
+	// is fed the whole message as it is read and handed over in
+	// Message.Sink. A message that is not yielded has its sink closed.
+	NewSink func() Sink
 }
 
 func (o *Options) defaults() {

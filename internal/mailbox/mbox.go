@@ -145,7 +145,13 @@ func (s *splitter) next() (*Message, *Problem, error) {
 		}
 		m.Skipped += int64(len(b))
 	}
+	if s.opts.NewSink != nil {
+		m.Sink = s.opts.NewSink()
+	}
 	emit := func(b []byte) {
+		if m.Sink != nil {
+			m.Sink.Write(b)
+		}
 		if inHeader {
 			if len(m.Data)+len(b) <= s.opts.MaxHeaderBytes {
 				m.Data = append(m.Data, b...)

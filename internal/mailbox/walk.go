@@ -221,12 +221,18 @@ func (w *walker) stream(name string, r io.Reader, single Format) bool {
 			return true
 		}
 		if w.ctx.Err() != nil {
+			if m.Sink != nil {
+				m.Sink.Close()
+			}
 			return false
 		}
 		if !isMbox {
 			m.Format = single
 		}
 		if p != nil && !w.yield(Entry{Problem: p}) {
+			if m.Sink != nil {
+				m.Sink.Close()
+			}
 			return false
 		}
 		if !w.yield(Entry{Message: m}) {

@@ -1,13 +1,11 @@
 package metrics
 
 import (
-	"errors"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestOperationsDocListsEveryMetric keeps the metrics table of
@@ -22,23 +20,11 @@ func TestOperationsDocListsEveryMetric(t *testing.T) {
 		documented = append(documented, m[1])
 	}
 
-	m := New(BuildInfo{Version: "v", Commit: "c"})
-	// Touch every vector so that each family has a sample.
-	m.Decision("accept", "", "", []string{"R"}, time.Millisecond)
-	m.ConfigReloaded(errors.New("x"))
-	m.NotifySent("audit")
-	m.NotifyFailed("audit")
-	m.NotifyDropped("audit")
-	m.WatchStore(func() StoreStats { return StoreStats{} })
-	m.WatchSubscription(func() (bool, bool) { return true, true })
-	families, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Every family registered, with or without samples.
 	var registered []string
-	for _, f := range families {
-		if strings.HasPrefix(f.GetName(), Namespace+"_") {
-			registered = append(registered, f.GetName())
+	for _, name := range New(BuildInfo{Version: "v", Commit: "c"}).Names() {
+		if strings.HasPrefix(name, Namespace+"_") {
+			registered = append(registered, name)
 		}
 	}
 	slices.Sort(documented)

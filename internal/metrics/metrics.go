@@ -11,7 +11,9 @@
 package metrics
 
 import (
+	"regexp"
 	"runtime"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,18 @@ var DecisionBuckets = []float64{
 	0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 }
 
+// StoreBuckets are the rate-store latency histogram buckets, in seconds:
+// from 250µs (the in-memory store, Redis on loopback) to the longest
+// redis.timeout, 10s.
+var StoreBuckets = []float64{
+	0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.2, 0.5, 1, 2.5, 10,
+}
+
+// DNSBuckets are the DNS query latency histogram buckets, in seconds:
+// from a local cache's 1ms to a resolver's 5s timeout.
+var DNSBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
 // BuildInfo identifies the running binary; it is exported as the labels of
 // abusemilter_build_info.
 type BuildInfo struct {
@@ -48,9 +62,24 @@ type Metrics struct {
 	decisions       *prometheus.CounterVec
 	findings        *prometheus.CounterVec
 	decisionLatency *prometheus.HistogramVec
+	trials          *prometheus.CounterVec
 
 	sessionsOpen    prometheus.Gauge
+	sessionsTotal   prometheus.Counter
 	sessionsRefused prometheus.Counter
+
+	storeLatency   *prometheus.HistogramVec
+	lockedAccounts prometheus.Gauge
+
+	dnsLookups *prometheus.CounterVec
+	dnsLatency prometheus.Histogram
+
+	// notifyQueues, when set by WatchNotifyQueues, is asked for the
+	// notification queues' depths at every scrape.
+	notifyQueues atomic.Pointer[func() map[string]int]
+
+	// collectors are every collector registered, for Names.
+	collectors []prometheus.Collector
 
 	// store, when set by WatchStore, is asked for the rate store's
 	// counters at every scrape.
@@ -71,6 +100,8 @@ type Metrics struct {
 	notifyDropped *prometheus.CounterVec
 
 	rulePanics *prometheus.CounterVec
+
+	av *antivirusMetrics // set by WatchAntivirus (antivirus.go)
 }
 
 // New creates the metrics on a fresh registry, together with the Go runtime
@@ -88,19 +119,44 @@ func New(build BuildInfo) *Metrics {
 	}
 
 	m.decisions = counterVec("decisions_total",
-		"Message decisions by action (accept, defer, reject), policy clause and deciding rule ID (none for a plain accept).",
-		"action", "clause", "rule")
+		"Decisions by stage (mail: a refusal at MAIL FROM; rcpt: a message's first recipient refused past the cap; eom: end of message), "+
+			"mode (enforce, monitor: action is what enforce mode would have done), action (accept, defer, reject), policy clause and "+
+			"deciding rule ID (none for a plain accept). A message is counted at most once per stage; trials are not counted.",
+		"stage", "mode", "action", "clause", "rule")
 	m.findings = counterVec("findings_total",
 		"Rule findings by rule ID, whether or not the rule decided the message.", "rule")
 	m.decisionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: Namespace, Name: "decision_duration_seconds",
-		Help:    "Time from end of message to the decision, rate-store call included, by action.",
+		Help: "Time the milter spent deciding, by stage, mode and action: at end of message the DKIM check, the rules, " +
+			"DNS and the rate-store call; at MAIL FROM and RCPT TO the early checks.",
 		Buckets: DecisionBuckets,
-	}, []string{"action"})
+	}, []string{"stage", "mode", "action"})
+	m.trials = counterVec("trials_total",
+		"Trials (abusescan --milter on trial.listen) by the action the milter would have taken; they charge nothing and are not decisions.",
+		"action")
 
 	m.sessionsOpen = gauge("milter_sessions_open", "Milter sessions (MTA connections) currently open.")
+	m.sessionsTotal = counter("milter_sessions_total", "Milter sessions (MTA connections) opened.")
 	m.sessionsRefused = counter("milter_sessions_refused_total",
 		"Milter connections refused because session.max_sessions were already open.")
+
+	m.storeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "store_call_duration_seconds",
+		Help: "Latency of rate-store check-and-charge calls, by result (ok, error: failed, timed out, or refused at once " +
+			"by the open circuit breaker).",
+		Buckets: StoreBuckets,
+	}, []string{"result"})
+	m.lockedAccounts = gauge("accounts_locked",
+		"Accounts locked in the rate store now, read from the store once a minute.")
+
+	m.dnsLookups = counterVec("dns_lookups_total",
+		"DNS lookups of the rules and of DKIM, by result: cache_hit, answer, not_found, error, timeout (the resolver "+
+			"timed out), budget_exhausted (the message's DNS budget or the DKIM key deadline ended first).", "result")
+	m.dnsLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "dns_query_duration_seconds",
+		Help:    "Latency of DNS queries that missed the cache, whatever their result.",
+		Buckets: DNSBuckets,
+	})
 
 	m.locks = counter("account_locks_total", "Accounts locked (automatically after strikes, or by an admin through this daemon).")
 	m.unlocks = counter("account_unlocks_total", "Accounts unlocked.")
@@ -127,40 +183,119 @@ func New(build BuildInfo) *Metrics {
 	}, []string{"version", "commit", "goversion"})
 	buildInfo.WithLabelValues(orNone(build.Version), orNone(build.Commit), runtime.Version()).Set(1)
 
-	m.registry.MustRegister(
-		m.decisions, m.findings, m.decisionLatency,
-		m.sessionsOpen, m.sessionsRefused,
-		storeCollector{m},
+	m.collectors = []prometheus.Collector{
+		m.decisions, m.findings, m.decisionLatency, m.trials,
+		m.sessionsOpen, m.sessionsTotal, m.sessionsRefused,
+		storeCollector{m}, m.storeLatency, m.lockedAccounts,
+		m.dnsLookups, m.dnsLatency,
 		m.locks, m.unlocks,
 		m.reloads, m.reloadFailures, m.lastReload,
-		m.notifySent, m.notifyFailed, m.notifyDropped,
+		m.notifySent, m.notifyFailed, m.notifyDropped, notifyQueueCollector{m},
 		m.rulePanics,
 		buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	}
+	m.registry.MustRegister(m.collectors...)
 	return m
+}
+
+// fqName reads a metric's full name out of its description.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists the name of every metric family registered, sorted, whether
+// or not it has samples yet (the Prometheus rules and the dashboard may
+// only use these).
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range m.collectors {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	seen := make(map[string]bool)
+	for d := range ch {
+		if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
+			seen[sm[1]] = true
+		}
+	}
+	names := make([]string, 0, len(seen))
+	for n := range seen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Registry returns the registry holding every metric (for tests and for
 // embedding in another HTTP mux).
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
-// Decision counts one message decision. action is "accept", "defer" or
-// "reject"; clause and rule are those of the deciding rule (empty for a
-// plain accept); findings are the rule IDs of every finding, deciding or
-// not; d is the time the decision took. Rule IDs are stable constants, so
-// the label sets stay bounded.
-func (m *Metrics) Decision(action, clause, rule string, findings []string, d time.Duration) {
+// Decision counts one decision. stage is "mail", "rcpt" or "eom"; mode
+// "enforce" or "monitor"; action "accept", "defer" or "reject"; clause and
+// rule are those of the deciding rule (empty for a plain accept); findings
+// are the rule IDs of every finding, deciding or not; d is the time the
+// decision took. Stages, modes and rule IDs are stable constants and no
+// label names an account, so the label sets stay bounded.
+func (m *Metrics) Decision(stage, mode, action, clause, rule string, findings []string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	action = orNone(action)
-	m.decisions.WithLabelValues(action, orNone(clause), orNone(rule)).Inc()
+	stage, mode, action = orNone(stage), orNone(mode), orNone(action)
+	m.decisions.WithLabelValues(stage, mode, action, orNone(clause), orNone(rule)).Inc()
 	for _, f := range findings {
 		m.findings.WithLabelValues(orNone(f)).Inc()
 	}
-	m.decisionLatency.WithLabelValues(action).Observe(d.Seconds())
+	m.decisionLatency.WithLabelValues(stage, mode, action).Observe(d.Seconds())
+}
+
+// Trial counts a trial (abusescan --milter) by the action the milter would
+// have taken.
+func (m *Metrics) Trial(action string) {
+	if m != nil {
+		m.trials.WithLabelValues(orNone(action)).Inc()
+	}
+}
+
+// StoreCall observes one rate-store check-and-charge call.
+func (m *Metrics) StoreCall(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.storeLatency.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// AccountsLocked sets the number of accounts locked in the store now.
+func (m *Metrics) AccountsLocked(n int) {
+	if m != nil {
+		m.lockedAccounts.Set(float64(n))
+	}
+}
+
+// DNSLookup counts one DNS lookup by result (dns.Result*) and, for one
+// that queried the resolver, observes how long the query took.
+func (m *Metrics) DNSLookup(result string, queried bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.dnsLookups.WithLabelValues(orNone(result)).Inc()
+	if queried {
+		m.dnsLatency.Observe(d.Seconds())
+	}
+}
+
+// WatchNotifyQueues makes every scrape read the notification queues'
+// depths by sink (abusemilter_notify_queue_depth); depths must be cheap and
+// safe for concurrent use (notify.Notifier.QueueDepths).
+func (m *Metrics) WatchNotifyQueues(depths func() map[string]int) {
+	if m != nil && depths != nil {
+		m.notifyQueues.Store(&depths)
+	}
 }
 
 // RulePanicked counts a rule that panicked while checking a message.
@@ -175,6 +310,7 @@ func (m *Metrics) RulePanicked(rule string) {
 func (m *Metrics) SessionOpened() {
 	if m != nil {
 		m.sessionsOpen.Inc()
+		m.sessionsTotal.Inc()
 	}
 }
 

@@ -120,12 +120,12 @@ func TestDecisionCountersMoveExactly(t *testing.T) {
 	base := startServer(t, m, nil)
 	before := scrapeMetrics(t, base)
 
-	m.Decision("reject", "impersonation", "FROM_DOMAIN_NOT_OWNED",
+	m.Decision("eom", "enforce", "reject", "impersonation", "FROM_DOMAIN_NOT_OWNED",
 		[]string{"FROM_DOMAIN_NOT_OWNED", "DISPLAY_NAME_BRAND"}, 2*time.Millisecond)
-	m.Decision("reject", "impersonation", "FROM_DOMAIN_NOT_OWNED",
+	m.Decision("eom", "enforce", "reject", "impersonation", "FROM_DOMAIN_NOT_OWNED",
 		[]string{"FROM_DOMAIN_NOT_OWNED"}, 300*time.Microsecond)
-	m.Decision("defer", "spam-volume", "ACCOUNT_MSG_RATE", nil, 3*time.Second)
-	m.Decision("accept", "", "", []string{"DISPLAY_NAME_BRAND"}, 150*time.Microsecond)
+	m.Decision("mail", "enforce", "defer", "spam-volume", "ACCOUNT_MSG_RATE", nil, 3*time.Second)
+	m.Decision("eom", "enforce", "accept", "", "", []string{"DISPLAY_NAME_BRAND"}, 150*time.Microsecond)
 
 	after := scrapeMetrics(t, base)
 	for _, tc := range []struct {
@@ -133,9 +133,9 @@ func TestDecisionCountersMoveExactly(t *testing.T) {
 		labels map[string]string
 		delta  float64
 	}{
-		{"abusemilter_decisions_total", map[string]string{"action": "reject", "clause": "impersonation", "rule": "FROM_DOMAIN_NOT_OWNED"}, 2},
-		{"abusemilter_decisions_total", map[string]string{"action": "defer", "clause": "spam-volume", "rule": "ACCOUNT_MSG_RATE"}, 1},
-		{"abusemilter_decisions_total", map[string]string{"action": "accept", "clause": "none", "rule": "none"}, 1},
+		{"abusemilter_decisions_total", map[string]string{"stage": "eom", "mode": "enforce", "action": "reject", "clause": "impersonation", "rule": "FROM_DOMAIN_NOT_OWNED"}, 2},
+		{"abusemilter_decisions_total", map[string]string{"stage": "mail", "mode": "enforce", "action": "defer", "clause": "spam-volume", "rule": "ACCOUNT_MSG_RATE"}, 1},
+		{"abusemilter_decisions_total", map[string]string{"stage": "eom", "mode": "enforce", "action": "accept", "clause": "none", "rule": "none"}, 1},
 		{"abusemilter_findings_total", map[string]string{"rule": "FROM_DOMAIN_NOT_OWNED"}, 2},
 		{"abusemilter_findings_total", map[string]string{"rule": "DISPLAY_NAME_BRAND"}, 2},
 		{"abusemilter_findings_total", map[string]string{"rule": "ACCOUNT_MSG_RATE"}, 0},
@@ -144,11 +144,11 @@ func TestDecisionCountersMoveExactly(t *testing.T) {
 			t.Errorf("%s%v moved by %v, want %v", tc.name, tc.labels, got, tc.delta)
 		}
 	}
-	if got := after.histCount("abusemilter_decision_duration_seconds", map[string]string{"action": "reject"}); got != 2 {
+	if got := after.histCount("abusemilter_decision_duration_seconds", map[string]string{"stage": "eom", "mode": "enforce", "action": "reject"}); got != 2 {
 		t.Errorf("reject latency observations = %d, want 2", got)
 	}
 	// 150µs must land in the 250µs bucket but not in the 100µs one.
-	h := after.find("abusemilter_decision_duration_seconds", map[string]string{"action": "accept"}).GetHistogram()
+	h := after.find("abusemilter_decision_duration_seconds", map[string]string{"stage": "eom", "mode": "enforce", "action": "accept"}).GetHistogram()
 	for _, b := range h.GetBucket() {
 		want := uint64(0)
 		if b.GetUpperBound() >= 0.00025 {
@@ -238,10 +238,18 @@ func TestStoreStatsCollector(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
-	sum := got.find("abusemilter_store_call_duration_seconds", nil).GetSummary()
-	if sum.GetSampleCount() != 8 || sum.GetSampleSum() != 0.016 {
-		t.Errorf("store latency summary count=%d sum=%v, want 8 calls (10 minus 2 fail-fast) and 0.016s",
-			sum.GetSampleCount(), sum.GetSampleSum())
+
+	// Call latency is a histogram, observed per call by the daemon's
+	// wrapper of the store, by result.
+	m.StoreCall(300*time.Microsecond, nil)
+	m.StoreCall(40*time.Millisecond, nil)
+	m.StoreCall(200*time.Millisecond, errors.New("i/o timeout"))
+	got = scrapeMetrics(t, base)
+	if n := got.histCount("abusemilter_store_call_duration_seconds", map[string]string{"result": "ok"}); n != 2 {
+		t.Errorf("ok store calls observed = %d, want 2", n)
+	}
+	if n := got.histCount("abusemilter_store_call_duration_seconds", map[string]string{"result": "error"}); n != 1 {
+		t.Errorf("failed store calls observed = %d, want 1", n)
 	}
 
 	// The breaker closes: the next scrape says so.
@@ -336,7 +344,12 @@ func TestServeOffAndShutdown(t *testing.T) {
 
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
-	m.Decision("accept", "", "", []string{"X"}, time.Millisecond)
+	m.Decision("eom", "enforce", "accept", "", "", []string{"X"}, time.Millisecond)
+	m.Trial("accept")
+	m.StoreCall(time.Millisecond, nil)
+	m.AccountsLocked(3)
+	m.DNSLookup("answer", true, time.Millisecond)
+	m.WatchNotifyQueues(func() map[string]int { return nil })
 	m.SessionOpened()
 	m.SessionClosed()
 	m.SessionRefused()
@@ -356,6 +369,6 @@ func BenchmarkDecision(b *testing.B) {
 	findings := []string{"FROM_DOMAIN_NOT_OWNED", "DISPLAY_NAME_BRAND"}
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Decision("reject", "impersonation", "FROM_DOMAIN_NOT_OWNED", findings, time.Millisecond)
+		m.Decision("eom", "enforce", "reject", "impersonation", "FROM_DOMAIN_NOT_OWNED", findings, time.Millisecond)
 	}
 }

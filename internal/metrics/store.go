@@ -31,8 +31,6 @@ var (
 		"1 while the rate-store circuit breaker is open (the fail mode decides without asking the store), else 0.", nil, nil)
 	storeOpensDesc = prometheus.NewDesc(Namespace+"_store_circuit_opens_total",
 		"Times the rate-store circuit breaker opened.", nil, nil)
-	storeLatencyDesc = prometheus.NewDesc(Namespace+"_store_call_duration_seconds",
-		"Latency of rate-store calls that reached the store (sum and count; per-call buckets are in abusemilter_decision_duration_seconds).", nil, nil)
 	storeLatencyMaxDesc = prometheus.NewDesc(Namespace+"_store_call_duration_max_seconds",
 		"Slowest rate-store call since the store was created.", nil, nil)
 	storeEventsDroppedDesc = prometheus.NewDesc(Namespace+"_store_events_dropped_total",
@@ -64,7 +62,7 @@ type storeCollector struct{ m *Metrics }
 // Describe implements prometheus.Collector.
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{storeCallsDesc, storeErrorsDesc, storeFailFastDesc, storeCircuitDesc,
-		storeOpensDesc, storeLatencyDesc, storeLatencyMaxDesc, storeEventsDroppedDesc, redisSubscribedDesc} {
+		storeOpensDesc, storeLatencyMaxDesc, storeEventsDroppedDesc, redisSubscribedDesc} {
 		ch <- d
 	}
 }
@@ -91,8 +89,28 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(storeEventsDroppedDesc, s.EventsDropped)
 	ch <- prometheus.MustNewConstMetric(storeCircuitDesc, prometheus.GaugeValue, boolValue(s.BreakerOpen))
 	ch <- prometheus.MustNewConstMetric(storeLatencyMaxDesc, prometheus.GaugeValue, s.LatencyMax.Seconds())
-	reached := s.Calls - min(s.FailFast, s.Calls)
-	ch <- prometheus.MustNewConstSummary(storeLatencyDesc, reached, s.LatencyTotal.Seconds(), nil)
+}
+
+var notifyQueueDesc = prometheus.NewDesc(Namespace+"_notify_queue_depth",
+	"Notification events waiting in each sink's queue (webhook, command, audit); a queue at notify.queue_size drops new events.",
+	[]string{"sink"}, nil)
+
+// notifyQueueCollector reports the notification queues' depths at scrape
+// time; nothing until WatchNotifyQueues is called.
+type notifyQueueCollector struct{ m *Metrics }
+
+// Describe implements prometheus.Collector.
+func (c notifyQueueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- notifyQueueDesc }
+
+// Collect implements prometheus.Collector.
+func (c notifyQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.m.notifyQueues.Load()
+	if f == nil {
+		return
+	}
+	for sink, n := range (*f)() {
+		ch <- prometheus.MustNewConstMetric(notifyQueueDesc, prometheus.GaugeValue, float64(n), orNone(sink))
+	}
 }
 
 // boolValue is a gauge's 1 for true, 0 for false.

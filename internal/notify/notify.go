@@ -251,6 +251,20 @@ func (n *Notifier) dropped(s *sink, ev Event, closed bool) {
 		zap.String("event", string(ev.Kind)), zap.String("account", ev.Account))
 }
 
+// QueueDepths returns the events waiting in the queues, summed by sink
+// kind (webhook, command, audit); nil for a nil Notifier. It is cheap and
+// safe for concurrent use (metrics read it at every scrape).
+func (n *Notifier) QueueDepths() map[string]int {
+	if n == nil {
+		return nil
+	}
+	out := make(map[string]int, len(n.sinks))
+	for _, s := range n.sinks {
+		out[s.kind] += len(s.queue)
+	}
+	return out
+}
+
 // Locked publishes AccountLocked. until is the end of the lock (zero: until
 // unlocked); by is "auto" or the admin.
 func (n *Notifier) Locked(account, reason, rule, by string, until time.Time) {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/identity"
+	"github.com/abusemilter/abusemilter/internal/clamd"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
@@ -54,8 +55,12 @@ type Options struct {
 	FailOn            string // reject, defer, never ("": reject)
 	Jobs              int    // parallel workers (less than 1: 1)
 	MboxVariant       string // mboxo, mboxrd ("": mboxo)
-	Inputs            []string
-	Stdin             io.Reader // the input "-"
+	// Clamd, when set, is a clamd address (unix:/path or tcp:HOST:PORT)
+	// every message is also streamed to, as the milter does with
+	// antivirus.clamd (the config's antivirus timeout and max_size apply).
+	Clamd  string
+	Inputs []string
+	Stdin  io.Reader // the input "-"
 
 	// Progress, when set, is called once before the inputs are read, with
 	// Total, then as bytes are read and messages scanned. Calls never
@@ -112,6 +117,10 @@ type Scan struct {
 	// engine runs the rules for every worker, without a limiter (rates are
 	// replayed apart, in Date order).
 	engine *scoring.Engine
+	// malware is what every message streams through as it is read: the
+	// attachment inspection and, with --clamd, clamd (av).
+	malware scoring.MalwareStreamOptions
+	av      *clamd.Client
 }
 
 // New validates the options and builds, through internal/daemon's
@@ -185,6 +194,9 @@ func New(cfg *config.Config, opts Options) (*Scan, error) {
 		s.resolver = daemon.Resolver(s.cfg)
 	}
 	s.engine = s.newEngine(nil)
+	if err := s.setupMalware(); err != nil {
+		return nil, err
+	}
 	if opts.Account != "" {
 		if s.fixed, s.fixedHow = s.resolveAccount(opts.Account); s.fixed == nil {
 			return nil, fmt.Errorf("--account %q: no such login or account in the config", opts.Account)
@@ -197,6 +209,9 @@ func New(cfg *config.Config, opts Options) (*Scan, error) {
 // --format csv to stderr, so that stdout stays one table). An error is a
 // report that could not be written or an interrupted scan (ctx done).
 func (s *Scan) Run(ctx context.Context, stdout, stderr io.Writer) (Result, error) {
+	if s.av != nil {
+		defer s.av.Close()
+	}
 	out := stdout
 	var buf *bufio.Writer
 	if s.opts.Format == "json" || s.opts.Format == "csv" {

@@ -74,7 +74,7 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 		defer close(order)
 		defer close(work)
 		seq := 0
-		walkOpts := mailbox.Options{BodyCap: s.bodyCap, Variant: s.variant}
+		walkOpts := mailbox.Options{BodyCap: s.bodyCap, Variant: s.variant, NewSink: s.newSink}
 		if prog != nil {
 			walkOpts.OnRead = prog.read
 		}
@@ -87,12 +87,14 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 			select {
 			case order <- j:
 			case <-ctx.Done():
+				closeSink(e.Message)
 				return
 			}
 			if e.Message != nil {
 				select {
 				case work <- j:
 				case <-ctx.Done():
+					closeSink(e.Message)
 					return
 				}
 			}
@@ -198,10 +200,14 @@ func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *reco
 	r := &record{Seq: seq, Source: m.Source, Offset: m.Offset, Format: m.Format, Size: m.Size(), Truncated: m.Truncated}
 	msg, err := scoring.ParseBytes(m.Data, s.bodyCap) // m.Data is ours: no copy
 	if err != nil {
+		closeSink(m)
 		r.Problem = &mailbox.Problem{Source: m.Source, Offset: m.Offset, InMbox: m.Format == mailbox.Mbox, Kind: mailbox.NoHeaders, Err: err}
 		return r
 	}
 	msg.BodySize += m.Skipped
+	if ms, ok := m.Sink.(*scoring.MalwareStream); ok {
+		msg.Malware = ms.Finish(ctx)
+	}
 	msg.BodyTruncated = msg.BodyTruncated || m.Skipped > 0
 
 	// The envelope, and the message's own time: as the corpus quality test

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -107,6 +108,11 @@ type ClientSession struct {
 	// Bitmask of negotiated protocol options.
 	ProtocolOpts OptProtocol
 
+	// SymList holds the macro names the milter asked for per stage in its
+	// OPTNEG reply (SMFIF_SETSYMLIST), nil when it asked for none
+	// (abusemilter patch). An MTA sends only those at a listed stage.
+	SymList map[Stage][]string
+
 	needAbort bool
 
 	readTimeout  time.Duration
@@ -151,11 +157,35 @@ func (s *ClientSession) negotiate(actionMask OptAction, protoMask OptProtocol) e
 	if milterVersion < s.clientProtocolVersion {
 		// Only downgrade if both sides support the same actions and protocols.
 		// The lowest supported milterVersion is 2.
-		if milterVersion >= 2 && actionMask&0x3f == actionMask && protoMask&0x7f == protoMask {
+		// abusemilter patch: the protocol options checked are those the
+		// milter asked for, not all the client offered, so that a client
+		// offering version 6's options (as Postfix does) can talk to a
+		// version 2 milter that asks for none of them.
+		if milterVersion >= 2 && actionMask&0x3f == actionMask && OptProtocol(milterProtoMask)&0x7f == OptProtocol(milterProtoMask) {
 			s.clientProtocolVersion = milterVersion
 		} else {
 			return ErrUnsupportedMilterVersion
 		}
+	}
+
+	// abusemilter patch: the macro lists the milter asked for (SETSYMLIST),
+	// stage by stage, after the three words.
+	s.SymList = nil
+	for rest := msg.Data[12:]; len(rest) > 4; {
+		stage := Stage(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		end := bytes.IndexByte(rest, 0)
+		if end < 0 {
+			end = len(rest)
+		}
+		if s.SymList == nil {
+			s.SymList = make(map[Stage][]string)
+		}
+		s.SymList[stage] = strings.Fields(string(rest[:end]))
+		if end < len(rest) {
+			end++
+		}
+		rest = rest[end:]
 	}
 
 	s.needAbort = true

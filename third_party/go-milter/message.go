@@ -51,6 +51,8 @@ const (
 	CodeEOB    Code = 'E' // SMFIC_BODYEOB
 	CodeAbort  Code = 'A' // SMFIC_ABORT
 	CodeData   Code = 'T' // SMFIC_DATA
+	// abusemilter patch: the unknown-command event (protocol version 3).
+	CodeUnknown Code = 'U' // SMFIC_UNKNOWN
 
 	// [v6]
 	CodeQuitNewConn Code = 'K' // SMFIC_QUIT_NC

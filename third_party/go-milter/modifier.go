@@ -19,6 +19,9 @@ func crlfToLF(b []byte) []byte {
 type Modifier struct {
 	Macros  map[string]string
 	Headers textproto.MIMEHeader
+	// Protocol holds the protocol options agreed with the MTA in this
+	// session's OPTNEG (abusemilter patch).
+	Protocol OptProtocol
 
 	writePacket func(*Message) error
 }
@@ -91,6 +94,7 @@ func newModifier(s *milterSession) *Modifier {
 	return &Modifier{
 		Macros:      s.macros,
 		Headers:     s.headers,
+		Protocol:    s.negotiated,
 		writePacket: s.WritePacket,
 	}
 }

@@ -16,8 +16,9 @@ func (r SimpleResponse) Response() *Message {
 }
 
 // Continue to process milter messages only if current code is Continue
+// (or Skip: abusemilter patch, SMFIR_SKIP ends only the body chunks).
 func (r SimpleResponse) Continue() bool {
-	return ActionCode(r) == ActContinue
+	return ActionCode(r) == ActContinue || ActionCode(r) == ActSkip
 }
 
 // Define standard responses with no data
@@ -27,6 +28,10 @@ const (
 	RespDiscard  = SimpleResponse(ActDiscard)
 	RespReject   = SimpleResponse(ActReject)
 	RespTempFail = SimpleResponse(ActTempFail)
+	// RespSkip (abusemilter patch) answers a body chunk with SMFIR_SKIP:
+	// no more body chunks for this message. Only with OptSkip negotiated,
+	// and not with OptNoBodyReply (no reply is sent then).
+	RespSkip = SimpleResponse(ActSkip)
 )
 
 // CustomResponse is a response instance used by callback handlers to indicate

@@ -56,6 +56,17 @@ type Milter interface {
 	Abort(m *Modifier) error
 }
 
+// Negotiator is implemented by a Milter that chooses its actions and
+// protocol options per connection (abusemilter patch). Negotiate is called
+// with the MTA's OPTNEG offer before any other callback; it returns the
+// actions and protocol options the milter asks for, in place of
+// Server.Actions and Server.Protocol. The session limits the protocol
+// options to the MTA's offer and writes no reply to a command whose
+// SMFIP_NR_* option (OptNo*Reply) was agreed.
+type Negotiator interface {
+	Negotiate(mtaVersion uint32, mtaActions OptAction, mtaProtocol OptProtocol) (OptAction, OptProtocol)
+}
+
 // NoOpMilter is a dummy Milter implementation that does nothing.
 type NoOpMilter struct{}
 

@@ -28,6 +28,69 @@ type milterSession struct {
 	headers  textproto.MIMEHeader
 	macros   map[string]string
 	backend  Milter
+
+	// abusemilter patch: negotiated is the protocol options agreed in this
+	// session's OPTNEG (what the milter asked for, within the MTA's offer);
+	// its no-reply bits say which commands get no reply (see noReply).
+	negotiated OptProtocol
+}
+
+// noReplyFlag maps each command to the protocol option (SMFIP_NR_*) with
+// which the milter tells the MTA that it will not reply to that command.
+var noReplyFlag = map[Code]OptProtocol{
+	CodeConn:    OptNoConnReply,
+	CodeHelo:    OptNoHeloReply,
+	CodeMail:    OptNoMailReply,
+	CodeRcpt:    OptNoRcptReply,
+	CodeData:    OptNoDataReply,
+	CodeUnknown: OptNoUnknownReply,
+	CodeHeader:  OptNoHeaderReply,
+	CodeEOH:     OptNoEOHReply,
+	CodeBody:    OptNoBodyReply,
+}
+
+// noReply reports whether the MTA reads no reply to command code in this
+// session: the milter negotiated the command's SMFIP_NR_* option.
+func (m *milterSession) noReply(code Code) bool {
+	flag, ok := noReplyFlag[code]
+	return ok && m.negotiated&flag != 0
+}
+
+// v2ProtocolMask holds the protocol options protocol version 2 defines; a
+// milter that asks for any other option announces version 6.
+const v2ProtocolMask = OptNoConnect | OptNoHelo | OptNoMailFrom | OptNoRcptTo | OptNoBody | OptNoHeaders | OptNoEOH
+
+// negotiate computes the OPTNEG reply's version, actions and protocol
+// options from the MTA's OPTNEG payload (version, actions and protocol
+// options, three 32-bit words; an MTA may send fewer).
+func (m *milterSession) negotiate(data []byte) (version uint32, actions OptAction, protocol OptProtocol) {
+	actions, protocol = m.actions, m.protocol
+	var mtaVersion uint32
+	var mtaActions OptAction
+	var offered OptProtocol
+	full := len(data) >= 12
+	if full {
+		mtaVersion = binary.BigEndian.Uint32(data[0:4])
+		mtaActions = OptAction(binary.BigEndian.Uint32(data[4:8]))
+		offered = OptProtocol(binary.BigEndian.Uint32(data[8:12]))
+		if n, ok := m.backend.(Negotiator); ok {
+			actions, protocol = n.Negotiate(mtaVersion, mtaActions, offered)
+		}
+		// Ask only for what the MTA offered: Sendmail drops a milter that
+		// asks for more, and a no-reply option the MTA did not agree to
+		// would leave it waiting for a reply that never comes.
+		protocol &= offered
+	}
+	version = serverProtocolVersion
+	if protocol&^v2ProtocolMask != 0 {
+		// Options of protocol version 6 (no-reply flags, NOUNKNOWN,
+		// NODATA, HDR_LEADSPC ...): say so, within the MTA's version.
+		version = 6
+		if full && mtaVersion >= 2 && mtaVersion < version {
+			version = mtaVersion
+		}
+	}
+	return version, actions, protocol
 }
 
 // ReadPacket reads incoming milter packet
@@ -207,16 +270,19 @@ func (m *milterSession) Process(msg *Message) (Response, error) {
 		return m.backend.Headers(m.headers, newModifier(m))
 
 	case CodeOptNeg:
-		// ignore request and prepare response buffer
+		// abusemilter patch: the reply is computed from the MTA's offer
+		// (negotiate) instead of ignoring the request.
+		version, actions, protocol := m.negotiate(msg.Data)
+		m.negotiated = protocol
 		var buffer bytes.Buffer
 		// prepare response data
-		for _, value := range []uint32{serverProtocolVersion, uint32(m.actions), uint32(m.protocol)} {
+		for _, value := range []uint32{version, uint32(actions), uint32(protocol)} {
 			if err := binary.Write(&buffer, binary.BigEndian, value); err != nil {
 				return nil, err
 			}
 		}
 		// append requested symlist
-		if m.server.Actions&OptSetSymList != 0 {
+		if actions&OptSetSymList != 0 {
 			for stage, macros := range m.server.SymList {
 				binary.Write(&buffer, binary.BigEndian, stage)
 				for i, macro := range macros {
@@ -242,6 +308,12 @@ func (m *milterSession) Process(msg *Message) (Response, error) {
 
 	case CodeData:
 		// data, ignore
+
+	case CodeUnknown:
+		// abusemilter patch: an SMTP command the MTA did not know; the
+		// Milter interface has no callback for it, so it is let through
+		// (upstream closed the session). Negotiate OptNoUnknown not to
+		// receive it at all.
 
 	default:
 		// print error and close session
@@ -279,6 +351,16 @@ func (m *milterSession) HandleMilterCommands() {
 				log.Printf("Error performing milter command: %v", err)
 			}
 			return
+		}
+
+		// abusemilter patch: no reply to a command whose SMFIP_NR_* option
+		// was negotiated; the MTA does not read one. A final response
+		// there cannot reach the MTA, so it is dropped with a log line.
+		if m.noReply(Code(msg.Code)) {
+			if resp != nil && !resp.Continue() {
+				log.Printf("milter: response %q to command %q dropped: no reply negotiated for it", resp.Response().Code, msg.Code)
+			}
+			continue
 		}
 
 		// ignore empty responses

@@ -1,6 +1,10 @@
 package loadgen
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // BenchmarkMessage sends one generated message (about 5 KB, 10-20 header
 // fields, 1-5 recipients) per operation to the in-process no-op milter, the
@@ -13,6 +17,24 @@ func BenchmarkMessage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchMessages(b, pool)
+}
+
+// BenchmarkMessageCorpus is BenchmarkMessage with the shared corpus's ham
+// as it is ($ABUSEMILTER_CORPUS/spamassassin/ham; skipped without it).
+func BenchmarkMessageCorpus(b *testing.B) {
+	root := os.Getenv("ABUSEMILTER_CORPUS")
+	if root == "" {
+		b.Skip("ABUSEMILTER_CORPUS is not set")
+	}
+	pool, err := LoadCorpus(filepath.Join(root, "spamassassin", "ham"), CorpusOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchMessages(b, pool)
+}
+
+func benchMessages(b *testing.B, pool Pool) {
 	for _, network := range []string{"tcp", "unix"} {
 		for _, mode := range []struct {
 			name    string

@@ -16,7 +16,18 @@ import (
 type CorpusOptions struct {
 	Limit   int // read at most this many files (in name order); 0 = all
 	MaxRcpt int // recipients per message taken from To and Cc, at most; default 5
+	// Accounts, when positive, spreads the messages over that many sending
+	// accounts: message i is submitted by the login CorpusLogin(i mod
+	// Accounts), with its envelope sender and content as they are; a
+	// config from perftest.CorpusConfig makes each account own the From
+	// domains of its messages. Zero: each message's login is its From
+	// address.
+	Accounts int
 }
+
+// CorpusLogin is the SASL login of corpus account k (from 0) with
+// CorpusOptions.Accounts.
+func CorpusLogin(k int) string { return fmt.Sprintf("sender%d@corpus-accounts.example", k+1) }
 
 // LoadCorpus reads every .eml file under dir (recursively, in name order)
 // into a pool. Each message is sent as its author would submit it: the
@@ -57,6 +68,9 @@ func LoadCorpus(dir string, opts CorpusOptions) (Pool, error) {
 		m, err := ParseMessage(raw, opts.MaxRcpt)
 		if err != nil {
 			return nil, fmt.Errorf("parse corpus message %q: %w", path, err)
+		}
+		if opts.Accounts > 0 {
+			m.Login = CorpusLogin(i % opts.Accounts)
 		}
 		m.ClientAddr = fmt.Sprintf("10.200.%d.%d", i/250%250, i%250+1)
 		m.ClientName = "unknown"

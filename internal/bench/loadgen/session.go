@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -30,9 +31,16 @@ type worker struct {
 
 var _ milter.Dialer = (*worker)(nil)
 
+// PostfixProtocolOffer is the protocol options Postfix 3.x offers a milter
+// with milter_protocol = 6: every option of version 6 (skipping stages,
+// no reply per stage, SMFIR_SKIP, rejected recipients, leading space).
+const PostfixProtocolOffer milter.OptProtocol = 0x1fffff
+
 // newWorker returns a worker for opts (with defaults set) reporting to rec.
-// The client asks for the actions a policy milter needs and all protocol
-// steps (ProtocolMask 0), within what go-milter's version 2 server accepts.
+// The client asks for the actions a policy milter needs and offers every
+// protocol option of version 6, as Postfix does: a milter that asks to skip
+// a stage does not get it, and a milter that says it will not reply to a
+// stage is not waited for there (go-milter's client honours both).
 func newWorker(opts *Options, rec *recorder) *worker {
 	w := &worker{opts: opts, rec: rec, dialer: net.Dialer{Timeout: opts.DialTimeout}}
 	w.client = milter.NewClientWithOptions(opts.Target.Network, opts.Target.Address, milter.ClientOptions{
@@ -40,9 +48,39 @@ func newWorker(opts *Options, rec *recorder) *worker {
 		ReadTimeout:  opts.Timeout,
 		WriteTimeout: opts.Timeout,
 		ActionMask:   milter.OptAddHeader | milter.OptChangeHeader,
-		ProtocolMask: 0,
+		ProtocolMask: PostfixProtocolOffer,
 	})
 	return w
+}
+
+// macroStage is the macro list (SETSYMLIST stage) Postfix uses for the
+// macros it sends before each command: header fields come with the end of
+// headers' macros, body chunks with the end of message's.
+var macroStage = map[milter.Code]milter.Stage{
+	milter.CodeConn:   milter.StageConnect,
+	milter.CodeHelo:   milter.StageHelo,
+	milter.CodeMail:   milter.StageMailFrom,
+	milter.CodeRcpt:   milter.StageRcptTo,
+	milter.CodeHeader: milter.StageEOH,
+	milter.CodeEOH:    milter.StageEOH,
+	milter.CodeBody:   milter.StageEOM,
+	milter.CodeEOB:    milter.StageEOM,
+}
+
+// macros sends the macros of a command as Postfix does: when the milter
+// asked for a list for that stage, only the macros on it; otherwise all of
+// kv (name, value pairs; Postfix's own lists).
+func (w *worker) macros(code milter.Code, kv ...string) error {
+	if list := w.sess.SymList[macroStage[code]]; len(list) > 0 {
+		kept := make([]string, 0, len(kv))
+		for i := 0; i+1 < len(kv); i += 2 {
+			if slices.Contains(list, kv[i]) {
+				kept = append(kept, kv[i], kv[i+1])
+			}
+		}
+		kv = kept
+	}
+	return w.sess.Macros(code, kv...)
 }
 
 // Dial implements milter.Dialer and keeps the connection, so that a broken
@@ -125,7 +163,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 	mailMacros := concat(auth, client, []string{"{mail_addr}", m.Sender, "i", queueID})
 	dataMacros := concat([]string{"i", queueID}, auth, client)
 
-	if err := w.sess.Macros(milter.CodeMail, mailMacros...); err != nil {
+	if err := w.macros(milter.CodeMail, mailMacros...); err != nil {
 		return w.fail(StageMail, err)
 	}
 	act, err := w.timed(StageMail, func() (*milter.Action, error) { return w.sess.Mail(m.Sender, nil) })
@@ -138,7 +176,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 
 	accepted := 0
 	for _, rcpt := range m.Recipients {
-		if err := w.sess.Macros(milter.CodeRcpt, concat(mailMacros, []string{"{rcpt_addr}", rcpt})...); err != nil {
+		if err := w.macros(milter.CodeRcpt, concat(mailMacros, []string{"{rcpt_addr}", rcpt})...); err != nil {
 			return w.fail(StageRcpt, err)
 		}
 		act, err := w.timed(StageRcpt, func() (*milter.Action, error) { return w.sess.Rcpt(rcpt, nil) })
@@ -160,7 +198,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 	}
 
 	for _, f := range m.Header {
-		if err := w.sess.Macros(milter.CodeHeader, dataMacros...); err != nil {
+		if err := w.macros(milter.CodeHeader, dataMacros...); err != nil {
 			return w.fail(StageHeader, err)
 		}
 		act, err := w.timed(StageHeader, func() (*milter.Action, error) { return w.sess.HeaderField(f.Name, f.Value) })
@@ -171,7 +209,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 			return w.finish(StageHeader, v, nil)
 		}
 	}
-	if err := w.sess.Macros(milter.CodeEOH, dataMacros...); err != nil {
+	if err := w.macros(milter.CodeEOH, dataMacros...); err != nil {
 		return w.fail(StageEOH, err)
 	}
 	act, err = w.timed(StageEOH, w.sess.HeaderEnd)
@@ -185,7 +223,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 	for body := m.Body; len(body) > 0; {
 		chunk := body[:min(len(body), milter.MaxBodyChunk)]
 		body = body[len(chunk):]
-		if err := w.sess.Macros(milter.CodeBody, dataMacros...); err != nil {
+		if err := w.macros(milter.CodeBody, dataMacros...); err != nil {
 			return w.fail(StageBody, err)
 		}
 		act, err := w.timed(StageBody, func() (*milter.Action, error) { return w.sess.BodyChunk(chunk) })
@@ -200,7 +238,7 @@ func (w *worker) transaction(n int64, m *Message) bool {
 		}
 	}
 
-	if err := w.sess.Macros(milter.CodeEOB, dataMacros...); err != nil {
+	if err := w.macros(milter.CodeEOB, dataMacros...); err != nil {
 		return w.fail(StageEnd, err)
 	}
 	var mods []milter.ModifyAction
@@ -246,7 +284,7 @@ func (w *worker) open(m *Message) (ok, verdictGiven bool) {
 	client := []string{"{client_addr}", m.ClientAddr, "{client_name}", m.ClientName}
 	connMacros := concat([]string{"j", "submission.hoster.example", "{daemon_name}", "submission", "v", "Postfix 3.7.11",
 		"_", m.ClientName + " [" + m.ClientAddr + "]"}, client)
-	if err := sess.Macros(milter.CodeConn, connMacros...); err != nil {
+	if err := w.macros(milter.CodeConn, connMacros...); err != nil {
 		return w.fail(StageConnect, err), false
 	}
 	family, port := milter.FamilyUnknown, uint16(0)
@@ -267,7 +305,7 @@ func (w *worker) open(m *Message) (ok, verdictGiven bool) {
 		w.closeSession()
 		return false, true
 	}
-	if err := sess.Macros(milter.CodeHelo, client...); err != nil {
+	if err := w.macros(milter.CodeHelo, client...); err != nil {
 		return w.fail(StageHelo, err), false
 	}
 	act, err = w.timed(StageHelo, func() (*milter.Action, error) { return sess.Helo(m.Helo) })

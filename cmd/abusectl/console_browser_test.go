@@ -1,0 +1,528 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/ratelimit"
+)
+
+// The browser test: the built daemon and the built abusectl on a real
+// redis-server, real milter traffic, and headless Chromium driven with
+// chromedp, as a desk operator would use the console.
+
+var (
+	browserBuildOnce sync.Once
+	browserBinDir    string
+	browserBuildErr  error
+)
+
+// builtCommands builds abusemilter and abusectl once per test run.
+func builtCommands(t *testing.T) (daemon, ctl string) {
+	t.Helper()
+	browserBuildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "abusectl-browser")
+		if err != nil {
+			browserBuildErr = err
+			return
+		}
+		browserBinDir = dir
+		for _, c := range []struct{ out, pkg string }{{"abusemilter", "../abusemilter"}, {"abusectl", "."}} {
+			if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c.out), c.pkg).CombinedOutput(); err != nil {
+				browserBuildErr = fmt.Errorf("go build %s: %v\n%s", c.pkg, err, out)
+				return
+			}
+		}
+	})
+	if browserBuildErr != nil {
+		t.Fatal(browserBuildErr)
+	}
+	t.Cleanup(func() {}) // the directory goes with the process (TestMain-free package)
+	return filepath.Join(browserBinDir, "abusemilter"), filepath.Join(browserBinDir, "abusectl")
+}
+
+// browserConfig is the daemon's config, with the console section that
+// abusectl serve reads.
+const browserConfig = `
+listen: inet:127.0.0.1:0
+metrics:
+  listen: ""
+dns:
+  enabled: false
+identity:
+  login_is_address: false
+  accounts:
+    alice:
+      logins: [alice]
+      send_as: [example.com]
+    bob:
+      logins: [bob]
+      send_as: [bob.example]
+limits:
+  max_recipients_per_message: 10
+  account_messages: ["3/1h"]
+  account_recipients: ["20/1h"]
+strikes:
+  threshold: 2
+  window: 1h
+  lock_action: defer
+redis:
+  url: redis://%s
+  key_prefix: "t:"
+  timeout: 2s
+console:
+  listen: 127.0.0.1:0
+  users_file: %s
+  refresh: 2s
+`
+
+// startProcess starts a built command and returns its stdout lines and
+// stderr as they come.
+type process struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	mu     sync.Mutex
+	stderr strings.Builder
+}
+
+func startProcess(t *testing.T, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 100)}
+	p.cmd.Env = append(os.Environ(), "ABUSEMILTER_CONFIG=", "NO_COLOR=1")
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+	return p
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// waitStderr waits for a line of stderr that contains all of want.
+func (p *process) waitStderr(t *testing.T, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(p.log(), "\n") {
+			ok := line != ""
+			for _, w := range want {
+				ok = ok && strings.Contains(line, w)
+			}
+			if ok {
+				return line
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no line with %q on stderr:\n%s", want, p.log())
+	return ""
+}
+
+// artifactsDir is where the browser test saves its screenshots:
+// $ABUSEMILTER_ARTIFACTS (set by .ci/run), else a temporary directory.
+func artifactsDir(t *testing.T) string {
+	dir := os.Getenv("ABUSEMILTER_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// chromiumPath finds headless Chromium (Debian's chromium package): the
+// binary itself rather than the wrapper script.
+func chromiumPath(t *testing.T) string {
+	wrapper := redistest.Binary(t, "chromium")
+	if _, err := os.Stat("/usr/lib/chromium/chromium"); err == nil {
+		return "/usr/lib/chromium/chromium"
+	}
+	return wrapper
+}
+
+// desk is the browser test's world: the store, the daemon, the console
+// and a browser.
+type desk struct {
+	t        *testing.T
+	env      *env
+	milter   *fixture // its send drives the daemon over the milter protocol
+	url      string
+	ctx      context.Context
+	shots    string
+	password string
+}
+
+func startDesk(t *testing.T) *desk {
+	t.Helper()
+	chromium := chromiumPath(t)
+	daemonBin, ctlBin := builtCommands(t)
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	users := filepath.Join(dir, "console-users")
+	cfg := writeConfig(t, browserConfig, rs.Addr(), users)
+
+	d := &desk{t: t, shots: artifactsDir(t), password: "desk-operator-password"}
+	d.env = connectEnv(t, globalOptions{ConfigPath: cfg, Timeout: 5 * time.Second})
+
+	// The daemon.
+	daemon := startProcess(t, daemonBin, "--config", cfg, "--log-format", "json")
+	ready := daemon.waitStderr(t, `"abusemilter ready"`)
+	var rl struct{ Listen string }
+	if err := json.Unmarshal([]byte(ready), &rl); err != nil || !strings.HasPrefix(rl.Listen, "tcp:") {
+		t.Fatalf("ready line %q: %v", ready, err)
+	}
+	d.milter = &fixture{milterAddr: strings.TrimPrefix(rl.Listen, "tcp:")}
+
+	// A console user, through the built abusectl.
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte(d.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(ctlBin, "--config", cfg, "user", "add", "desk", "--role", "operator", "--password-file", pwFile).CombinedOutput(); err != nil {
+		t.Fatalf("abusectl user add: %v\n%s", err, out)
+	}
+
+	// The console.
+	console := startProcess(t, ctlBin, "--config", cfg, "serve", "--log-format", "json")
+	select {
+	case line, ok := <-console.lines:
+		if !ok {
+			t.Fatalf("abusectl serve exited:\n%s", console.log())
+		}
+		i := strings.Index(line, "http://")
+		if i < 0 {
+			t.Fatalf("abusectl serve said %q", line)
+		}
+		d.url = strings.TrimRight(strings.Fields(line[i:])[0], "/")
+	case <-time.After(20 * time.Second):
+		t.Fatalf("abusectl serve did not start:\n%s", console.log())
+	}
+
+	// The browser: headless Chromium with a fresh profile, no network but
+	// the console.
+	profile := filepath.Join(dir, "chromium-profile")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	// Start the browser with no deadline on the first call (a deadline
+	// would stop the browser).
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	// Accept the confirmation dialogs the console's script shows.
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogs {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+		}
+	}()
+	d.ctx = ctx
+	return d
+}
+
+// do runs browser steps with a deadline.
+func (d *desk) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		d.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// text returns the text of the first element matching a CSS selector.
+func (d *desk) text(sel string) string {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		d.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+func (d *desk) eval(js string) string {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		d.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return s
+}
+
+// submitAndWait clicks a submit button and waits for the page it leads to.
+func (d *desk) clickAndLoad(what, sel string) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel)))); err != nil {
+		d.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// screenshot saves a full-page PNG of what the browser shows.
+func (d *desk) screenshot(name string) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		d.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	path := filepath.Join(d.shots, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Logf("screenshot: %s", path)
+}
+
+func (d *desk) status(account string) ratelimit.Status {
+	d.t.Helper()
+	st, err := d.env.admin.Status(context.Background(), ratelimit.Account(account))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return st
+}
+
+// TestConsoleInBrowser: real milter traffic locks alice; in Chromium the
+// desk logs in, sees the lock on the overview, finds alice, sees her lock
+// and usage, and unlocks her; each result is checked in the store. With
+// scripts off the desk locks her again by the form alone.
+//
+// The held-queue steps (a message held by the daemon, released from the
+// held queue page and checked in the store) go in steps below, between
+// the account page and the unlock, once the store keeps held mail.
+func TestConsoleInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser test starts Chromium")
+	}
+	d := startDesk(t)
+
+	// Real milter traffic: one message (1 of 3 an hour), then two forged
+	// From headers: two strikes lock alice.
+	mustAccept(t, "first message", d.milter.send(t, "alice", "alice@example.com", 1))
+	mustRefuse(t, "forged 1", d.milter.send(t, "alice", "ceo@bank.example", 1), 550, "FROM_DOMAIN_NOT_OWNED")
+	mustRefuse(t, "forged 2", d.milter.send(t, "alice", "ceo@bank.example", 1), 550, "FROM_DOMAIN_NOT_OWNED")
+	mustRefuse(t, "locked", d.milter.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_LOCKED")
+	if st := d.status("alice"); st.Lock == nil || st.Lock.By != "auto" {
+		t.Fatalf("alice is not locked by strikes: %+v", st.Lock)
+	}
+
+	for _, step := range []struct {
+		name string
+		run  func(*desk)
+	}{
+		{"login", browserLogin},
+		{"overview", browserOverview},
+		{"find the account", browserFindAccount},
+		{"account page", browserAccountPage},
+		// Issue 17: {"held queue", browserHeldQueue}: hold, release, check.
+		{"unlock", browserUnlock},
+		{"scripts off", browserScriptsOff},
+	} {
+		t.Logf("step: %s", step.name)
+		step.run(d)
+		if t.Failed() {
+			d.screenshot("failed-" + strings.ReplaceAll(step.name, " ", "-"))
+			t.FailNow()
+		}
+	}
+}
+
+func browserLogin(d *desk) {
+	t := d.t
+	d.do("open the console", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible(chromedp.ID("user")))
+	loc := d.eval(`location.pathname + location.search`)
+	if !strings.HasPrefix(loc, "/login") {
+		t.Fatalf("anonymous: at %s, want the login page", loc)
+	}
+	d.do("fill in the login form",
+		chromedp.SendKeys(chromedp.ID("user"), "desk"),
+		chromedp.SendKeys(chromedp.ID("password"), d.password))
+	d.clickAndLoad("log in", `section.login button[type=submit]`)
+	if h := d.text("h1"); h != "Overview" {
+		t.Fatalf("after login: %q, want the overview: %s", h, d.text("main"))
+	}
+	// The session cookie is not readable by scripts (HttpOnly).
+	if c := d.eval(`document.cookie`); strings.Contains(c, "abusedesk") {
+		t.Errorf("document.cookie shows the session: %q", c)
+	}
+}
+
+func browserOverview(d *desk) {
+	t := d.t
+	locked := d.text("#locked")
+	if !strings.Contains(locked, "alice") || !strings.Contains(locked, "auto") {
+		t.Errorf("the overview's locked accounts: %q", locked)
+	}
+	if cards := strings.Join(strings.Fields(d.text(".cards")), " "); !strings.Contains(cards, "1 locked") {
+		t.Errorf("cards: %q", cards)
+	}
+	// The script refreshes the overview in place (CSP allows it: it is
+	// the console's own file).
+	d.do("wait for a refresh", chromedp.WaitReady(chromedp.CSS("#live[data-refreshed]")))
+	d.screenshot("console-overview")
+}
+
+func browserFindAccount(d *desk) {
+	t := d.t
+	d.do("search", chromedp.SendKeys(chromedp.ID("q"), "alice"))
+	d.clickAndLoad("search", `form.search button[type=submit]`)
+	if res := d.text(".results"); !strings.Contains(res, "acct:alice") || !strings.Contains(res, "locked") {
+		t.Fatalf("search results: %q", res)
+	}
+	d.clickAndLoad("open the account", `.results a`)
+}
+
+func browserAccountPage(d *desk) {
+	t := d.t
+	if h := d.text("h1"); !strings.Contains(h, "alice") || !strings.Contains(h, "locked") {
+		t.Errorf("account heading: %q", h)
+	}
+	lock := d.text("#lock")
+	for _, want := range []string{"Locked by auto", "Reason:", "Strikes: 2"} {
+		if !strings.Contains(lock, want) {
+			t.Errorf("the lock section lacks %q: %q", want, lock)
+		}
+	}
+	limits := d.text("#limits")
+	if !strings.Contains(limits, "ACCOUNT_MSG_RATE") || !strings.Contains(limits, "1/3 (33%)") {
+		t.Errorf("the usage of alice: %q", limits)
+	}
+	d.screenshot("console-account")
+	// The same page on a phone.
+	d.do("phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+	if w := d.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Errorf("on a phone the page is %spx wide, want 390 (no sideways scrolling)", w)
+	}
+	d.screenshot("console-account-phone")
+	d.do("desktop viewport", chromedp.EmulateViewport(1280, 900))
+}
+
+func browserUnlock(d *desk) {
+	t := d.t
+	d.clickAndLoad("unlock", "#unlock")
+	if f := d.text(".flash"); !strings.Contains(f, "Unlocked alice") {
+		t.Errorf("after unlock: %q", f)
+	}
+	st := d.status("alice")
+	if st.Lock != nil || st.Strikes != 0 {
+		t.Fatalf("the store still has alice locked: %+v, %d strikes", st.Lock, st.Strikes)
+	}
+	if len(st.Audit) == 0 || st.Audit[0].Action != "unlock" || st.Audit[0].By != "desk (console)" {
+		t.Errorf("the audit log does not name the console user: %+v", st.Audit)
+	}
+	if p := d.text("#lock"); !strings.Contains(p, "Not locked") {
+		t.Errorf("the account page after unlock: %q", p)
+	}
+	// The daemon lets alice's mail through again.
+	mustAccept(t, "after the unlock", d.milter.send(t, "alice", "alice@example.com", 1))
+	if st := d.status("alice"); st.Limits[0].Used != 2 {
+		t.Errorf("after one more message alice has used %d", st.Limits[0].Used)
+	}
+}
+
+// browserScriptsOff locks alice with scripts disabled: forms and pages
+// work without the script.
+func browserScriptsOff(d *desk) {
+	t := d.t
+	if _, err := chromedp.Call(d.ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	d.do("reload", chromedp.Navigate(d.url+"/account?s=acct%3Aalice"), chromedp.WaitVisible(chromedp.CSS("#lock")))
+	if js := d.eval(`"x"`); js != "x" {
+		t.Fatalf("evaluation fails with scripts off: %q", js)
+	}
+	d.do("open the lock form", chromedp.Click(chromedp.CSS("#lock summary")))
+	d.do("fill in the lock form",
+		chromedp.SendKeys(chromedp.ID("lock-reason"), "phishing <b>campaign</b>, ticket 4711"),
+		chromedp.SendKeys(chromedp.ID("lock-for"), "2h"))
+	d.clickAndLoad("lock", `#lock form button[type=submit]`)
+	st := d.status("alice")
+	if st.Lock == nil || st.Lock.By != "desk (console)" || st.Lock.Reason != "phishing <b>campaign</b>, ticket 4711" || st.Lock.Until.IsZero() {
+		t.Fatalf("lock with scripts off: %+v", st.Lock)
+	}
+	if p := d.text("#lock"); !strings.Contains(p, "phishing <b>campaign</b>, ticket 4711") {
+		t.Errorf("the reason is not shown as text: %q", p)
+	}
+	mustRefuse(t, "locked again", d.milter.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_LOCKED")
+	// The console's pages answer without the browser too (and never with
+	// data to an anonymous client).
+	resp, err := http.Get(d.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `action="/login"`) || strings.Contains(string(body), "alice") {
+		t.Errorf("anonymous GET / is not the login page")
+	}
+}
