@@ -57,13 +57,19 @@ func NewDirectory(accounts []*Account, logins map[string]string, networks []Netw
 		if !ok {
 			return nil, fmt.Errorf("login %q: unknown account %q", login, name)
 		}
-		d.logins[strings.ToLower(login)] = a
+		d.logins[CanonicalLogin(login)] = a
 	}
 	for _, n := range networks {
-		if _, ok := d.accounts[n.Account]; !ok {
-			return nil, fmt.Errorf("network %s: unknown account %q", n.Prefix, n.Account)
+		name := n.Account
+		if _, ok := d.accounts[name]; !ok {
+			// An account made from an address login is named by its
+			// canonical form; the network may name it in another spelling.
+			if _, ok := d.accounts[CanonicalLogin(name)]; !ok {
+				return nil, fmt.Errorf("network %s: unknown account %q", n.Prefix, n.Account)
+			}
+			name = CanonicalLogin(name)
 		}
-		d.networks = append(d.networks, NetworkAccount{Prefix: n.Prefix.Masked(), Account: n.Account})
+		d.networks = append(d.networks, NetworkAccount{Prefix: n.Prefix.Masked(), Account: name})
 	}
 	return d, nil
 }
@@ -89,11 +95,11 @@ func (d *Directory) Len() int { return len(d.accounts) }
 // UnknownLogin or UnknownClient.
 func (d *Directory) Resolve(login string, client netip.Addr) (*Account, How) {
 	if login != "" {
-		if a := d.logins[strings.ToLower(login)]; a != nil {
+		if a := d.logins[CanonicalLogin(login)]; a != nil {
 			return a, ByLogin
 		}
 		if d.loginIsAddress && IsAddress(login) {
-			a := &Account{Name: strings.ToLower(login), AdHoc: true}
+			a := &Account{Name: CanonicalLogin(login), AdHoc: true}
 			a.addresses = map[string]bool{NormalizeAddress(login): true}
 			return a, ByAddressLogin
 		}
@@ -116,7 +122,9 @@ func (d *Directory) Resolve(login string, client netip.Addr) (*Account, How) {
 }
 
 // LoginMapEntry is one line of a Postfix smtpd_sender_login_maps file: a
-// sender address or "@domain" and the logins that may use it.
+// sender address or "@domain" (in the canonical form, CanonicalPattern)
+// and the logins that may use it (as written; they are looked up by
+// CanonicalLogin).
 type LoginMapEntry struct {
 	Sender string
 	Logins []string
@@ -147,7 +155,7 @@ func ReadLoginMap(r io.Reader, name string) ([]LoginMapEntry, error) {
 			errs = append(errs, fmt.Sprintf("%s:%d: want \"sender login[,login]\", got %q", name, n, line))
 			continue
 		}
-		out = append(out, LoginMapEntry{Sender: strings.ToLower(fields[0]), Logins: splitLogins(strings.Join(fields[1:], " ")), Line: n})
+		out = append(out, LoginMapEntry{Sender: CanonicalPattern(fields[0]), Logins: splitLogins(strings.Join(fields[1:], " ")), Line: n})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)

@@ -2,7 +2,9 @@
 // sender addresses that account may use: SASL logins and client networks map
 // to accounts, accounts carry send-as patterns (exact address, whole domain,
 // subdomains, or any), and a Postfix-style smtpd_sender_login_maps file may
-// add more. Addresses are compared after NormalizeAddress.
+// add more. Addresses and domains are compared in one canonical form
+// (canonical.go: lowercase, IDNA ASCII domains, no trailing dot), and
+// sender addresses after NormalizeAddress.
 package identity
 
 import (
@@ -48,7 +50,7 @@ func NewAccount(name string, sendAs []string) (*Account, error) {
 
 // AddSendAs adds one send-as pattern (see NewAccount).
 func (a *Account) AddSendAs(pattern string) error {
-	p := strings.ToLower(strings.TrimSpace(pattern))
+	p := CanonicalPattern(pattern)
 	switch {
 	case p == "":
 		return fmt.Errorf("account %q: empty send_as pattern", a.Name)
@@ -118,7 +120,7 @@ func (a *Account) OwnsDomain(d string) bool {
 	if a == nil || d == "" {
 		return false
 	}
-	d = strings.ToLower(strings.TrimSuffix(d, "."))
+	d = CanonicalDomain(d)
 	if a.domains[d] {
 		return true
 	}
@@ -152,22 +154,24 @@ func (a *Account) Domains() []string {
 	return out
 }
 
-// NormalizeAddress lowercases an address and drops a "+tag" from its local
-// part, so that alice+news@Example.COM and alice@example.com count as one.
-// Surrounding angle brackets and spaces are removed. A string without '@'
-// is returned lowercased and trimmed.
+// NormalizeAddress is the form sender addresses are compared and counted
+// in: the canonical address (CanonicalAddress: lowercase, IDNA ASCII
+// domain, no trailing dot, no angle brackets) without a "+tag" in its
+// local part, so that alice+news@Example.COM and alice@example.com count
+// as one, and so do mjl@hé.example and mjl@xn--h-bga.example. A string
+// without '@' is returned lowercased and trimmed.
 func NormalizeAddress(addr string) string {
-	a := strings.ToLower(strings.TrimSpace(addr))
-	a = strings.TrimSuffix(strings.TrimPrefix(a, "<"), ">")
+	a := CanonicalAddress(addr)
 	at := strings.LastIndexByte(a, '@')
 	if at < 0 {
 		return a
 	}
-	local, domain := a[:at], strings.TrimSuffix(a[at+1:], ".")
-	if plus := strings.IndexByte(local, '+'); plus > 0 {
-		local = local[:plus]
+	local, domain := a[:at], a[at+1:]
+	plus := strings.IndexByte(local, '+')
+	if plus <= 0 {
+		return a
 	}
-	return local + "@" + domain
+	return local[:plus] + "@" + domain
 }
 
 // SplitAddress splits addr at its last '@' into local part and domain. An
@@ -183,7 +187,7 @@ func SplitAddress(addr string) (local, domain string) {
 // IsAddress reports whether s looks like local@domain with a plausible domain.
 func IsAddress(s string) bool {
 	l, d := SplitAddress(strings.TrimSpace(s))
-	return l != "" && validDomain(strings.ToLower(d))
+	return l != "" && validDomain(CanonicalDomain(d))
 }
 
 func validDomain(d string) bool {

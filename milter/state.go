@@ -115,7 +115,8 @@ func (c *connState) envelope(msg *messageState) *scoring.Envelope {
 }
 
 // headerValues is the one place where a header value from the MTA becomes
-// the two values the milter works with. rules is what the rule engine,
+// the two values the milter works with. rules (which addHeader passes
+// through scoring.NewHeader, the header reader's form) is what the rule engine,
 // X-Abuse-* handling, the header caps and the scoring.Message see: the value
 // with the one space after the colon removed, as MTAs send it by default
 // (a tab, or a second space, stays). field is the text after the colon as in
@@ -160,7 +161,8 @@ func (msg *messageState) addHeader(name, value string, lim limits) {
 		return
 	}
 	msg.headerBytes += size
-	msg.headers = append(msg.headers, scoring.Header{Name: name, Value: value})
+	// The scanner's header reader gives the same form (scoring.NewHeader).
+	msg.headers = append(msg.headers, scoring.NewHeader(name, value))
 }
 
 // addBody counts a body chunk and keeps it only while the sample has room.

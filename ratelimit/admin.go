@@ -40,7 +40,10 @@ func Client(addr netip.Addr) Subject { return Subject{KindClient, addr.Unmap().S
 // ParseSubject reads "account", "sender:addr" or "client:ip" as the admin CLI
 // writes them: a bare word containing '@' is a sender, a bare IP address is a
 // client, anything else an account; an explicit "acct:", "sender:" or
-// "client:" prefix decides.
+// "client:" prefix decides. Addresses are taken in the canonical form
+// (identity): a sender as NormalizeAddress, an account named by an address
+// as identity.CanonicalAccountName, so either IDNA spelling names one
+// subject.
 func ParseSubject(s string) (Subject, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -49,7 +52,7 @@ func ParseSubject(s string) (Subject, error) {
 	if k, v, ok := strings.Cut(s, ":"); ok {
 		switch SubjectKind(k) {
 		case KindAccount:
-			return Account(v), nil
+			return Account(identity.CanonicalAccountName(v)), nil
 		case KindSender:
 			return Sender(v), nil
 		case KindClient:

@@ -242,9 +242,14 @@ func TestParseSubject(t *testing.T) {
 	for in, want := range map[string]ratelimit.Subject{
 		"alice":              ratelimit.Account("alice"),
 		"acct:bob@x.example": ratelimit.Account("bob@x.example"),
-		"Bob+1@X.example":    ratelimit.Sender("bob@x.example"),
-		"192.0.2.1":          ratelimit.Client(clientIP.Prev().Prev().Prev().Prev().Prev().Prev()),
-		"client:2001:db8::1": {Kind: ratelimit.KindClient, Name: "2001:db8::1"},
+		// Either IDNA spelling, any case, a trailing dot: one subject.
+		"acct:MJL@hé.mox.example.":          ratelimit.Account("mjl@xn--h-bga.mox.example"),
+		"acct:mjl@xn--h-bga.mox.example":    ratelimit.Account("mjl@xn--h-bga.mox.example"),
+		"mjl+x@HÉ.mox.example":              ratelimit.Sender("mjl@xn--h-bga.mox.example"),
+		"sender:mjl@xn--h-bga.mox.example.": ratelimit.Subject{Kind: ratelimit.KindSender, Name: "mjl@xn--h-bga.mox.example"},
+		"Bob+1@X.example":                   ratelimit.Sender("bob@x.example"),
+		"192.0.2.1":                         ratelimit.Client(clientIP.Prev().Prev().Prev().Prev().Prev().Prev()),
+		"client:2001:db8::1":                {Kind: ratelimit.KindClient, Name: "2001:db8::1"},
 	} {
 		got, err := ratelimit.ParseSubject(in)
 		if err != nil || got != want {

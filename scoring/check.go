@@ -59,19 +59,20 @@ func (c *Check) Count(name string) int {
 	if c.counts == nil {
 		c.counts = make(map[string]int, len(c.Msg.Headers))
 		for _, h := range c.Msg.Headers {
-			c.counts[strings.ToLower(h.Name)]++
+			c.counts[h.key()]++
 		}
 	}
-	return c.counts[strings.ToLower(name)]
+	return c.counts[strings.ToLower(trimWSP(name))]
 }
 
-// Author returns the first From address and its lowercase domain, or false.
+// Author returns the first From address and its domain in the canonical
+// form (identity.CanonicalDomain), or false.
 func (c *Check) Author() (*mail.Address, string, bool) {
 	from, _ := c.From()
 	if len(from) == 0 {
 		return nil, "", false
 	}
-	_, d := identity.SplitAddress(strings.ToLower(from[0].Address))
+	d := domainOf(from[0].Address)
 	return from[0], d, d != ""
 }
 
@@ -90,15 +91,16 @@ func (c *Check) Owns(addr string) bool {
 }
 
 // mayUse reports whether the account may send as addr, written with a
-// Unicode (SMTPUTF8) or an ASCII (punycode) domain.
+// Unicode (SMTPUTF8) or an ASCII (punycode) domain: identity compares
+// addresses in their canonical form.
 func mayUse(a *identity.Account, addr string) bool {
-	return a.MaySendAs(addr) || a.MaySendAs(asciiAddress(addr))
+	return a.MaySendAs(addr)
 }
 
-// OwnsDomain reports whether the account owns domain d (ignoring "send as
-// anyone").
+// OwnsDomain reports whether the account owns domain d, in either IDNA
+// spelling (ignoring "send as anyone").
 func (c *Check) OwnsDomain(d string) bool {
-	return c.Account != nil && (c.Account.OwnsDomain(d) || c.Account.OwnsDomain(domainOf(asciiAddress("x@"+d))))
+	return c.Account != nil && c.Account.OwnsDomain(d)
 }
 
 // forwarder reports whether the account resubmits other people's mail.

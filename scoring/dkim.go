@@ -43,7 +43,7 @@ func newDKIMStream(ctx context.Context, resolver Resolver, headers []Header, sep
 	s := &DKIMStream{done: make(chan struct{})}
 	signed := false
 	for _, h := range headers {
-		if strings.EqualFold(h.Name, "DKIM-Signature") {
+		if h.Is("DKIM-Signature") {
 			signed = true
 			break
 		}

@@ -5,27 +5,33 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/mtibben/confusables"
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 )
 
-// Brand is a protected brand: the domain it sends from, and the names it
-// is known by in display names.
+// Brand is a protected brand: the domain it sends from, the names it is
+// known by in display names, and other domains of its own that its mail
+// comes from (the brand's corporate or mail domains), which are the
+// brand's and no lookalike of it.
 type Brand struct {
-	Domain string
-	Names  []string // lowercase words or phrases, e.g. "paypal"
+	Domain  string
+	Names   []string // lowercase words or phrases, e.g. "paypal"
+	Related []string // canonical domains, e.g. "yahoo-inc.com" for Yahoo
 }
 
 // DefaultBrands is the built-in list of protected brands used when the
 // config names none: the most impersonated senders in phishing reports.
 func DefaultBrands() []Brand {
 	b := func(domain string, names ...string) Brand { return Brand{Domain: domain, Names: names} }
+	related := func(br Brand, domains ...string) Brand { br.Related = domains; return br }
+	yahoo := related(b("yahoo.com", "yahoo"), "yahoo-inc.com")
 	return []Brand{
 		b("paypal.com", "paypal"), b("apple.com", "apple", "apple support", "icloud"), b("icloud.com"),
-		b("microsoft.com", "microsoft", "office 365", "microsoft 365", "outlook", "onedrive", "sharepoint"),
+		related(b("microsoft.com", "microsoft", "office 365", "microsoft 365", "outlook", "onedrive", "sharepoint"), "microsoftonline.com"),
 		b("outlook.com"), b("office.com"), b("live.com"), b("hotmail.com", "hotmail"),
-		b("google.com", "google", "gmail"), b("gmail.com"), b("youtube.com", "youtube"),
+		related(b("google.com", "google", "gmail"), "googlemail.com"), b("gmail.com"), b("youtube.com", "youtube"),
 		b("amazon.com", "amazon", "amazon.com"), b("facebook.com", "facebook"), b("instagram.com", "instagram"),
 		b("whatsapp.com", "whatsapp"), b("netflix.com", "netflix"), b("linkedin.com", "linkedin"),
 		b("dhl.com", "dhl", "dhl express"), b("fedex.com", "fedex"), b("ups.com", "ups"), b("usps.com", "usps"),
@@ -33,7 +39,7 @@ func DefaultBrands() []Brand {
 		b("bankofamerica.com", "bank of america"), b("citibank.com", "citibank"),
 		b("americanexpress.com", "american express", "amex"), b("visa.com"), b("mastercard.com", "mastercard"),
 		b("dropbox.com", "dropbox"), b("docusign.com", "docusign", "docusign.net"), b("docusign.net"),
-		b("adobe.com", "adobe", "adobe sign"), b("yahoo.com", "yahoo"), b("aol.com"),
+		b("adobe.com", "adobe", "adobe sign"), yahoo, b("aol.com"),
 		b("twitter.com", "twitter"), b("spotify.com", "spotify"), b("steampowered.com", "steam support"),
 		b("steamcommunity.com"), b("coinbase.com", "coinbase"), b("binance.com", "binance"),
 		b("booking.com", "booking.com"), b("airbnb.com", "airbnb"), b("stripe.com", "stripe"),
@@ -73,40 +79,12 @@ var urlShorteners = map[string]bool{
 // a host name, or the name itself when it has none (a bare suffix or an
 // unqualified name).
 func registrable(host string) string {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if !isASCII(host) {
-		if ascii, err := idna.Lookup.ToASCII(host); err == nil {
-			host = ascii
-		}
-	}
+	host = identity.CanonicalDomain(host)
 	r, err := publicsuffix.EffectiveTLDPlusOne(host)
 	if err != nil {
 		return host
 	}
 	return r
-}
-
-// asciiAddress returns addr with its domain in IDNA ASCII form (punycode),
-// or addr unchanged when it has no non-ASCII domain.
-func asciiAddress(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 || isASCII(addr[at+1:]) {
-		return addr
-	}
-	d, err := idna.Lookup.ToASCII(strings.ToLower(addr[at+1:]))
-	if err != nil {
-		return addr
-	}
-	return addr[:at+1] + d
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // sameOrSubdomain reports whether d is parent or a subdomain of it.
@@ -214,12 +192,7 @@ type preparedDomain struct {
 }
 
 func prepareDomain(d string) preparedDomain {
-	d = strings.ToLower(strings.TrimSuffix(d, "."))
-	if !isASCII(d) {
-		if ascii, err := idna.Lookup.ToASCII(d); err == nil {
-			d = ascii
-		}
-	}
+	d = identity.CanonicalDomain(d)
 	reg := registrable(d)
 	label, _ := domainLabel(reg)
 	return preparedDomain{ascii: d, reg: reg, label: label, skeleton: skeletonOf(label)}
@@ -348,10 +321,30 @@ func isWordByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
-// isBrandDomain reports whether d belongs to brand b (the brand domain or
-// a subdomain of it).
+// isBrandDomain reports whether d, a domain in the canonical form
+// (domainOf), belongs to brand b: the brand domain, one of its related
+// domains, or a subdomain of either.
 func isBrandDomain(d string, b Brand) bool {
-	return sameOrSubdomain(strings.ToLower(d), b.Domain)
+	if sameOrSubdomain(d, b.Domain) {
+		return true
+	}
+	for _, r := range b.Related {
+		if sameOrSubdomain(d, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownBrandDomain reports whether d belongs to one of the brands (see
+// isBrandDomain): a brand's own mail imitates no brand.
+func (lx *lexicon) ownBrandDomain(d string) bool {
+	for _, b := range lx.brands {
+		if isBrandDomain(d, b) {
+			return true
+		}
+	}
+	return false
 }
 
 // hostMatches reports whether host is one of the names or under one of the

@@ -161,7 +161,7 @@ func (e *Engine) Identify(env *Envelope) Identity {
 	act := e.opts.UnknownClient
 	name := "client:" + env.ClientAddr.String()
 	if how == identity.UnknownLogin {
-		act, name = e.opts.UnknownLogin, "login:"+env.AuthLogin
+		act, name = e.opts.UnknownLogin, "login:"+identity.CanonicalLogin(env.AuthLogin)
 	}
 	if act == Accept {
 		return Identity{Account: &identity.Account{Name: name, AnySender: true, AdHoc: true}, How: how}

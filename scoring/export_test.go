@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/abusemilter/abusemilter/identity"
 )
@@ -28,8 +29,8 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 	br := bufio.NewReader(r)
 	var buf []byte
 	headerBytes := 0
-	haveField := false
-	for first := true; ; first = false {
+	atStart, haveField := true, false
+	for {
 		line, eol, err := readCappedLine(br, MaxHeaderLine)
 		if err != nil && err != io.EOF {
 			return nil, fmt.Errorf("reading message header: %w", err)
@@ -48,11 +49,12 @@ func ParseMessage(r io.Reader, bodyCap int64) (*Message, error) {
 		if len(line) == 0 || err != nil {
 			break // blank line or end of input
 		}
-		field, more := sectionLine(line, first, haveField)
-		if !more {
+		kind := sectionLine(line, atStart, haveField)
+		if kind == lineEnd {
 			break // the first body line
 		}
-		haveField = haveField || field
+		atStart = atStart && kind == lineMbox
+		haveField = haveField || kind == lineField
 	}
 	if bodyCap < 0 {
 		bodyCap = 0
@@ -96,8 +98,14 @@ func readCappedLine(br *bufio.Reader, limit int) (line []byte, eol string, err e
 			eol = "\n"
 			line = bytes.TrimSuffix(line, []byte("\n"))
 			if before == '\r' {
-				eol = "\r\n"
-				line = bytes.TrimSuffix(line, []byte("\r"))
+				// Every CR before the LF is part of the line end (trimEOL).
+				trimmed := bytes.TrimRight(line, "\r")
+				if n := len(line) - len(trimmed); n > 1 {
+					eol = strings.Repeat("\r", n) + "\n"
+				} else {
+					eol = "\r\n"
+				}
+				line = trimmed
 			}
 		}
 		return line[:min(len(line), limit)], eol, err

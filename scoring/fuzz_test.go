@@ -41,7 +41,7 @@ func FuzzAddresses(f *testing.F) {
 				t.Fatalf("address %q from %q lacks a local part or domain", a.Address, v)
 			}
 			foreignNameInDisplay(a.Name, domainOf(a.Address))
-			asciiAddress(a.Address)
+			identity.CanonicalAddress(a.Address)
 		}
 		encodedWordTrick(v)
 		salvageAddresses(v)

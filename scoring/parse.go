@@ -12,38 +12,137 @@ import (
 // with a header field.
 var ErrNoHeader = errors.New("no header field at start of message")
 
-// sectionLine classifies a non-blank line of the header section (without
-// its line end): more reports whether the section goes on with it (a field,
-// a continuation of one, or the mbox "From " line when first), field
-// whether it starts a field.
-func sectionLine(line []byte, first, haveField bool) (field, more bool) {
-	if first && bytes.HasPrefix(line, []byte("From ")) {
-		return false, true
-	}
-	if line[0] == ' ' || line[0] == '\t' {
-		return false, haveField
-	}
-	colon := bytes.IndexByte(line, ':')
-	ok := colon > 0 && validFieldName(line[:colon])
-	return ok, ok
+// The header reader. ParseBytes (the scanner's reader of raw messages) and
+// NewHeader (the milter's reader of the fields an MTA hands it) give the
+// rules one form of every header field, the form Postfix and Sendmail hand
+// a milter (checked against both by the end-to-end tests in
+// cmd/abusemilter):
+//
+//   - A field is a name of printable US-ASCII other than ':', optional
+//     spaces and tabs, a colon and the value (RFC 5322 section 2.2, and
+//     the obsolete whitespace before the colon of section 4.5.3, as
+//     Postfix's is_header and Sendmail's isheader accept it). The name
+//     is kept without that whitespace: "From : x" is a From field.
+//   - The value is the text after the colon with one leading space
+//     removed (a tab, or a second space, stays), folded lines kept and
+//     joined by "\n" alone: a line end is LF after any number of CRs, as
+//     Postfix's smtpd strips them. A bare CR elsewhere stays (Postfix
+//     hands it on as a space, Sendmail refuses the message). An empty
+//     value is a field.
+//   - The header section ends at a blank line or at the first line that
+//     is neither a field nor the continuation of one (a line with a
+//     space in the name, a folded name, text): that line starts the
+//     body. A continuation line before any field ends it too. (Sendmail
+//     also ends it at a line starting "--"; Postfix reads that as a
+//     field, and so does the reader.)
+//   - Lines at the very start that begin with "From " after any number
+//     of '>' (an mbox From_ line) are not fields: each becomes an
+//     X-Mailbox-Line field, as Postfix's smtpd makes it (Sendmail drops a
+//     "From " line and reads a ">From " line as body). So "From : x" on
+//     the first line is such a line, not a From field, for both MTAs.
+//   - Duplicate fields are all kept, in order.
+//
+// Rules look fields up by name through Message.Get, Values and Count (and
+// Check's views of them), which compare names case-insensitively and
+// without surrounding whitespace (Header.Is).
+
+// MboxLineField is the name of the field a leading mbox From_ line becomes.
+const MboxLineField = "X-Mailbox-Line"
+
+// NewHeader returns a header field in the reader's form from a name and a
+// value as an MTA hands them to a milter (the value without the one space
+// after the colon): the name without surrounding whitespace, CRLF in the
+// value as LF.
+func NewHeader(name, value string) Header {
+	return Header{Name: trimWSP(name), Value: lfOnly(value)}
 }
 
-// ParseBytes parses a raw RFC 5322 message held in memory: every header
-// field in order with its raw value (folding kept, line ends as written,
-// without the final line end), a body sample of at most bodyCap bytes, and
-// the full body size. It is tolerant: LF or CRLF line ends, a leading mbox
-// "From " line, and a header section that ends without a blank line (the
-// first line that is not a field starts the body). It does not copy data:
-// the body sample is a slice of data (the caller must not change data
-// afterwards) and every header name and value is a substring of one string
-// made of the header section. Memory stays bounded: a header line is cut at
-// MaxHeaderLine bytes and headers past MaxHeaderSection bytes of header
-// section are dropped.
+// FieldName splits a header line at its colon: name is the field name
+// (without whitespace before the colon) and value the text after the
+// colon; ok is false when the line is not a field (see the reader's rules
+// above).
+func FieldName(line string) (name, value string, ok bool) {
+	n, v := fieldSplit(line)
+	if n < 0 {
+		return "", "", false
+	}
+	return line[:n], line[v:], true
+}
+
+// fieldSplit returns the length of the field name at the start of line
+// and the index after its colon, or -1, -1 when line is not a field.
+func fieldSplit[S string | []byte](line S) (nameLen, valueStart int) {
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
+		i++
+	}
+	if i == 0 {
+		return -1, -1
+	}
+	j := i
+	for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+		j++
+	}
+	if j == len(line) || line[j] != ':' {
+		return -1, -1
+	}
+	return i, j + 1
+}
+
+// isMboxLine reports whether a line at the start of a message is an mbox
+// From_ line as Postfix's smtpd takes it: "From " after any '>'.
+func isMboxLine[S string | []byte](line S) bool {
+	i := 0
+	for i < len(line) && line[i] == '>' {
+		i++
+	}
+	return len(line)-i >= 5 && string(line[i:i+5]) == "From "
+}
+
+// lineKind classifies a line of the header section.
+type lineKind int
+
+const (
+	lineEnd   lineKind = iota // not part of the section: the body starts here
+	lineMbox                  // a leading mbox From_ line
+	lineField                 // starts a field
+	lineCont                  // continues the field before it
+)
+
+// sectionLine classifies a non-blank line of the header section (without
+// its line end). atStart is true while no line but mbox From_ lines has
+// been read, haveField once a field has.
+func sectionLine(line []byte, atStart, haveField bool) lineKind {
+	if atStart && isMboxLine(line) {
+		return lineMbox
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		if haveField {
+			return lineCont
+		}
+		return lineEnd
+	}
+	if n, _ := fieldSplit(line); n > 0 {
+		return lineField
+	}
+	return lineEnd
+}
+
+// ParseBytes parses a raw RFC 5322 message held in memory with the header
+// reader described above: every header field in order, a body sample of
+// at most bodyCap bytes, and the full body size. It is tolerant: LF or
+// CRLF line ends, leading mbox From_ lines, and a header section that ends
+// without a blank line (the first line that is not a field starts the
+// body). It copies little: the body sample is a slice of data (the caller
+// must not change data afterwards) and every header name and value is a
+// substring of one string made of the header section. Memory stays
+// bounded: a header line is cut at MaxHeaderLine bytes and headers past
+// MaxHeaderSection bytes of header section are dropped.
 func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 	// Pass 1: find the end of the header section and whether a line needs
 	// cutting.
 	pos, bodyStart, sectionEnd := 0, len(data), len(data)
-	headerBytes, haveField, cut := 0, false, false
+	headerBytes, atStart, haveField, cut, cr := 0, true, false, false, false
 	for pos < len(data) {
 		end := len(data)
 		if nl := bytes.IndexByte(data[pos:], '\n'); nl >= 0 {
@@ -61,12 +160,14 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 			sectionEnd, bodyStart = pos, end
 			break
 		}
-		field, more := sectionLine(line, pos == 0, haveField)
-		if !more {
+		kind := sectionLine(line, atStart, haveField)
+		if kind == lineEnd {
 			sectionEnd, bodyStart = pos, pos
 			break
 		}
-		haveField = haveField || field
+		atStart = atStart && kind == lineMbox
+		haveField = haveField || kind == lineField
+		cr = cr || end-pos-len(line) >= 2
 		pos = end
 	}
 	section := data[:sectionEnd]
@@ -74,9 +175,13 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 		section = cutLongLines(section)
 	}
 	block := string(section)
+	if cr {
+		block = lfLineEnds(block)
+	}
 
 	// Pass 2: split the section into fields.
 	m := &Message{Headers: make([]Header, 0, 24)}
+	atStart = true
 	for i := 0; i < len(block); {
 		end := i
 		for {
@@ -90,18 +195,26 @@ func ParseBytes(data []byte, bodyCap int64) (*Message, error) {
 				break
 			}
 		}
-		field := block[i:end]
-		first := i == 0
+		// A section cut at the end of the input may end in CRs of a line
+		// end whose LF is missing; they are line end too.
+		field := strings.TrimRight(strings.TrimSuffix(block[i:end], "\n"), "\r")
 		i = end
-		field = strings.TrimSuffix(strings.TrimSuffix(field, "\n"), "\r")
-		if first && strings.HasPrefix(field, "From ") {
-			continue // mbox separator (a continuation of it is dropped with it)
-		}
-		colon := strings.IndexByte(field, ':')
-		if colon <= 0 {
+		// Pass 1 ended the section at a continuation of a From_ line, so
+		// such a line is never folded.
+		if atStart && isMboxLine(field) {
+			m.Headers = append(m.Headers, Header{Name: MboxLineField, Value: field})
 			continue
 		}
-		m.Headers = append(m.Headers, Header{Name: field[:colon], Value: strings.TrimLeft(field[colon+1:], " \t")})
+		atStart = false
+		n, v := fieldSplit(field)
+		if n < 0 {
+			continue
+		}
+		value := field[v:]
+		if len(value) > 0 && value[0] == ' ' {
+			value = value[1:]
+		}
+		m.Headers = append(m.Headers, Header{Name: field[:n], Value: value})
 	}
 	if len(m.Headers) == 0 {
 		return nil, ErrNoHeader
@@ -156,21 +269,41 @@ const (
 	MaxHeaderSection = 4 << 20   // bytes of header section parsed
 )
 
+// trimEOL removes a line's end: LF and the CRs before it (Postfix's smtpd
+// strips every CR before the LF).
 func trimEOL(line []byte) []byte {
 	line = bytes.TrimSuffix(line, []byte("\n"))
-	return bytes.TrimSuffix(line, []byte("\r"))
+	return bytes.TrimRight(line, "\r")
 }
 
-// validFieldName reports whether b is an RFC 5322 field name: printable
-// US-ASCII except colon and space.
-func validFieldName(b []byte) bool {
-	for _, c := range b {
-		if c < 33 || c > 126 {
-			return false
-		}
+// lfLineEnds writes every line end of s (LF after any number of CRs) as
+// LF alone.
+func lfLineEnds(s string) string {
+	if !strings.Contains(s, "\r\n") {
+		return s
 	}
-	return true
+	var b strings.Builder
+	b.Grow(len(s))
+	for len(s) > 0 {
+		nl := strings.IndexByte(s, '\n')
+		if nl < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(strings.TrimRight(s[:nl], "\r"))
+		b.WriteByte('\n')
+		s = s[nl+1:]
+	}
+	return b.String()
 }
+
+// trimWSP removes spaces and tabs around s.
+func trimWSP(s string) string {
+	return strings.Trim(s, " \t")
+}
+
+// lfOnly writes the line ends of a folded value as LF (see lfLineEnds).
+func lfOnly(v string) string { return lfLineEnds(v) }
 
 // traceHeaders are the header fields that receiving servers add on the
 // way in (trace, authentication results, filters' verdicts, mailbox
@@ -182,7 +315,7 @@ var traceHeaders = map[string]bool{
 	"x-authentication-warning": true, "x-virus-scanned": true, "x-virus-status": true,
 	"x-scanned-by": true, "x-greylist": true, "x-uidl": true, "status": true, "x-status": true,
 	"x-keywords": true, "lines": true, "content-length": true, "x-rcpt-to": true,
-	"x-spam": true, "x-sieve": true, "x-google-smtp-source": true, "x-gm-message-state": true,
+	"x-spam": true, "x-sieve": true, "x-google-smtp-source": true, "x-gm-message-state": true, "x-mailbox-line": true,
 	"x-ms-exchange-organization-authas": true, "x-forefront-antispam-report": true,
 	"x-microsoft-antispam": true, "x-originalarrivaltime": true, "x-beenthere": false,
 }
@@ -196,6 +329,7 @@ func IsTraceHeader(name string) bool {
 	// Lowercased on the stack: this runs for every header of every message
 	// the offline scanner reads.
 	var buf [64]byte
+	name = trimWSP(name)
 	if len(name) > len(buf) {
 		name = strings.ToLower(name)
 	}
@@ -245,7 +379,7 @@ func StripTraceAt(headers []Header, ownMTAs []string) (kept, trace []Header) {
 	entry := -1
 	if mtas := normalizedHosts(ownMTAs); len(mtas) > 0 {
 		for i, h := range headers {
-			if !strings.EqualFold(h.Name, "Received") {
+			if !h.Is("Received") {
 				continue
 			}
 			if _, ok := hostMatches(receivedBy(h.Value), mtas); ok {
@@ -275,7 +409,7 @@ func normalizedHosts(hosts []string) []string {
 // header that has a parseable one, and false when none has.
 func ReceivedTime(headers []Header) (time.Time, bool) {
 	for _, h := range headers {
-		if !strings.EqualFold(h.Name, "Received") {
+		if !h.Is("Received") {
 			continue
 		}
 		semi := strings.LastIndexByte(h.Value, ';')

@@ -23,8 +23,9 @@ func TestParseMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []scoring.Header{
-		{Name: "Received", Value: "from a by b;\r\n\tFri, 27 Nov 2026 11:58:00 +0000"},
-		{Name: "Subject", Value: "folded\n  subject"},
+		{Name: "X-Mailbox-Line", Value: "From sender@example.com Fri Nov 27 11:58:00 2026"},
+		{Name: "Received", Value: "from a by b;\n\tFri, 27 Nov 2026 11:58:00 +0000"},
+		{Name: "Subject", Value: " folded\n  subject"},
 		{Name: "X-Empty", Value: ""},
 	}
 	if len(m.Headers) != len(want) {

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"net/mail"
 	"strings"
 	"time"
 
@@ -26,11 +27,22 @@ type Resubmission struct {
 // the To and Cc addresses (at most 100, else one placeholder); a message a
 // mailing list distributed (List-*, X-Mailman-Version, X-BeenThere, X-Loop,
 // or Precedence bulk/list with a Sender) comes from a forwarder account,
-// otherwise the Sender address is the account's too. fallback is the clock
-// when the message has neither a Received time nor a parseable Date.
+// otherwise the addresses of Sender, Resent-From and Resent-Sender are the
+// account's too (RFC 5322 sections 3.6.2 and 3.6.6: the agent that
+// submitted or resent it). A message without a usable From address gets
+// the first Return-Path that is an address as its envelope sender (the
+// envelope its last hop recorded), else the first address of Sender,
+// Resent-Sender or Resent-From, which the account owns; with none of these
+// the envelope sender is unknown (Envelope.SenderUnknown), never the null
+// sender. fallback is the clock when the message has neither a Received
+// time nor a parseable Date.
 func AsReceived(msg *Message, login string, fallback time.Time) Resubmission {
 	return AsReceivedAt(msg, login, fallback, nil)
 }
+
+// resentHeaders name the agents that submitted or resent a message, whose
+// addresses a reconstructed account owns besides the From domain.
+var resentHeaders = []string{"Sender", "Resent-From", "Resent-Sender"}
 
 // AsReceivedAt is AsReceived for mail that passed through the provider's
 // own MTAs: the trace is set aside by StripTraceAt, so that a message with
@@ -44,6 +56,7 @@ func AsReceivedAt(msg *Message, login string, fallback time.Time, ownMTAs []stri
 			now = fallback
 		}
 	}
+	returnPath := ReturnPath(msg)
 	kept, trace := StripTraceAt(msg.Headers, ownMTAs)
 	msg.Headers = kept
 	acct := &identity.Account{Name: login}
@@ -53,12 +66,37 @@ func AsReceivedAt(msg *Message, login string, fallback time.Time, ownMTAs []stri
 			acct.AddSendAs(from) // a domain the pattern parser refuses: own the address only
 		}
 	}
+	agent := "" // the first address of Sender, Resent-Sender, Resent-From
 	if listDistributed(msg) {
 		acct.Forwarder, acct.AnySender = true, true
-	} else if sender := firstAddressOf(msg.Get("Sender")); sender != "" {
-		acct.AddSendAs(sender) // the agent that submitted it (RFC 5322 section 3.6.2)
+	} else {
+		for _, name := range resentHeaders {
+			for _, v := range msg.Values(name) {
+				addrs, _ := parseAddressesTolerant(v)
+				for _, a := range addrs {
+					acct.AddSendAs(a.Address)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"Sender", "Resent-Sender", "Resent-From"} {
+		if agent == "" {
+			agent = firstAddressOf(msg.Get(name))
+		}
 	}
 	env := &Envelope{AuthLogin: login, MailFrom: from}
+	switch {
+	case from != "":
+	case returnPath != "":
+		env.MailFrom = returnPath
+		if !acct.AnySender {
+			acct.AddSendAs(returnPath)
+		}
+	case agent != "":
+		env.MailFrom = agent
+	default:
+		env.SenderUnknown = true
+	}
 	for _, name := range []string{"To", "Cc"} {
 		for _, v := range msg.Values(name) {
 			addrs, _ := parseAddressesTolerant(v)
@@ -73,6 +111,26 @@ func AsReceivedAt(msg *Message, login string, fallback time.Time, ownMTAs []stri
 		env.Rcpts = []string{"recipient@example.net"}
 	}
 	return Resubmission{Env: env, Account: acct, Now: now, Trace: trace}
+}
+
+// ReturnPath returns the address of the first Return-Path field that holds
+// one, lowercased; "" when none does. A null Return-Path ("<>", a bounce)
+// is no address and is passed over.
+func ReturnPath(msg *Message) string {
+	for _, v := range msg.Values("Return-Path") {
+		if a := firstAddressOf(v); a != "" {
+			return a
+		}
+	}
+	return ""
+}
+
+// HeaderAddresses parses an address-list field value as the rules do:
+// strictly, else salvaging every address it can (see Check.Addresses),
+// at most MaxAddressesChecked of them.
+func HeaderAddresses(v string) []*mail.Address {
+	addrs, _ := parseAddressesTolerant(v)
+	return addrs
 }
 
 // listDistributed reports whether a mailing list resubmitted the message:

@@ -2,10 +2,12 @@ package scoring_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/ratelimit"
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -81,5 +83,42 @@ func TestSettle(t *testing.T) {
 	// Without an account there is nothing to charge: the findings decide.
 	if v := e.Settle(ctx, env, "<4@example.com>", scoring.Identity{}, nil, 0); v.Action != scoring.Accept {
 		t.Fatalf("no account: %s", v.Reply())
+	}
+}
+
+// TestAsReceivedResentAndNoFrom: a resent message's Resent-From and
+// Resent-Sender are the account's; a message without a usable From gets
+// the first Return-Path that is an address, else the agent, as its
+// envelope sender, and never the null sender.
+func TestAsReceivedResentAndNoFrom(t *testing.T) {
+	e := scoring.NewEngine(nil, nil, scoring.Options{})
+	judge := func(raw string) (scoring.Resubmission, scoring.Verdict) {
+		m, err := scoring.ParseBytes([]byte(raw), 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := scoring.AsReceived(m, "scan", testNow)
+		r.Env.Time = r.Now
+		return r, e.CheckMessage(context.Background(), r.Env, m, scoring.Identity{Account: r.Account, How: identity.ByLogin})
+	}
+	const rest = "To: bob@example.net\nSubject: s\nMessage-ID: <1@a.example>\nDate: " + testDate + "\n\nbody\n"
+	r, v := judge("Return-Path: <list-bounces@lists.example>\nFrom: Carol <carol@a.example>\n" +
+		"Resent-From: Dan <dan@b.example>\nResent-Sender: robot@c.example\nResent-Date: " + testDate + "\n" + rest)
+	if v.Action != scoring.Accept || slices.Contains(v.RuleIDs(), scoring.RuleFromNotOwned) {
+		t.Errorf("resent message: %s %v (account %+v)", v.Reply(), v.RuleIDs(), r.Account)
+	}
+	for _, tt := range []struct{ raw, sender string }{
+		{"Return-Path: <>\nReturn-Path: <bounce@d.example>\n" + rest, "bounce@d.example"},
+		{"Return-Path: <>\nSender: agent@e.example\n" + rest, "agent@e.example"},
+		{"From: undisclosed\nResent-From: f@g.example\n" + rest, "f@g.example"},
+		{"Return-Path: <>\n" + rest, ""},
+	} {
+		r, v := judge(tt.raw)
+		if r.Env.MailFrom != tt.sender || r.Env.SenderUnknown != (tt.sender == "") {
+			t.Errorf("%.40q: envelope sender %q unknown %v, want %q", tt.raw, r.Env.MailFrom, r.Env.SenderUnknown, tt.sender)
+		}
+		if slices.Contains(v.RuleIDs(), scoring.RuleNullSenderAuth) || slices.Contains(v.RuleIDs(), scoring.RuleFromNotOwned) {
+			t.Errorf("%.40q: %v", tt.raw, v.RuleIDs())
+		}
 	}
 }

@@ -103,7 +103,7 @@ func (s *RuleSettings) Brands() []Brand {
 	}
 	brands := make([]Brand, 0, len(s.ProtectedBrands))
 	for _, d := range s.ProtectedBrands {
-		d = strings.ToLower(strings.Trim(d, ". "))
+		d = identity.CanonicalDomain(strings.Trim(d, ". "))
 		if d == "" {
 			continue
 		}

@@ -241,7 +241,7 @@ func forgedHeaderRules() []Rule {
 			Summary:        "An authenticated account submits with the null envelope sender <>, which only MTAs use for bounces; from a customer it makes undeliverable mail unreturnable.",
 			FalsePositives: "Some mail clients send read receipts (MDN) with <>.",
 			Check: func(c *Check) (string, bool) {
-				if c.Env.MailFrom == "" && c.Env.Authenticated() {
+				if c.Env.MailFrom == "" && !c.Env.SenderUnknown && c.Env.Authenticated() {
 					return fmt.Sprintf("null sender from login %q", c.Env.AuthLogin), true
 				}
 				return "", false
@@ -292,7 +292,7 @@ func (c *Check) ownsOrgDomain(d string) bool {
 func traceClaim(c *Check, list []string) (string, bool) {
 	for _, h := range c.Msg.Headers {
 		var host, what string
-		name := strings.ToLower(h.Name)
+		name := h.key()
 		switch {
 		case name == "received":
 			host, what = receivedBy(h.Value), "Received by"
@@ -457,8 +457,9 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// domainOf returns the lowercase domain of an address.
+// domainOf returns the domain of an address in the canonical form
+// (identity.CanonicalDomain: lowercase IDNA ASCII, no trailing dot).
 func domainOf(addr string) string {
-	_, d := identity.SplitAddress(strings.ToLower(strings.TrimSpace(addr)))
-	return strings.TrimSuffix(d, ".")
+	_, d := identity.SplitAddress(strings.TrimSpace(addr))
+	return identity.CanonicalDomain(d)
 }

@@ -46,6 +46,9 @@ func impersonationRules() []Rule {
 					return "", false
 				}
 				for _, sd := range c.senderDomains() {
+					if c.lex.ownBrandDomain(sd.domain) {
+						continue // a brand's related domain is its own
+					}
 					if ref, how, ok := c.domain(sd.domain).lookalikeOf(c.lex.brandLex); ok {
 						return fmt.Sprintf("%s domain %q imitates %q (%s)", sd.where, sd.domain, ref.domain, how), true
 					}
@@ -83,7 +86,7 @@ func impersonationRules() []Rule {
 				for _, sd := range c.senderDomains() {
 					p := c.domain(sd.domain)
 					reg, label := p.reg, p.label
-					if !strings.Contains(label, "-") {
+					if !strings.Contains(label, "-") || c.lex.ownBrandDomain(sd.domain) {
 						continue
 					}
 					for _, ref := range c.lex.brandLex {

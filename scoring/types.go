@@ -96,7 +96,12 @@ type Envelope struct {
 	AuthType   string // {auth_type}
 	QueueID    string // Postfix/Sendmail queue id ({i}); may be empty early on
 	MailFrom   string // envelope sender without angle brackets; "" is the null sender
-	Rcpts      []string
+	// SenderUnknown is set when the envelope sender is not known: the
+	// offline scanner reconstructing a message that names none. MailFrom
+	// is then "" but is not the null sender, and rules about the envelope
+	// sender skip it. The milter always knows the envelope.
+	SenderUnknown bool
+	Rcpts         []string
 	// Time is when the message was submitted; the zero value means now (the
 	// engine's clock). The offline scanner sets it to evaluate time-based
 	// rules as of a message's own time.
@@ -106,11 +111,27 @@ type Envelope struct {
 // Authenticated reports whether the submission used SASL (or XCLIENT LOGIN).
 func (e *Envelope) Authenticated() bool { return e.AuthLogin != "" }
 
-// Header is one header field as the client sent it.
+// Header is one header field as the header reader gives it (ParseBytes,
+// NewHeader; see parse.go): the name as written without surrounding
+// whitespace, and the value after the colon without its first space,
+// folded lines joined by "\n", without the final line end.
 type Header struct {
-	Name  string // as written, e.g. "From"
-	Value string // raw value, folding kept, without the trailing CRLF
+	Name  string // e.g. "From"
+	Value string
 }
+
+// Is reports whether the field is named name: compared case-insensitively
+// and without surrounding whitespace, as MTAs compare field names.
+func (h Header) Is(name string) bool {
+	n := h.Name
+	if len(n) > 0 && (n[0] == ' ' || n[0] == '\t' || n[len(n)-1] == ' ' || n[len(n)-1] == '\t') {
+		n = trimWSP(n)
+	}
+	return strings.EqualFold(n, name)
+}
+
+// key is the field's name in the form Check's per-message tables use.
+func (h Header) key() string { return strings.ToLower(trimWSP(h.Name)) }
 
 // Message is the part of a message the rules look at: every header in order
 // and a capped sample of the body.
@@ -140,10 +161,11 @@ type DKIMResult struct {
 	Err      string // empty when verified
 }
 
-// Get returns the first header with the given name (case-insensitive), or "".
+// Get returns the value of the first field with the given name (see
+// Header.Is), or "".
 func (m *Message) Get(name string) string {
 	for _, h := range m.Headers {
-		if strings.EqualFold(h.Name, name) {
+		if h.Is(name) {
 			return h.Value
 		}
 	}
@@ -154,7 +176,7 @@ func (m *Message) Get(name string) string {
 func (m *Message) Values(name string) []string {
 	var vs []string
 	for _, h := range m.Headers {
-		if strings.EqualFold(h.Name, name) {
+		if h.Is(name) {
 			vs = append(vs, h.Value)
 		}
 	}
@@ -165,7 +187,7 @@ func (m *Message) Values(name string) []string {
 func (m *Message) Count(name string) int {
 	n := 0
 	for _, h := range m.Headers {
-		if strings.EqualFold(h.Name, name) {
+		if h.Is(name) {
 			n++
 		}
 	}

@@ -39,7 +39,7 @@ func Directory(cfg *config.Config) (*identity.Directory, error) {
 		a.Forwarder, a.WebApp = ac.Forwarder, ac.WebApp
 		byName[name] = a
 		for _, l := range ac.Logins {
-			logins[strings.ToLower(l)] = name
+			logins[identity.CanonicalLogin(l)] = name
 		}
 	}
 	for _, path := range ic.SenderLoginMaps {
@@ -49,10 +49,11 @@ func Directory(cfg *config.Config) (*identity.Directory, error) {
 		}
 		for _, en := range entries {
 			for _, login := range en.Logins {
-				name, ok := logins[strings.ToLower(login)]
+				name, ok := logins[identity.CanonicalLogin(login)]
 				if !ok {
-					// A login named only in the map is an account of its own.
-					name = strings.ToLower(login)
+					// A login named only in the map is an account of its own,
+					// named by the login's canonical form.
+					name = identity.CanonicalLogin(login)
 					if byName[name] == nil {
 						byName[name] = &identity.Account{Name: name}
 						names = append(names, name)

@@ -206,3 +206,41 @@ func TestTruncatedGzip(t *testing.T) {
 		t.Errorf("entries = %q", got)
 	}
 }
+
+// TestFromSpaceColon: a file whose first line is "From : x" (whitespace
+// before the colon, RFC 5322 section 4.5.3) is one message, not an mbox,
+// and gets no truncation warning; so is one starting with "Subject : x".
+// Inside an mbox, a header "From : x" right after the From_ line does not
+// split the message.
+func TestFromSpaceColon(t *testing.T) {
+	for _, raw := range []string{
+		"From : PayPal <service@paypal.com>\nSubject: hi\n\nbody\n",
+		"From\t: PayPal <service@paypal.com>\nSubject: hi\n\nbody",
+		"Subject : hi\nFrom : PayPal <service@paypal.com>\n\nbody\n",
+	} {
+		var entries []Entry
+		for e := range ReadStream(context.Background(), "x.eml", strings.NewReader(raw), Options{BodyCap: 100}) {
+			entries = append(entries, e)
+		}
+		if len(entries) != 1 || entries[0].Message == nil || entries[0].Message.Format != EML || string(entries[0].Message.Data) != raw {
+			t.Errorf("%q: entries %+v, want the file as one message", raw, entries)
+		}
+	}
+	mbox := "From a@b.example Mon Jan  1 00:00:00 2024\nFrom : PayPal <service@paypal.com> 2024 1:2 9\nSubject: hi\n\nbody\n\n"
+	var msgs []*Message
+	for e := range ReadStream(context.Background(), "x.mbox", strings.NewReader(mbox), Options{BodyCap: 100}) {
+		if e.Problem != nil {
+			t.Fatalf("problem %v", e.Problem)
+		}
+		msgs = append(msgs, e.Message)
+	}
+	if len(msgs) != 1 || msgs[0].Format != Mbox || !strings.HasPrefix(string(msgs[0].Data), "From : PayPal") {
+		t.Fatalf("mbox: %d messages", len(msgs))
+	}
+	// The message itself begins with "From : ...": the header reader, as
+	// Postfix would on submission, takes that first line for a From_ line.
+	pm, err := scoring.ParseBytes(msgs[0].Data, 100)
+	if err != nil || pm.Get("X-Mailbox-Line") != "From : PayPal <service@paypal.com> 2024 1:2 9" || pm.Get("Subject") != "hi" {
+		t.Errorf("mbox message fields %q, %v", pm.Headers, err)
+	}
+}

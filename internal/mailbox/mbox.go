@@ -168,7 +168,7 @@ func (s *splitter) next() (*Message, *Problem, error) {
 		start := s.off
 		b, startsLine, err := s.chunk()
 		if len(b) > 0 {
-			if s.mbox && startsLine && bytes.HasPrefix(b, fromPrefix) && (prevBlank || looksLikeFromLine(b)) {
+			if s.mbox && startsLine && bytes.HasPrefix(b, fromPrefix) && (prevBlank || (looksLikeFromLine(b) && !isField(b))) {
 				s.nextFrom, s.nextOff = bytes.Clone(b), start
 				return m, nil, nil
 			}

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 // Walk reads every input in order and yields its messages and problems, one
@@ -206,7 +208,9 @@ func (w *walker) stream(name string, r io.Reader, single Format) bool {
 	if bytes.IndexByte(head, 0) >= 0 {
 		return w.problem(&Problem{Source: name, Kind: Binary, Err: errors.New("not a mail message or mailbox (binary data)")})
 	}
-	isMbox := bytes.HasPrefix(head, fromPrefix)
+	// "From : x" (whitespace before the colon, RFC 5322 section 4.5.3)
+	// is a header field, not an mbox From_ line.
+	isMbox := bytes.HasPrefix(head, fromPrefix) && !startsWithHeader(head)
 	if !isMbox && !startsWithHeader(head) {
 		return w.problem(&Problem{Source: name, Kind: NoHeaders, Err: errors.New("not a mail message or mailbox (the first line is neither a header nor an mbox From_ line)")})
 	}
@@ -237,16 +241,18 @@ func (w *walker) stream(name string, r io.Reader, single Format) bool {
 	}
 }
 
-// startsWithHeader reports whether b begins with "Name:" where Name is a
-// run of printable ASCII other than ':' (RFC 5322 section 2.2).
+// startsWithHeader reports whether b begins with a header field as the
+// scanner's header reader and the MTAs read one (scoring.FieldName): a
+// name of printable ASCII other than ':', optional spaces and tabs, ':'.
 func startsWithHeader(b []byte) bool {
-	for i, c := range b {
-		switch {
-		case c == ':':
-			return i > 0
-		case c < 33 || c > 126:
-			return false
-		}
+	return isField(b)
+}
+
+// isField reports whether the line at the start of b is a header field.
+func isField(b []byte) bool {
+	if nl := bytes.IndexByte(b, '\n'); nl >= 0 {
+		b = b[:nl]
 	}
-	return false
+	_, _, ok := scoring.FieldName(string(b))
+	return ok
 }

@@ -146,6 +146,10 @@ func tryOne(ctx context.Context, o MilterOptions, m *mailbox.Message) (*milterRe
 	from := envelopeSender(msg, m.EnvelopeFrom)
 	if o.MailFrom != nil {
 		from = *o.MailFrom
+	} else if from == "" {
+		// The offline scan takes such a sender as unknown; a milter must be
+		// given one, and the null sender would be a guess.
+		return nil, errors.New("no envelope sender: the message has no Return-Path address, mbox From_ line or From address; give --mail-from (\"\" is the null sender)")
 	}
 	rcpts := o.Rcpts
 	if len(rcpts) == 0 {

@@ -2,7 +2,6 @@ package scan
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/daemon"
@@ -26,52 +25,40 @@ type lockEvent struct {
 	Where   string // the message whose strike locked it
 }
 
-// replay feeds the scanned messages in Date order through an engine over
+// replay feeds the spooled messages in Date order through an engine over
 // an in-memory limiter with the config's limits and strikes, whose clock
 // is each message's Date: the engine settles the rules' findings of the
 // first pass as the milter's end-of-message call would have (a message the
 // rules accepted is checked and charged, one they rejected adds a strike,
 // a locked account's mail is refused); one refused before the rules
-// (unknown account) is not counted. It sets each record's Replay and final
-// Verdict and returns the moments accounts were locked (or, in monitor
-// mode, would have been).
-func (s *Scan) replay(ctx context.Context, recs []*record) []lockEvent {
+// (unknown account) or without a readable Date is not replayed (see
+// skipReason). Each message's outcome goes to its slot in the spool, read
+// back when the records are reported; it returns the moments accounts
+// were locked (or, in monitor mode, would have been). Its memory is the
+// limiter's (accounts and windows) and the spool's merge buffers.
+func (s *Scan) replay(ctx context.Context, sp *spool) ([]lockEvent, error) {
 	var clock time.Time
 	lim := &decisionRecorder{Limiter: ratelimit.NewMemory(daemon.Policy(s.cfg), func() time.Time { return clock })}
 	defer lim.Close()
 	engine := s.newEngine(lim)
 
-	byDate := make([]*record, 0, len(recs))
-	for _, r := range recs {
-		switch {
-		case r.Date.IsZero():
-			r.Replay = &replayResult{Action: r.Rules.Action, Skipped: "no readable Date header"}
-		case r.id.Account == nil || (r.Rules.Action != scoring.Accept && r.Rules.Clause == scoring.Policy):
-			// Refused before the rules ran (unknown login or client): the
-			// milter does not call the limiter for it.
-			r.Replay = &replayResult{Action: r.Rules.Action, Skipped: "refused before the rules ran"}
-		default:
-			byDate = append(byDate, r)
-		}
-	}
-	sort.SliceStable(byDate, func(i, j int) bool { return byDate[i].Date.Before(byDate[j].Date) })
-
 	var locks []lockEvent
-	for _, r := range byDate {
+	err := sp.byDate(func(r *replayEntry, n int) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		clock = r.Date
 		lim.reset()
-		v := engine.Settle(ctx, r.env, r.MessageID, r.id, r.Rules.Findings, r.Rules.Score)
+		v := engine.Settle(ctx, r.Env, r.MessageID, r.identity(), r.Findings, r.Score)
 		res := &replayResult{Action: v.Action, Rule: v.Rule, RetryAfter: v.RetryAfter, Locked: v.Rule == ratelimit.RuleAccountLocked}
-		r.Replay, r.Verdict = res, v
 		if lim.err != nil {
 			res.Skipped = "rate store: " + lim.err.Error()
-			continue
+		} else if lim.last.NewlyLocked || lim.last.WouldLock {
+			locks = append(locks, lockEvent{Account: r.Account, At: r.Date, Where: r.Where})
 		}
-		if lim.last.NewlyLocked || lim.last.WouldLock {
-			locks = append(locks, lockEvent{Account: r.Account, At: r.Date, Where: r.where()})
-		}
-	}
-	return locks
+		return sp.setOutcome(n, v, res)
+	})
+	return locks, err
 }
 
 // decisionRecorder keeps the store's last decision, which the engine's

@@ -3,7 +3,6 @@ package scan
 import (
 	"context"
 	"fmt"
-	"net/mail"
 	"net/netip"
 	"strings"
 	"sync"
@@ -115,7 +114,15 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 	}
 	defer wg.Wait()
 
-	var kept []*record
+	var sp *spool
+	if s.opts.ReplayRates {
+		var err error
+		if sp, err = newSpool(); err != nil {
+			cancel()
+			return err
+		}
+		defer sp.close()
+	}
 	for j := range order {
 		var r *record
 		select {
@@ -132,8 +139,12 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 			continue
 		}
 		prog.message()
-		if s.opts.ReplayRates {
-			kept = append(kept, r)
+		if sp != nil {
+			// Kept on disk, not in memory, until the replay (spool).
+			if err := sp.add(r); err != nil {
+				cancel()
+				return err
+			}
 			continue
 		}
 		if err := emit(r); err != nil {
@@ -141,16 +152,30 @@ func (s *Scan) execute(ctx context.Context, prog *progress, emit func(*record) e
 			return fmt.Errorf("writing report: %w", err)
 		}
 	}
-	if !s.opts.ReplayRates {
+	if sp == nil || ctx.Err() != nil {
 		return nil
 	}
-	sum.Locks = s.replay(ctx, kept)
-	for _, r := range kept {
+	if err := sp.finish(); err != nil {
+		return err
+	}
+	locks, err := s.replay(ctx, sp)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	sum.Locks = locks
+	err = sp.inOrder(func(r *record) error {
 		if err := emit(r); err != nil {
 			return fmt.Errorf("writing report: %w", err)
 		}
+		return ctx.Err()
+	})
+	if ctx.Err() != nil {
+		return nil // Run reports the interruption
 	}
-	return nil
+	return err
 }
 
 func problemRecord(seq int, p *mailbox.Problem) *record {
@@ -195,6 +220,8 @@ func (w *worker) process(ctx context.Context, seq int, m *mailbox.Message) *reco
 		env, received, sent = rs.Env, rs.Account, rs.Now
 	} else {
 		env = &scoring.Envelope{MailFrom: envelopeSender(msg, m.EnvelopeFrom), Rcpts: recipients(msg)}
+		// No address to take: unknown, never the null sender of a bounce.
+		env.SenderUnknown = env.MailFrom == ""
 	}
 	r.EnvelopeFrom, r.Recipients = env.MailFrom, env.Rcpts
 	r.From = firstAddress(msg.Get("From"))
@@ -303,12 +330,9 @@ func (w *worker) adhocAccount(domain string, env *scoring.Envelope, msg *scoring
 	domains = append(domains, d)
 	for _, h := range adhocHeaders {
 		for _, v := range msg.Values(h) {
-			addrs, err := scoring.ParseAddressList(v)
-			if err != nil {
-				continue
-			}
-			for _, a := range addrs {
-				_, d := identity.SplitAddress(strings.ToLower(a.Address))
+			// Parsed as the rules parse them, so that what they check is owned.
+			for _, a := range scoring.HeaderAddresses(v) {
+				_, d := identity.SplitAddress(identity.CanonicalAddress(a.Address))
 				domains = append(domains, d)
 			}
 		}
@@ -339,20 +363,13 @@ func adhocName(domain string) string {
 // adhocHeaders name the authors and senders an ad-hoc account may use.
 var adhocHeaders = []string{"From", "Sender", "Resent-From", "Resent-Sender"}
 
-// envelopeSender is the envelope sender the message was sent with: its
-// Return-Path, else the mbox From_ line's address, else the From address.
+// envelopeSender is the envelope sender the message was sent with: the
+// first Return-Path that is an address (a null "<>" is passed over), else
+// the mbox From_ line's address, else the From address; "" when there is
+// none of these (the caller marks it unknown).
 func envelopeSender(msg *scoring.Message, fromLine string) string {
-	for _, rp := range msg.Values("Return-Path") {
-		v := strings.TrimSpace(rp)
-		if v == "<>" {
-			return "" // the null sender of a bounce
-		}
-		if a, err := mail.ParseAddress(v); err == nil && strings.Contains(a.Address, "@") {
-			return a.Address
-		}
-		if v = strings.Trim(v, "<>"); identity.IsAddress(v) && !strings.ContainsAny(v, " <>") {
-			return v
-		}
+	if rp := scoring.ReturnPath(msg); rp != "" {
+		return rp
 	}
 	if fromLine != "" && identity.IsAddress(fromLine) {
 		return fromLine
@@ -360,13 +377,14 @@ func envelopeSender(msg *scoring.Message, fromLine string) string {
 	return firstAddress(msg.Get("From"))
 }
 
-// firstAddress returns the first address of an address-list header, lowercase.
+// firstAddress returns the first address of an address-list header,
+// lowercase, parsed as the rules parse it (scoring.HeaderAddresses).
 func firstAddress(v string) string {
 	if v == "" {
 		return ""
 	}
-	addrs, err := scoring.ParseAddressList(v)
-	if err != nil || len(addrs) == 0 {
+	addrs := scoring.HeaderAddresses(v)
+	if len(addrs) == 0 {
 		return ""
 	}
 	return strings.ToLower(addrs[0].Address)

@@ -91,9 +91,12 @@ func ParseMessage(raw []byte, maxRcpt int) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	header := make([]HeaderField, len(parsed.Headers))
-	for i, h := range parsed.Headers {
-		header[i] = HeaderField{Name: h.Name, Value: h.Value}
+	header := make([]HeaderField, 0, len(parsed.Headers))
+	for _, h := range parsed.Headers {
+		if h.Name == scoring.MboxLineField {
+			continue // the file's mbox From_ line, not a field of the message
+		}
+		header = append(header, HeaderField{Name: h.Name, Value: h.Value})
 	}
 	m := &Message{Header: header, Body: bytes.ReplaceAll(parsed.Body, []byte("\n"), []byte("\r\n"))}
 	m.Sender = firstAddress(parsed, "From")

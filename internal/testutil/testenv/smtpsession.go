@@ -32,7 +32,10 @@ func (r SMTPReply) Positive() bool { return r.Code >= 200 && r.Code < 400 }
 // SMTPTransaction is one message to send on an SMTPSession.
 type SMTPTransaction struct {
 	From string
-	To   []string
+	// MailParams are MAIL FROM parameters, e.g. "SMTPUTF8" for an
+	// internationalised address (RFC 6531); "" for none.
+	MailParams string
+	To         []string
 	// Data is the message (headers and body); line ends may be LF or CRLF.
 	Data []byte
 }
@@ -113,7 +116,11 @@ func (s *SMTPSession) XClient(t testing.TB, attrs string) SMTPReply {
 func (s *SMTPSession) Send(t testing.TB, tx SMTPTransaction) SMTPTransactionResult {
 	t.Helper()
 	var res SMTPTransactionResult
-	res.Mail = s.Command(t, "MAIL FROM:<"+tx.From+">")
+	mail := "MAIL FROM:<" + tx.From + ">"
+	if tx.MailParams != "" {
+		mail += " " + tx.MailParams
+	}
+	res.Mail = s.Command(t, mail)
 	if !res.Mail.Positive() {
 		s.Command(t, "RSET")
 		return res
