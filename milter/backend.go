@@ -210,6 +210,20 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 			}
 		}
 	}
+	if (v.Action == scoring.Accept || v.Action == scoring.Hold || v.Monitor) && b.srv.opts.ExtraHeaders != nil {
+		for _, h := range b.srv.opts.ExtraHeaders(env, b.id) {
+			if err := m.AddHeader(h.Name, addedHeaderValue(headerSafe(h.Value), b.leadingSpace())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if v.Action == scoring.Hold && !v.Monitor {
+		// SMFIR_QUARANTINE: Postfix moves the message to its hold queue,
+		// Sendmail quarantines it; the client gets 250.
+		if err := m.Quarantine(v.Text); err != nil {
+			return nil, err
+		}
+	}
 	resp := ResponseFor(v)
 	if _, ok := resp.(keepSession); !ok {
 		resp = keepSession{resp}
@@ -280,6 +294,9 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	}
 	if v.LimiterError != "" {
 		fields = append(fields, zap.String("limiter_error", v.LimiterError))
+	}
+	if v.RecordError != "" {
+		fields = append(fields, zap.String("record_error", v.RecordError))
 	}
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))

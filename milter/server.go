@@ -60,6 +60,10 @@ type Options struct {
 	NewBodySink func(env *scoring.Envelope) BodySink
 	// Observer, when set, is told of every decision and session (metrics).
 	Observer Observer
+	// ExtraHeaders, when set, is asked at end of message for header fields
+	// to add to a message that is accepted or held (the desk's Feedback-ID
+	// and tracking header).
+	ExtraHeaders func(env *scoring.Envelope, id scoring.Identity) []scoring.Header
 }
 
 // Observer is told what the server does, for metrics and notifications.
@@ -184,7 +188,8 @@ func New(opts Options) *Server {
 	s.mainLn = newChanListener()
 	s.main = &gomilter.Server{
 		NewMilter: func() gomilter.Milter { return s.newBackend(s.mainLn.takePending()) },
-		Actions:   gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptSetSymList,
+		// OptQuarantine: a held message is put on hold (SMFIR_QUARANTINE).
+		Actions: gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine | gomilter.OptSetSymList,
 		// SMFIP_HDR_LEADSPC: the MTA sends header values exactly as in the
 		// message, leading whitespace included, so that the DKIM sink can
 		// rebuild the bytes a c=simple/... signer hashed (RFC 6376 §3.4.1).

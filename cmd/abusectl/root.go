@@ -167,6 +167,7 @@ colour only on a terminal and never with NO_COLOR set.
 	root.AddCommand(
 		newStatusCommand(g), newTopCommand(g), newLockedCommand(g),
 		newLockCommand(g), newUnlockCommand(g), newResetCommand(g), newOverrideCommand(g), newExemptCommand(g),
+		newHeldCommand(g), newReleaseCommand(g), newPurgeCommand(g),
 	)
 	cli.Setup(root, stdout, stderr)
 	root.SetUsageTemplate(usageTemplate)

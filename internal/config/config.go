@@ -48,6 +48,12 @@ type Config struct {
 	Metrics      MetricsConfig `yaml:"metrics"`
 	// Notify delivers lock, threshold and fail-mode events.
 	Notify NotifyConfig `yaml:"notify"`
+	// Instance names this MTA host in the abuse desk's records and in
+	// release and purge requests; default the host name. Every milter of a
+	// shared store needs a name of its own.
+	Instance string `yaml:"instance"`
+	// Desk configures held messages, records and complaints.
+	Desk DeskConfig `yaml:"desk"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -149,6 +155,7 @@ func Default() *Config {
 		DNS:          DefaultDNS(),
 		Metrics:      MetricsConfig{Listen: "127.0.0.1:9357"},
 		Notify:       DefaultNotify(),
+		Desk:         DefaultDesk(),
 	}
 }
 
@@ -240,6 +247,7 @@ func (c *Config) Validate() error {
 	c.validateRedis(&e)
 	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
 	c.validateRules(&e)
+	c.validateDesk(&e)
 	c.Notify.validate(&e)
 	if c.Metrics.Listen != "" {
 		if !strings.Contains(c.Metrics.Listen, ":") {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -66,6 +67,10 @@ type Daemon struct {
 	listenAddr string
 	// listening is set once the milter listener is up (readiness).
 	listening atomic.Bool
+	// desk carries out the abuse desk's release and purge requests;
+	// stopDesk stops it and waits (idempotent).
+	desk     *executor
+	stopDesk func()
 }
 
 // New builds the engine and the server from a validated config.
@@ -96,6 +101,8 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 		return metrics.StoreStats(st)
 	})
 	d.metrics.WatchSubscription(d.obs.subscribed)
+	d.desk = &executor{log: logger.Named("desk"), queue: d.obs.deskQueue}
+	d.desk.cfg.Store(&cfg.Desk)
 	d.metrics.ConfigLoaded()
 	so := ServerOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)
@@ -147,7 +154,7 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 
 // sameLimiterSettings reports whether two configs build the same limiter.
 func sameLimiterSettings(a, b *config.Config) bool {
-	return reflect.DeepEqual(Policy(a), Policy(b)) && reflect.DeepEqual(a.Redis, b.Redis)
+	return reflect.DeepEqual(Policy(a), Policy(b)) && reflect.DeepEqual(a.Redis, b.Redis) && a.InstanceName() == b.InstanceName()
 }
 
 // Serve listens, serves and handles signals until a stop. It returns nil
@@ -172,6 +179,12 @@ func (d *Daemon) Serve(signals <-chan os.Signal) error {
 	defer stopWatchdog()
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve(ln) }()
+	deskCtx, stopDesk := context.WithCancel(context.Background())
+	deskDone := make(chan struct{})
+	go func() { defer close(deskDone); d.desk.run(deskCtx) }()
+	var once sync.Once
+	d.stopDesk = func() { once.Do(func() { stopDesk(); <-deskDone }) }
+	defer d.stopDesk()
 	d.listenAddr = ln.Addr().Network() + ":" + ln.Addr().String()
 	d.listening.Store(true)
 	d.log.Info("abusemilter ready",
@@ -261,6 +274,7 @@ func (d *Daemon) stop(sig os.Signal, served <-chan error) error {
 	if err != nil {
 		d.log.Warn("sessions still in a message after the grace period were closed", zap.Error(err))
 	}
+	d.stopDesk()
 	if cerr := d.limiter.Close(); cerr != nil {
 		d.log.Warn("closing the rate store", zap.Error(cerr))
 	}
@@ -327,6 +341,7 @@ func (d *Daemon) reload() error {
 		}
 	}
 	d.cfg, d.limiter = cfg, limiter
+	d.desk.cfg.Store(&cfg.Desk)
 	d.srv.SetEngine(engine)
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.String("mode", cfg.Mode), zap.Bool("rate_counters_kept", kept))
 	return nil

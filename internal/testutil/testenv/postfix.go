@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -242,6 +243,52 @@ func (p *Postfix) QueueIDs(t testing.TB) []string {
 		ids = append(ids, m[1])
 	}
 	return ids
+}
+
+// QueueEntry is one message of postqueue -j's output.
+type QueueEntry struct {
+	QueueName string `json:"queue_name"` // "hold", "deferred", "active", "incoming", "maildrop"
+	QueueID   string `json:"queue_id"`
+	Sender    string `json:"sender"`
+}
+
+// Queue lists the messages in this instance's queues (postqueue -j), held
+// ones included.
+func (p *Postfix) Queue(t testing.TB) []QueueEntry {
+	t.Helper()
+	out, err := p.run(p.postqueue, "-c", p.ConfigDir, "-j")
+	if err != nil {
+		t.Fatalf("postqueue -c %s -j: %v\n%s", p.ConfigDir, err, out)
+	}
+	var entries []QueueEntry
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e QueueEntry
+		if line != "" && json.Unmarshal([]byte(line), &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return entries
+}
+
+// Postsuper is the postsuper command line for this instance, e.g. for a
+// release command: append "-H", QUEUEID.
+func (p *Postfix) Postsuper() []string {
+	return []string{filepath.Join(filepath.Dir(p.postqueue), "postsuper"), "-c", p.ConfigDir}
+}
+
+// Postqueue is the postqueue command line for this instance with args
+// appended, as a JSON list (for a config's command).
+func (p *Postfix) Postqueue(args ...string) string {
+	b, _ := json.Marshal(append([]string{p.postqueue, "-c", p.ConfigDir}, args...))
+	return string(b)
+}
+
+// Flush asks this instance to retry its deferred mail now (postqueue -f).
+func (p *Postfix) Flush(t testing.TB) {
+	t.Helper()
+	if out, err := p.run(p.postqueue, "-c", p.ConfigDir, "-f"); err != nil {
+		t.Fatalf("postqueue -c %s -f: %v\n%s", p.ConfigDir, err, out)
+	}
 }
 
 func (p *Postfix) run(name string, args ...string) (string, error) {

@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
+)
+
+var (
+	ctlOnce sync.Once
+	ctlPath string
+	ctlErr  error
+)
+
+// abusectlBinary builds abusectl once per test run, beside the daemon.
+func abusectlBinary(t *testing.T) string {
+	t.Helper()
+	ctlOnce.Do(func() {
+		dir := filepath.Dir(binary(t))
+		ctlPath = filepath.Join(dir, "abusectl")
+		out, err := exec.Command("go", "build", "-o", ctlPath, "../abusectl").CombinedOutput()
+		if err != nil {
+			ctlErr = fmt.Errorf("go build abusectl: %v\n%s", err, out)
+		}
+	})
+	if ctlErr != nil {
+		t.Fatal(ctlErr)
+	}
+	return ctlPath
+}
+
+// ctlResult is one abusectl run.
+type ctlResult struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// abusectl runs the built abusectl with the given config and arguments.
+func abusectl(t *testing.T, config string, stdin []byte, args ...string) ctlResult {
+	t.Helper()
+	cmd := exec.Command(abusectlBinary(t), append([]string{"--config", config}, args...)...)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	res := ctlResult{stdout: out.String(), stderr: errOut.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("abusectl %q: %v", args, err)
+	}
+	return res
+}
+
+// e2eDeskConfig holds messages three ways: mallory's account is locked
+// with lock_action hold; URL_RAW_IP has the action hold; and DATE_OLD,
+// scored 6 here, reaches hold_threshold 5 (below reject_threshold 10). The
+// release and purge commands are postsuper on the test's Postfix.
+const e2eDeskConfig = `
+listen: inet:127.0.0.1:%d
+instance: mx-test
+dns:
+  enabled: false
+redis:
+  url: redis://%s
+identity:
+  accounts:
+    alice:
+      logins: [alice]
+      send_as: [example.com]
+    mallory:
+      logins: [mallory]
+      send_as: [mallory.example]
+strikes:
+  lock_action: hold
+rules:
+  hold_threshold: 5
+  scores:
+    DATE_OLD: 6
+  actions:
+    URL_RAW_IP: hold
+desk:
+  release_command: %s
+  purge_command: %s
+  deliver_command: %s
+`
+
+// TestEndToEndPostfixHold drives the abuse desk's loop through a real
+// Postfix: a message the milter holds gets 250, lands on Postfix's hold
+// queue, is listed by abusectl held with its queue id, and is delivered
+// after abusectl release, or deleted for good by abusectl purge; for a
+// locked account with lock_action hold, a rule with the action hold and
+// hold_threshold.
+func TestEndToEndPostfixHold(t *testing.T) {
+	testenv.RequireTool(t, "postfix")
+	testenv.RequireTool(t, "swaks")
+	testenv.RequireRoot(t, "Postfix's master starts as root")
+
+	rs := redistest.Start(t)
+	port := redistest.FreePort(t)
+	sink := testenv.StartSink(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		SMTPDMilter:          fmt.Sprintf("inet:127.0.0.1:%d", port),
+		MilterDefaultAction:  "tempfail",
+		MilterCommandTimeout: 10 * time.Second,
+		MilterContentTimeout: 20 * time.Second,
+		RelayTo:              sink.Addr(),
+	})
+	argv := func(extra ...string) string {
+		b, _ := json.Marshal(append(pf.Postsuper(), extra...))
+		return string(b)
+	}
+	cfgPath := writeConfig(t, t.TempDir(), fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
+		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}")))
+	p := startDaemon(t, "--config", cfgPath)
+	p.waitLog(t, "abusemilter ready", 0)
+
+	send := func(t *testing.T, login string, data string) (testenv.SwaksResult, string) {
+		t.Helper()
+		res := testenv.Swaks(t, testenv.SwaksOptions{Server: pf.Addr(), From: login + "@" + map[string]string{"alice": "example.com", "mallory": "mallory.example"}[login],
+			To: []string{"bob@example.org"}, XClientLogin: login, XClientAddr: "203.0.113.10", Data: []byte(data)})
+		if res.ExitCode != testenv.SwaksOK || !strings.HasPrefix(res.EndOfDataReply(), "250 ") {
+			t.Fatalf("swaks exit %d, end of data %q, want 0 and 250:\n%s", res.ExitCode, res.EndOfDataReply(), res.Transcript)
+		}
+		m := regexp.MustCompile(`queued as ([0-9A-Za-z]+)`).FindStringSubmatch(res.EndOfDataReply())
+		if m == nil {
+			t.Fatalf("no queue id in %q", res.EndOfDataReply())
+		}
+		return res, m[1]
+	}
+	message := func(from, subject, date, body string) string {
+		return "From: " + from + "\r\nTo: bob@example.org\r\nSubject: " + subject + "\r\nDate: " + date +
+			"\r\nMessage-ID: <" + subject + "@e2e.test>\r\n\r\n" + body + "\r\n"
+	}
+	now := time.Now().Format(time.RFC1123Z)
+	onHold := func(t *testing.T, qid string) {
+		t.Helper()
+		deadline := time.Now().Add(e2eWait)
+		for {
+			var queues []string
+			for _, e := range pf.Queue(t) {
+				if e.QueueID == qid {
+					queues = append(queues, e.QueueName)
+				}
+			}
+			if slices.Equal(queues, []string{"hold"}) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queue id %s: postqueue -j shows it in %q, want hold", qid, queues)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	gone := func(t *testing.T, qid string) {
+		t.Helper()
+		redistest.WaitFor(t, e2eWait, "queue id "+qid+" to leave the queue", func() bool {
+			return !slices.ContainsFunc(pf.Queue(t), func(e testenv.QueueEntry) bool { return e.QueueID == qid })
+		})
+	}
+	listed := func(t *testing.T, qid, account, rule string) {
+		t.Helper()
+		res := abusectl(t, cfgPath, nil, "held", "--json")
+		var v struct {
+			Held []struct {
+				QueueID                 string `json:"queue_id"`
+				Instance, Account, Rule string
+				Status, Subject, Reason string
+			} `json:"held"`
+		}
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &v) != nil {
+			t.Fatalf("abusectl held --json: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		for _, h := range v.Held {
+			if h.QueueID == qid {
+				if h.Account != account || h.Rule != rule || h.Instance != "mx-test" || h.Status != "held" {
+					t.Errorf("abusectl held lists %+v, want account %s, rule %s, instance mx-test, status held", h, account, rule)
+				}
+				text := abusectl(t, cfgPath, nil, "held", account)
+				if !strings.Contains(text.stdout, qid) || !strings.Contains(text.stdout, rule) {
+					t.Errorf("abusectl held %s does not show %s and %s:\n%s", account, qid, rule, text.stdout)
+				}
+				return
+			}
+		}
+		t.Fatalf("abusectl held does not list queue id %s:\n%s", qid, res.stdout)
+	}
+	release := func(t *testing.T, action, qid string) {
+		t.Helper()
+		res := abusectl(t, cfgPath, nil, action, qid)
+		want := map[string]string{"release": "released", "purge": "purged"}[action]
+		if res.code != 0 || !strings.Contains(res.stdout, qid+": "+want+" (on mx-test)") {
+			t.Fatalf("abusectl %s %s: exit %d, want 0 and %q:\n%s%s", action, qid, res.code, want, res.stdout, res.stderr)
+		}
+	}
+	arrives := func(t *testing.T, subject string) {
+		t.Helper()
+		sink.WaitFor(t, e2eWait, "Subject "+subject, func(m testenv.SinkMessage) bool { return m.Header("Subject") == subject })
+	}
+	neverArrived := func(t *testing.T, subject string) {
+		t.Helper()
+		for _, m := range sink.Messages() {
+			if m.Header("Subject") == subject {
+				t.Errorf("purged message %q reached the sink", subject)
+			}
+		}
+	}
+
+	t.Run("a locked account's mail is held; release delivers it, purge deletes it", func(t *testing.T) {
+		if res := abusectl(t, cfgPath, nil, "lock", "mallory", "--reason", "compromised, ticket 17"); res.code != 0 {
+			t.Fatalf("abusectl lock: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		_, qid := send(t, "mallory", message("mallory@mallory.example", "hold-lock-1", now, "first"))
+		onHold(t, qid)
+		pf.WaitLog(t, regexp.MustCompile(qid+`: milter-hold: END-OF-MESSAGE .*milter triggers HOLD action`), e2eWait)
+		listed(t, qid, "mallory", "ACCOUNT_LOCKED")
+		_, qid2 := send(t, "mallory", message("mallory@mallory.example", "hold-lock-2", now, "second"))
+		onHold(t, qid2)
+
+		release(t, "release", qid)
+		arrives(t, "hold-lock-1")
+		release(t, "purge", qid2)
+		gone(t, qid2)
+
+		// Releasing again says the message is no longer held.
+		again := abusectl(t, cfgPath, nil, "release", qid)
+		if again.code != 1 || !strings.Contains(again.stdout, qid+": not-held") || !strings.Contains(again.stdout, "no longer held: released by") {
+			t.Errorf("second release: exit %d, want 1 and \"no longer held\":\n%s%s", again.code, again.stdout, again.stderr)
+		}
+		held := abusectl(t, cfgPath, nil, "held", "mallory")
+		if strings.Contains(held.stdout, qid) || strings.Contains(held.stdout, qid2) {
+			t.Errorf("abusectl held still lists released or purged messages:\n%s", held.stdout)
+		}
+		p.waitLog(t, "desk request carried out", 0)
+	})
+
+	t.Run("a rule with the action hold holds the message", func(t *testing.T) {
+		_, qid := send(t, "alice", message("alice@example.com", "hold-rule", now, "log in at http://8.8.8.8/login"))
+		onHold(t, qid)
+		listed(t, qid, "alice", "URL_RAW_IP")
+		release(t, "release", qid)
+		arrives(t, "hold-rule")
+	})
+
+	t.Run("hold_threshold holds the message", func(t *testing.T) {
+		_, qid := send(t, "alice", message("alice@example.com", "hold-threshold", "Mon, 01 Jan 2001 10:00:00 +0000", "old"))
+		onHold(t, qid)
+		listed(t, qid, "alice", "DATE_OLD")
+		release(t, "purge", qid)
+		gone(t, qid)
+		// what the sink received by now: the purged messages are not there
+		arrives(t, "hold-rule")
+		neverArrived(t, "hold-threshold")
+		neverArrived(t, "hold-lock-2")
+	})
+
+	t.Run("unlock --release-held unlocks and releases in one step", func(t *testing.T) {
+		_, qid := send(t, "mallory", message("mallory@mallory.example", "hold-lock-3", now, "third"))
+		onHold(t, qid)
+		res := abusectl(t, cfgPath, nil, "unlock", "mallory", "--release-held")
+		if res.code != 0 || !strings.Contains(res.stdout, `unlocked account "mallory"`) || !strings.Contains(res.stdout, qid+": released") {
+			t.Fatalf("abusectl unlock --release-held: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		arrives(t, "hold-lock-3")
+	})
+}
