@@ -46,6 +46,7 @@ func (s *Server) newBackend(c *sessionConn) *backend {
 			bodySample:  int(s.opts.BodySample),
 			maxHeaders:  s.opts.MaxHeaders,
 			headerBytes: s.opts.HeaderBytes,
+			own:         s.ownHeaders,
 		},
 	}
 }
@@ -231,10 +232,11 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	return resp, nil
 }
 
-// removeOwnHeaders deletes every X-Abuse-* header the client sent, from the
+// removeOwnHeaders deletes every copy of the milter's own headers (X-Abuse-*,
+// the tracking header) the client sent, from the
 // last to the first so that no deletion shifts the index of another.
 func (b *backend) removeOwnHeaders(m *gomilter.Modifier) error {
-	for _, name := range []string{HeaderVerdict, HeaderFindings} {
+	for _, name := range b.lim.own {
 		for i := b.msg.ownHeaders[name]; i >= 1; i-- {
 			if err := m.ChangeHeader(i, name, ""); err != nil {
 				return err

@@ -64,6 +64,11 @@ type Options struct {
 	// to add to a message that is accepted or held (the desk's Feedback-ID
 	// and tracking header).
 	ExtraHeaders func(env *scoring.Envelope, id scoring.Identity) []scoring.Header
+	// OwnHeaders names more headers that the milter writes (the tracking
+	// header): a copy the client sent is removed from every message, like
+	// X-Abuse-Verdict and X-Abuse-Findings, so that it cannot pass another
+	// account's header off as its own.
+	OwnHeaders []string
 }
 
 // Observer is told what the server does, for metrics and notifications.
@@ -117,9 +122,12 @@ type Stats struct {
 // Server is the abuse milter: a go-milter server wrapped with session
 // limits, an atomically replaceable engine and graceful shutdown.
 type Server struct {
-	opts   Options
-	log    *zap.Logger
-	engine atomic.Pointer[scoring.Engine]
+	opts Options
+	// ownHeaders are the canonical names of the headers removed from the
+	// client's message: X-Abuse-Verdict, X-Abuse-Findings, Options.OwnHeaders.
+	ownHeaders []string
+	log        *zap.Logger
+	engine     atomic.Pointer[scoring.Engine]
 
 	main     *gomilter.Server
 	mainLn   *chanListener
@@ -176,11 +184,12 @@ func New(opts Options) *Server {
 		opts.CheckTimeout = DefaultCheckTimeout
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*sessionConn]bool),
-		done:      make(chan struct{}),
+		opts:       opts,
+		ownHeaders: append([]string{HeaderVerdict, HeaderFindings}, opts.OwnHeaders...),
+		log:        opts.Logger,
+		listeners:  make(map[net.Listener]struct{}),
+		sessions:   make(map[*sessionConn]bool),
+		done:       make(chan struct{}),
 	}
 	if opts.Engine != nil {
 		s.engine.Store(opts.Engine)

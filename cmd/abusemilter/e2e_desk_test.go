@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/complaint"
+	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
+	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
 var (
@@ -68,6 +73,9 @@ func abusectl(t *testing.T, config string, stdin []byte, args ...string) ctlResu
 	return res
 }
 
+// trackingKey signs the tracking headers of the end-to-end tests.
+const trackingKey = "e2e-tracking-key-0123456789"
+
 // e2eDeskConfig holds messages three ways: mallory's account is locked
 // with lock_action hold; URL_RAW_IP has the action hold; and DATE_OLD,
 // scored 6 here, reaches hold_threshold 5 (below reject_threshold 10). The
@@ -99,6 +107,10 @@ desk:
   release_command: %s
   purge_command: %s
   deliver_command: %s
+  tracking:
+    accounts: [alice]
+    feedback_id: "{account}:e2e-hosting"
+    key_file: %s
 `
 
 // TestEndToEndPostfixHold drives the abuse desk's loop through a real
@@ -126,8 +138,13 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		b, _ := json.Marshal(append(pf.Postsuper(), extra...))
 		return string(b)
 	}
-	cfgPath := writeConfig(t, t.TempDir(), fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
-		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}")))
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "tracking.key")
+	if err := os.WriteFile(keyFile, []byte(trackingKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := writeConfig(t, dir, fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
+		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile))
 	p := startDaemon(t, "--config", cfgPath)
 	p.waitLog(t, "abusemilter ready", 0)
 
@@ -209,9 +226,9 @@ func TestEndToEndPostfixHold(t *testing.T) {
 			t.Fatalf("abusectl %s %s: exit %d, want 0 and %q:\n%s%s", action, qid, res.code, want, res.stdout, res.stderr)
 		}
 	}
-	arrives := func(t *testing.T, subject string) {
+	arrives := func(t *testing.T, subject string) testenv.SinkMessage {
 		t.Helper()
-		sink.WaitFor(t, e2eWait, "Subject "+subject, func(m testenv.SinkMessage) bool { return m.Header("Subject") == subject })
+		return sink.WaitFor(t, e2eWait, "Subject "+subject, func(m testenv.SinkMessage) bool { return m.Header("Subject") == subject })
 	}
 	neverArrived := func(t *testing.T, subject string) {
 		t.Helper()
@@ -251,11 +268,22 @@ func TestEndToEndPostfixHold(t *testing.T) {
 	})
 
 	t.Run("a rule with the action hold holds the message", func(t *testing.T) {
-		_, qid := send(t, "alice", message("alice@example.com", "hold-rule", now, "log in at http://8.8.8.8/login"))
+		// The client's own tracking header (copied from another account's
+		// mail) is removed; the milter adds alice's.
+		forged := "X-Abuse-Tracking: " + complaint.Track([]byte(trackingKey), "mallory", time.Now()) + "\r\n"
+		_, qid := send(t, "alice", forged+message("alice@example.com", "hold-rule", now, "log in at http://8.8.8.8/login"))
 		onHold(t, qid)
 		listed(t, qid, "alice", "URL_RAW_IP")
 		release(t, "release", qid)
-		arrives(t, "hold-rule")
+		m := arrives(t, "hold-rule")
+		if got := m.Header("Feedback-ID"); got != "alice:e2e-hosting" {
+			t.Errorf("Feedback-ID %q, want alice:e2e-hosting", got)
+		}
+		if v := regexp.MustCompile(`(?m)^X-Abuse-Tracking: *(\S+)\r$`).FindAllStringSubmatch(string(m.Data), -1); len(v) != 1 {
+			t.Errorf("tracking headers %q, want one (alice's)", v)
+		} else if acct, _, err := complaint.Verify([]byte(trackingKey), v[0][1], time.Now(), time.Hour); err != nil || acct != "alice" {
+			t.Errorf("tracking header %q: %q, %v; want alice's", v[0][1], acct, err)
+		}
 	})
 
 	t.Run("hold_threshold holds the message", func(t *testing.T) {
@@ -279,4 +307,98 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		}
 		arrives(t, "hold-lock-3")
 	})
+}
+
+// TestEndToEndComplaintPipe delivers a feedback-loop report through
+// Postfix's local delivery to the documented pipe alias ("|abusectl
+// complaint -"), run as nobody: with the rate store down abusectl exits 75
+// and Postfix keeps the report queued; once the store is back and the
+// queue is flushed, the report is delivered and the complaint recorded
+// against the account that sent the original.
+func TestEndToEndComplaintPipe(t *testing.T) {
+	testenv.RequireTool(t, "postfix")
+	testenv.RequireTool(t, "swaks")
+	testenv.RequireRoot(t, "Postfix's master starts as root")
+
+	rs := redistest.Start(t)
+	// What the pipe runs must be readable by nobody: a 0755 directory.
+	dir, err := os.MkdirTemp("", "complaint-pipe-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctl := filepath.Join(dir, "abusectl")
+	b, err := os.ReadFile(abusectlBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ctl, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "abusemilter.yaml")
+	cfg := fmt.Sprintf("redis:\n  url: redis://%s\nidentity:\n  accounts:\n    alice:\n      logins: [alice]\n      send_as: [example.com]\n", rs.Addr())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sink := testenv.StartSink(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{
+		RelayTo:     sink.Addr(),
+		LocalDomain: "example.net",
+		Aliases:     map[string]string{"abuse-fbl": `"|` + ctl + ` --config ` + cfgPath + ` complaint -"`},
+	})
+	report, err := os.ReadFile("../../testdata/complaints/arf-provider.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rs.Kill()
+	res := testenv.Swaks(t, testenv.SwaksOptions{Server: pf.Addr(), From: "fbl-bounce@feedback.mailbox-provider.example",
+		To: []string{"abuse-fbl@example.net"}, Data: report})
+	if res.ExitCode != testenv.SwaksOK {
+		t.Fatalf("swaks exit %d:\n%s", res.ExitCode, res.Transcript)
+	}
+	m := regexp.MustCompile(`queued as ([0-9A-Za-z]+)`).FindStringSubmatch(res.EndOfDataReply())
+	if m == nil {
+		t.Fatalf("no queue id in %q", res.EndOfDataReply())
+	}
+	qid := m[1]
+	pf.WaitLog(t, regexp.MustCompile(qid+`: to=<abuse-fbl@example.net>.*status=deferred \(temporary failure`), e2eWait)
+	if !slices.ContainsFunc(pf.Queue(t), func(e testenv.QueueEntry) bool { return e.QueueID == qid && e.QueueName == "deferred" }) {
+		t.Fatalf("the report is not in the deferred queue: %+v", pf.Queue(t))
+	}
+
+	// The store is back (empty: this test's Redis keeps nothing on disk),
+	// with the Message-ID record the milter writes as alice's newsletter
+	// leaves.
+	rs.Restart()
+	seedRecord(t, cfgPath, "alice", "newsletter-2026-11-27.0042@example.com")
+	pf.Flush(t)
+	pf.WaitLog(t, regexp.MustCompile(qid+`: to=<abuse-fbl@example.net>.*status=sent \(delivered to command`), e2eWait)
+	out := abusectl(t, cfgPath, nil, "complaints", "alice", "--json")
+	if out.code != 0 || !strings.Contains(out.stdout, `"message_id": "newsletter-2026-11-27.0042@example.com"`) || !strings.Contains(out.stdout, `"attributed_by": "message-id"`) {
+		t.Fatalf("abusectl complaints alice: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+}
+
+// seedRecord writes the Message-ID record of an accepted message of
+// account, as the milter does, through the store of a config.
+func seedRecord(t *testing.T, cfgPath, account, messageID string) {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := daemon.RedisStore(cfg, ratelimit.Options{Instance: "mx-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	req := ratelimit.Request{Account: account, Sender: account + "@example.com", Recipients: []string{"r@example.org"}, MessageID: "<" + messageID + ">",
+		Record: &ratelimit.MessageRecord{QueueID: "4QSEED", MessageID: messageID, Account: account}}
+	if d, err := store.CheckAndCharge(context.Background(), req); err != nil || !d.Allowed {
+		t.Fatalf("seeding the record of %s: %+v %v", messageID, d, err)
+	}
 }

@@ -71,6 +71,9 @@ type Daemon struct {
 	// stopDesk stops it and waits (idempotent).
 	desk     *executor
 	stopDesk func()
+	// tracking adds the desk's headers (nil inside: no tracked account);
+	// a reload replaces it.
+	tracking atomic.Pointer[tracker]
 }
 
 // New builds the engine and the server from a validated config.
@@ -104,9 +107,18 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	d.desk = &executor{log: logger.Named("desk"), queue: d.obs.deskQueue}
 	d.desk.cfg.Store(&cfg.Desk)
 	d.metrics.ConfigLoaded()
+	tr, err := newTracker(cfg.Desk.Tracking)
+	if err != nil {
+		d.notifier.Close(context.Background())
+		return nil, err
+	}
+	d.tracking.Store(tr)
 	so := ServerOptions(cfg, engine, logger)
 	so.NewBodySink = milter.DKIMSink(d.resolver)
 	so.Observer = d.obs
+	so.ExtraHeaders = func(_ *scoring.Envelope, id scoring.Identity) []scoring.Header {
+		return d.tracking.Load().headers(id.Name())
+	}
 	d.srv = milter.New(so)
 	return d, nil
 }
@@ -133,6 +145,7 @@ func ServerOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logge
 		MaxPacket:   cfg.Session.MaxPacket.Bytes,
 		BodySample:  cfg.Message.BodySample.Bytes,
 		MaxHeaders:  cfg.Message.MaxHeaders,
+		OwnHeaders:  []string{cfg.Desk.Tracking.Header},
 	}
 }
 
@@ -315,12 +328,18 @@ func (d *Daemon) reload() error {
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
-	engine, limiter, err := d.build(cfg, d.limiter)
+	tr, err := newTracker(cfg.Desk.Tracking)
+	var engine *scoring.Engine
+	var limiter ratelimit.Limiter
+	if err == nil {
+		engine, limiter, err = d.build(cfg, d.limiter)
+	}
 	if err != nil {
 		d.log.Error("config reload failed, keeping the running config", zap.String("config", d.opts.ConfigPath), zap.Error(err))
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
+	d.tracking.Store(tr)
 	d.metrics.ConfigReloaded(nil)
 	if err := d.notifier.Reopen(); err != nil {
 		d.log.Warn("reopening the audit log", zap.Error(err))

@@ -10,9 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/abusemilter/abusemilter/internal/complaint"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/notify"
 	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 // executor carries out the abuse desk's release and purge requests for
@@ -125,4 +127,40 @@ func (x *executor) execute(ctx context.Context, req ratelimit.DeskRequest) ratel
 		zap.String("account", req.Account), zap.String("by", req.By), zap.String("status", string(o.Status)),
 		zap.String("command", args[0]), zap.String("output", output), zap.Duration("took", time.Since(start)))
 	return o
+}
+
+// tracker adds the desk's headers to the mail of tracked accounts: the
+// Feedback-ID and the signed tracking header (desk.tracking).
+type tracker struct {
+	cfg config.TrackingConfig
+	key []byte
+	now func() time.Time
+}
+
+// newTracker reads the tracking key of a config; nil when no account is
+// tracked.
+func newTracker(cfg config.TrackingConfig) (*tracker, error) {
+	if len(cfg.Accounts) == 0 {
+		return nil, nil
+	}
+	key, err := cfg.Key()
+	if err != nil {
+		return nil, err
+	}
+	return &tracker{cfg: cfg, key: key, now: time.Now}, nil
+}
+
+// headers returns the fields to add to a message of account.
+func (t *tracker) headers(account string) []scoring.Header {
+	if t == nil || account == "" || !t.cfg.Tracks(account) {
+		return nil
+	}
+	var hs []scoring.Header
+	if t.cfg.FeedbackID != "" {
+		hs = append(hs, scoring.Header{Name: "Feedback-ID", Value: strings.ReplaceAll(t.cfg.FeedbackID, "{account}", account)})
+	}
+	if t.key != nil {
+		hs = append(hs, scoring.Header{Name: t.cfg.Header, Value: complaint.Track(t.key, account, t.now())})
+	}
+	return hs
 }

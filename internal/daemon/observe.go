@@ -148,13 +148,7 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 	switch ev.Kind {
 	case ratelimit.EventLock:
 		o.metrics.AccountLocked()
-		e := notify.Event{Kind: notify.AccountLocked, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At}
-		if ev.Lock != nil {
-			e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
-			if ev.Lock.By == "complaints" {
-				e.Rule = ratelimit.RuleComplaints
-			}
-		}
+		e := LockedEvent(ev)
 		o.log.Warn("account locked", zap.String("account", e.Account), zap.String("reason", e.Reason), zap.String("by", e.By), zap.Int("strikes", e.Strikes))
 		o.notifier.Publish(e)
 	case ratelimit.EventWouldLock:
@@ -212,6 +206,18 @@ func ComplaintEvent(ev ratelimit.Event) notify.Event {
 	if c := ev.Complaint; c != nil {
 		e.Account, e.QueueID, e.MessageID, e.Instance = c.Account, c.QueueID, c.MessageID, c.Instance
 		e.FeedbackType, e.Reason, e.By = c.Type, c.Reason, c.Reporter
+	}
+	return e
+}
+
+// LockedEvent is the notification of a store's EventLock.
+func LockedEvent(ev ratelimit.Event) notify.Event {
+	e := notify.Event{Kind: notify.AccountLocked, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At}
+	if ev.Lock != nil {
+		e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
+		if ev.Lock.By == "complaints" {
+			e.Rule = ratelimit.RuleComplaints
+		}
 	}
 	return e
 }

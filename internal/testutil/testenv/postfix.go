@@ -50,6 +50,12 @@ type PostfixOptions struct {
 	// ExtraMainCF holds further main.cf settings (name -> value); they
 	// override the harness's own. Use it e.g. for milter_*_macros.
 	ExtraMainCF map[string]string
+	// LocalDomain, when set, is delivered locally (mydestination) by
+	// Postfix's local(8) through Aliases (name -> right-hand side as in
+	// aliases(5), e.g. "|/usr/bin/abusectl complaint -"); a pipe command
+	// runs as the nobody user (default_privs).
+	LocalDomain string
+	Aliases     map[string]string
 }
 
 // Postfix is a running Postfix instance with its own configuration
@@ -136,6 +142,22 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	}
 	if err := os.WriteFile(filepath.Join(p.QueueDir, "quick-start"), nil, 0o644); err != nil {
 		t.Fatalf("start postfix: %v", err)
+	}
+	if opts.LocalDomain != "" {
+		var aliases strings.Builder
+		for name, rhs := range opts.Aliases {
+			fmt.Fprintf(&aliases, "%s %s\n", name, rhs) // texthash: postmap(1) format
+		}
+		path := filepath.Join(p.ConfigDir, "aliases")
+		if err := os.WriteFile(path, []byte(aliases.String()), 0o644); err != nil {
+			t.Fatalf("start postfix: %v", err)
+		}
+		extra := map[string]string{"mydestination": opts.LocalDomain, "alias_maps": "texthash:" + path,
+			"local_transport": "local", "default_privs": "nobody"}
+		for k, v := range opts.ExtraMainCF {
+			extra[k] = v
+		}
+		opts.ExtraMainCF = extra
 	}
 	main := postfixMainCF(opts, p.QueueDir, dataDir, p.LogFile, base, p.port)
 	if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(main), 0o644); err != nil {
@@ -600,5 +622,6 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+local     unix  -       n       n       -       -       local
 `, port)
 }
