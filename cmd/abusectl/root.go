@@ -167,7 +167,7 @@ colour only on a terminal and never with NO_COLOR set.
 	root.AddCommand(
 		newStatusCommand(g), newTopCommand(g), newLockedCommand(g),
 		newLockCommand(g), newUnlockCommand(g), newResetCommand(g), newOverrideCommand(g), newExemptCommand(g),
-		newHeldCommand(g), newReleaseCommand(g), newPurgeCommand(g), newComplaintCommand(g), newComplaintsCommand(g),
+		newHeldCommand(g), newReleaseCommand(g), newPurgeCommand(g), newComplaintCommand(g), newComplaintsCommand(g), newWhyCommand(g),
 	)
 	cli.Setup(root, stdout, stderr)
 	root.SetUsageTemplate(usageTemplate)
