@@ -151,7 +151,9 @@ func TestGoldenOutputs(t *testing.T) {
 		}},
 		{"held.txt", func(out *bytes.Buffer) error { return runHeld(ctx, heldOptions{Env: e}, out) }},
 		{"why-held.txt", func(out *bytes.Buffer) error { return runWhy(ctx, whyOptions{Env: e, ID: "4GOLD1"}, out) }},
-		{"why-held.json", func(out *bytes.Buffer) error { return runWhy(ctx, whyOptions{Env: e, ID: "<golden-held@example.com>", JSON: true}, out) }},
+		{"why-held.json", func(out *bytes.Buffer) error {
+			return runWhy(ctx, whyOptions{Env: e, ID: "<golden-held@example.com>", JSON: true}, out)
+		}},
 		{"locked.txt", func(out *bytes.Buffer) error { return runLocked(ctx, lockedOptions{Env: e}, out) }},
 		{"locked.json", func(out *bytes.Buffer) error { return runLocked(ctx, lockedOptions{Env: e, JSON: true}, out) }},
 		{"exempt-list.txt", func(out *bytes.Buffer) error {
