@@ -224,6 +224,15 @@ func encodeRecord(rec MessageRecord) []byte {
 	return b
 }
 
+// attributionRecord is what the Message-ID record of an accepted message
+// keeps (it is written for every message, so it is kept small): the
+// account, queue id, instance and sender, the rules that fired; the store
+// adds the time and the usage. The Message-ID is the key.
+func attributionRecord(rec MessageRecord, instance string) MessageRecord {
+	return MessageRecord{QueueID: rec.QueueID, Instance: instance, Account: rec.Account, Sender: rec.Sender,
+		Recipients: rec.Recipients, Action: "accept", Score: rec.Score, Findings: rec.Findings}
+}
+
 // recordPrefix is encodeRecord's output without its closing brace, for the
 // script to complete with the time and usage it knows.
 func recordPrefix(rec MessageRecord) string {

@@ -70,12 +70,12 @@ func (m *Memory) attribute(req Request, usage []Usage, now time.Time) {
 	if req.Record == nil || ttl <= 0 {
 		return
 	}
-	rec := *req.Record
-	rec.MessageID = NormalizeMessageID(rec.MessageID)
-	if rec.MessageID == "" {
+	id := NormalizeMessageID(req.Record.MessageID)
+	if id == "" {
 		return
 	}
-	rec.Instance, rec.Action, rec.At, rec.Usage = m.opts.Instance, "accept", now, usage
+	rec := attributionRecord(*req.Record, m.opts.Instance)
+	rec.MessageID, rec.At, rec.Usage = id, now, usage
 	m.putRecord(rec, ttl, false)
 }
 

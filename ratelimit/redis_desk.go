@@ -52,14 +52,11 @@ func (r *Redis) attribution(req Request) (string, MessageRecord, time.Duration, 
 	if req.Record == nil || req.Outcome != Charge || ttl <= 0 {
 		return "", MessageRecord{}, 0, false
 	}
-	rec := *req.Record
-	rec.MessageID = NormalizeMessageID(rec.MessageID)
-	if rec.MessageID == "" {
+	id := NormalizeMessageID(req.Record.MessageID)
+	if id == "" {
 		return "", MessageRecord{}, 0, false
 	}
-	rec.Instance = r.opts.Instance
-	rec.Action = "accept"
-	return r.midKey(rec.MessageID), rec, ttl, true
+	return r.midKey(id), attributionRecord(*req.Record, r.opts.Instance), ttl, true
 }
 
 // RecordDecision implements Recorder: one pipeline.
@@ -417,6 +414,9 @@ func (r *Redis) DecisionRecord(ctx context.Context, id string) (MessageRecord, b
 	for _, c := range []*redis.StringCmd{q, m} {
 		if b, err := c.Bytes(); err == nil {
 			rec, err := decodeRecord(b)
+			if rec.MessageID == "" && c == m {
+				rec.MessageID = NormalizeMessageID(id) // the key of a Message-ID record
+			}
 			return rec, err == nil, err
 		}
 	}

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -401,4 +404,115 @@ func seedRecord(t *testing.T, cfgPath, account, messageID string) {
 	if d, err := store.CheckAndCharge(context.Background(), req); err != nil || !d.Allowed {
 		t.Fatalf("seeding the record of %s: %+v %v", messageID, d, err)
 	}
+}
+
+// TestAcceptedMailOneStoreCall sends accepted messages through the built
+// daemon with every desk record on (the Message-ID record, the tracking
+// headers) and counts the commands Redis got for them: one script call per
+// message in INFO commandstats, and nothing else from the daemon in
+// MONITOR (which tells the client's commands from those the script runs;
+// the desk executor's RPOP, polled every few seconds whatever the traffic,
+// and the subscription's PING are left out).
+func TestAcceptedMailOneStoreCall(t *testing.T) {
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "tracking.key")
+	if err := os.WriteFile(keyFile, []byte(trackingKey), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+listen: inet:127.0.0.1:0
+dns:
+  enabled: false
+redis:
+  url: redis://%s
+identity:
+  accounts:
+    alice:
+      logins: [alice]
+      send_as: [example.com]
+desk:
+  tracking:
+    accounts: [alice]
+    feedback_id: "{account}:hosting"
+    key_file: %s
+`, rs.Addr(), keyFile)
+	p := startDaemon(t, "--config", writeConfig(t, dir, cfg))
+	addr := milterAddr(t, p)
+	// one message first: the script is loaded, the pool warm
+	sendAccepted := func(i int) {
+		s := clientSession(t, addr)
+		defer s.Close()
+		if a := startMessage(t, s, 1); a.Code != 'c' {
+			t.Fatalf("rcpt: %+v", a)
+		}
+		act(t, "header")(s.HeaderField("From", "alice@example.com"))
+		act(t, "header")(s.HeaderField("Message-ID", fmt.Sprintf("<one-call-%d@example.com>", i)))
+		act(t, "eoh")(s.HeaderEnd())
+		mods, a, err := s.BodyReadFrom(strings.NewReader("hello\r\n"))
+		if err != nil || a.Code != 'a' {
+			t.Fatalf("end of message: %+v %v", a, err)
+		}
+		if len(mods) != 2 {
+			t.Fatalf("modifications %+v, want the Feedback-ID and tracking headers", mods)
+		}
+	}
+	sendAccepted(0)
+	// INFO commandstats counts the commands a script runs too; MONITOR
+	// tells the client's own commands ("[0 127.0.0.1:PORT]") from the
+	// script's ("[0 lua]").
+	mon, err := net.Dial("tcp", rs.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	fmt.Fprintf(mon, "MONITOR\r\n")
+	lines := bufio.NewReader(mon)
+	if l, err := lines.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("MONITOR: %q %v", l, err)
+	}
+	before := commandCalls(t, rs, "evalsha") + commandCalls(t, rs, "eval")
+	const n = 100
+	for i := 1; i <= n; i++ {
+		sendAccepted(i)
+	}
+	scripts := commandCalls(t, rs, "evalsha") + commandCalls(t, rs, "eval") - before
+	if _, err := rs.Do("SET", "monitor-end", "1"); err != nil {
+		t.Fatal(err)
+	}
+	client := map[string]int{}
+	for {
+		l, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(l, `"monitor-end"`) {
+			break
+		}
+		m := regexp.MustCompile(`\[\d+ ([^\]]+)\] "(\w+)"`).FindStringSubmatch(l)
+		if m == nil || m[1] == "lua" {
+			continue
+		}
+		client[strings.ToLower(m[2])]++
+	}
+	delete(client, "rpop") // the desk executor's poll
+	delete(client, "ping") // the subscription's health check
+	delete(client, "info")
+	if scripts != n || client["evalsha"]+client["eval"] != n || len(client) > 2 || (len(client) == 2 && client["eval"] == 0) {
+		t.Fatalf("%d accepted messages: %d script calls, the client's commands %v; want %d script calls and nothing else", n, scripts, client, n)
+	}
+	t.Logf("%d accepted messages (Message-ID records and tracking headers on): %d script calls, client commands %v", n, scripts, client)
+	rec, err := rs.Do("GET", "am:mid:one-call-7@example.com")
+	if err != nil || !strings.Contains(rec, `"account":"alice"`) || !strings.Contains(rec, `"u":[["a","msgs",200,3600000000,`) {
+		t.Fatalf("the Message-ID record: %q %v", rec, err)
+	}
+}
+
+// commandCalls reads the call count of a command from INFO commandstats.
+func commandCalls(t *testing.T, srv *redistest.Server, cmd string) int {
+	t.Helper()
+	v := srv.Info("commandstats", "cmdstat_"+cmd)
+	calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+	n, _ := strconv.Atoi(calls)
+	return n
 }
