@@ -114,6 +114,8 @@ desk:
     accounts: [alice]
     feedback_id: "{account}:e2e-hosting"
     key_file: %s
+notify:
+  audit_log: %s
 `
 
 // TestEndToEndPostfixHold drives the abuse desk's loop through a real
@@ -146,8 +148,9 @@ func TestEndToEndPostfixHold(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(trackingKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	audit := filepath.Join(dir, "audit.jsonl")
 	cfgPath := writeConfig(t, dir, fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
-		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile))
+		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile, audit))
 	p := startDaemon(t, "--config", cfgPath)
 	p.waitLog(t, "abusemilter ready", 0)
 
@@ -299,6 +302,33 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		arrives(t, "hold-rule")
 		neverArrived(t, "hold-threshold")
 		neverArrived(t, "hold-lock-2")
+	})
+
+	t.Run("a message deleted on the MTA by hand is not-held", func(t *testing.T) {
+		_, qid := send(t, "alice", message("alice@example.com", "hold-gone", now, "see http://8.8.8.8/x"))
+		onHold(t, qid)
+		if out, err := exec.Command(pf.Postsuper()[0], append(pf.Postsuper()[1:], "-d", qid, "hold")...).CombinedOutput(); err != nil {
+			t.Fatalf("postsuper -d: %v\n%s", err, out)
+		}
+		res := abusectl(t, cfgPath, nil, "release", qid)
+		if res.code != 1 || !strings.Contains(res.stdout, qid+": not-held (on mx-test)") {
+			t.Fatalf("release of a message no longer on hold: exit %d, want 1 and not-held:\n%s%s", res.code, res.stdout, res.stderr)
+		}
+	})
+
+	t.Run("events: held, released and purged, with who", func(t *testing.T) {
+		redistest.WaitFor(t, e2eWait, "the audit log's events", func() bool {
+			b, _ := os.ReadFile(audit)
+			return strings.Count(string(b), `"event":"message_held"`) >= 5 && strings.Contains(string(b), `"event":"message_released"`) &&
+				strings.Contains(string(b), `"event":"message_purged"`)
+		})
+		b, _ := os.ReadFile(audit)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, `"event":"message_purged"`) && (!strings.Contains(line, `"status":"purged"`) || !strings.Contains(line, `"instance":"mx-test"`) ||
+				!regexp.MustCompile(`"by":"[^"]+"`).MatchString(line)) {
+				t.Errorf("purge event without status, instance or by: %s", line)
+			}
+		}
 	})
 
 	t.Run("unlock --release-held unlocks and releases in one step", func(t *testing.T) {
