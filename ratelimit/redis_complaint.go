@@ -114,8 +114,10 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(keep / 1000))
 return {0, now}
 `)
 
+// unattributedKeys are the index and data of unattributed complaints, in
+// one slot (hash tag) for the script.
 func (r *Redis) unattributedKeys() []string {
-	return []string{r.prefix + "complaints:unattributed", r.prefix + "complaints:unattributed:data"}
+	return []string{r.prefix + "{complaints}:unattributed", r.prefix + "{complaints}:unattributed:data"}
 }
 
 // complaintJSON is a complaint's JSON without its closing brace.

@@ -24,8 +24,8 @@ import (
 //     as "desk:INSTANCE". PREFIX desk:done:ID, a string: a request's outcome,
 //     for ten minutes.
 //   - PREFIX{acct:name}:complaints (sorted set of complaint IDs by time) and
-//     :complaint (hash of ID to JSON); PREFIX complaints:unattributed and
-//     complaints:unattributed:data, the same for unattributed complaints.
+//     :complaint (hash of ID to JSON); PREFIX{complaints}:unattributed and
+//     {complaints}:unattributed:data, the same for unattributed complaints.
 
 // deskOutcomeTTL keeps an outcome for a caller that gave up waiting.
 const deskOutcomeTTL = 10 * time.Minute

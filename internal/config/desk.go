@@ -82,7 +82,7 @@ func DefaultDesk() DeskConfig {
 	}
 }
 
-// Instance returns the configured instance name, or the host name.
+// InstanceName returns the configured instance name, or the host name.
 func (c *Config) InstanceName() string {
 	if c.Instance != "" {
 		return c.Instance
@@ -149,6 +149,7 @@ func (c *Config) validateDesk(e *errorList) {
 	}{{"desk.release_command", d.ReleaseCommand}, {"desk.purge_command", d.PurgeCommand}, {"desk.deliver_command", d.DeliverCommand}} {
 		switch {
 		case len(cmd.argv) == 0 && cmd.path == "desk.deliver_command":
+			// none: the MTA delivers a released message at its next queue run
 		case len(cmd.argv) == 0:
 			e.add(cmd.path, "must name a program")
 		case !filepath.IsAbs(cmd.argv[0]):
@@ -177,8 +178,9 @@ func (c *Config) validateDesk(e *errorList) {
 		e.add("desk.tracking.feedback_id", "must be one line")
 	}
 	for i, a := range t.Accounts {
-		if _, ok := c.Identity.Accounts[a]; !ok && a != "*" {
-			e.add(fmt.Sprintf("desk.tracking.accounts[%d]", i), "unknown account %q (or \"*\" for every account)", a)
+		// (accounts may come from sender_login_maps: any name is taken)
+		if strings.TrimSpace(a) == "" {
+			e.add(fmt.Sprintf("desk.tracking.accounts[%d]", i), "empty account name (or \"*\" for every account)")
 		}
 	}
 }
