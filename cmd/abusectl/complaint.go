@@ -61,12 +61,7 @@ Exit codes (sysexits, as Postfix reads them):
       retries: nothing is lost)
   2   usage or config error`,
 		Example: "  abusectl complaint report.eml\n  abusectl complaint - < report.eml",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return cli.Usagef("complaint takes at most one FILE, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    maxArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				cfg, err := loadConfig(*g, g.deps.defaultConfig)
@@ -143,9 +138,9 @@ func runComplaint(ctx context.Context, o complaintOptions, out, errOut io.Writer
 	if err != nil {
 		return storeUnreachable(o.Env.storeError(err))
 	}
-	v := complaintJSON{ID: c.ID, Account: c.Account, AttributedBy: c.AttributedBy, Reason: c.Reason, Type: c.Type, Reporter: c.Reporter,
-		MessageID: c.MessageID, QueueID: c.QueueID, Instance: c.Instance, Subject: c.Subject, At: jsonTime(res.Complaint.At),
-		Duplicate: res.Duplicate, Complaints: res.Complaints, Strikes: res.Strikes, Locked: res.Locked, NewlyLocked: res.NewlyLocked}
+	c.At = res.Complaint.At
+	v := complaintView(c)
+	v.Duplicate, v.Complaints, v.Strikes, v.Locked, v.NewlyLocked = res.Duplicate, res.Complaints, res.Strikes, res.Locked, res.NewlyLocked
 	if res.Lock != nil {
 		v.LockReason = res.Lock.Reason
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/abusemilter/abusemilter/internal/cli"
+	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
 // complaintsOptions are the options of "abusectl complaints".
@@ -29,12 +30,7 @@ who reported it, the original's Message-ID, queue id and instance, and how
 it was attributed. --unattributed lists the complaints that no account
 could be found for, with the reason.`,
 		Example: "  abusectl complaints alice\n  abusectl complaints --unattributed --json",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return cli.Usagef("complaints takes at most one ACCOUNT, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    maxArgs(1, "one ACCOUNT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env = e
@@ -73,8 +69,7 @@ func runComplaints(ctx context.Context, o complaintsOptions, out io.Writer) erro
 		Complaints []complaintJSON `json:"complaints"`
 	}{Complaints: []complaintJSON{}}
 	for _, c := range list {
-		v.Complaints = append(v.Complaints, complaintJSON{ID: c.ID, Account: c.Account, AttributedBy: c.AttributedBy, Reason: c.Reason,
-			Type: c.Type, Reporter: c.Reporter, MessageID: c.MessageID, QueueID: c.QueueID, Instance: c.Instance, Subject: c.Subject, At: jsonTime(c.At)})
+		v.Complaints = append(v.Complaints, complaintView(c))
 	}
 	if o.JSON {
 		return writeJSON(out, v)
@@ -101,4 +96,10 @@ func runComplaints(ctx context.Context, o complaintsOptions, out io.Writer) erro
 		t.add(plain, clock(parseJSONTime(c.At)), c.Type, cell(c.Reporter, 40), cell(c.MessageID, 50), cell(c.QueueID, 14), cell(c.Subject, 40), why)
 	}
 	return t.write(out, "", o.Env.color)
+}
+
+// complaintView is a recorded complaint as the JSON output shows it.
+func complaintView(c ratelimit.Complaint) complaintJSON {
+	return complaintJSON{ID: c.ID, Account: c.Account, AttributedBy: c.AttributedBy, Reason: c.Reason, Type: c.Type,
+		Reporter: c.Reporter, MessageID: c.MessageID, QueueID: c.QueueID, Instance: c.Instance, Subject: c.Subject, At: jsonTime(c.At)}
 }

@@ -33,12 +33,7 @@ Subject. Release or purge them with "abusectl release" and "abusectl purge";
 "abusectl why QUEUEID" shows the whole record. --all lists those already
 released or purged too (within desk.retention).`,
 		Example: "  abusectl held\n  abusectl held alice --json",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 1 {
-				return cli.Usagef("held takes at most one ACCOUNT, got %d arguments", len(args))
-			}
-			return nil
-		},
+		Args:    maxArgs(1, "one ACCOUNT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				o.Env = e

@@ -244,3 +244,14 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// maxArgs is a positional-argument check for commands with an optional
+// argument: at most n, what names them in the usage error.
+func maxArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return cli.Usagef("%s takes at most %s, got %d arguments", cmd.Name(), what, len(args))
+		}
+		return nil
+	}
+}

@@ -101,8 +101,7 @@ func runWhy(ctx context.Context, o whyOptions, out io.Writer) error {
 		}
 		for _, c := range cs {
 			if (rec.QueueID != "" && c.QueueID == rec.QueueID) || (rec.MessageID != "" && c.MessageID == rec.MessageID) {
-				v.Complaints = append(v.Complaints, complaintJSON{ID: c.ID, Account: c.Account, AttributedBy: c.AttributedBy,
-					Type: c.Type, Reporter: c.Reporter, MessageID: c.MessageID, QueueID: c.QueueID, Instance: c.Instance, At: jsonTime(c.At)})
+				v.Complaints = append(v.Complaints, complaintView(c))
 			}
 		}
 	}
