@@ -2,10 +2,15 @@ package ratelimit_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -14,6 +19,18 @@ type deskStore interface {
 	store
 	ratelimit.Recorder
 	ratelimit.DeskQueue
+}
+
+// deskStores are bothStores and a Redis Cluster of three masters, where
+// the desk's keys lie in many slots.
+func deskStores(parent *testing.T) []storeMaker {
+	var addrs []string
+	return append(bothStores(parent), storeMaker{"cluster", func(t *testing.T, p ratelimit.Policy, o ratelimit.Options) store {
+		if addrs == nil {
+			addrs = redistest.Addrs(redistest.StartCluster(parent, 3))
+		}
+		return subscribed(t, newRedis(t, ratelimit.RedisOptions{Addrs: addrs, Cluster: true}, p, o))
+	}})
 }
 
 // fakeExecutor answers an instance's requests the way the daemon's
@@ -46,7 +63,7 @@ func fakeExecutor(t *testing.T, q ratelimit.DeskQueue, status ratelimit.HeldStat
 // reported as such; the Message-ID record of an accepted message carries
 // the account, queue id, instance and usage, written by CheckAndCharge.
 func TestDeskHeldRecords(t *testing.T) {
-	for _, mk := range bothStores(t) {
+	for _, mk := range deskStores(t) {
 		t.Run(mk.name, func(t *testing.T) {
 			ctx := context.Background()
 			pol := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(10, time.Hour)}}}
@@ -115,9 +132,12 @@ func TestDeskHeldRecords(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("no Message-ID record: %v", err)
 			}
-			if rec.Account != "alice" || rec.QueueID != "Q9" || rec.Instance != "mx1" || rec.Action != "accept" || rec.At.IsZero() ||
-				len(rec.Usage) != 1 || rec.Usage[0].Dimension != ratelimit.AccountMessages || rec.Usage[0].Used != 1 {
-				t.Errorf("Message-ID record %+v (usage %+v)", rec, rec.Usage)
+			if rec.Account != "alice" || rec.QueueID != "Q9" || rec.Instance != "mx1" || rec.Action != "accept" || rec.At.IsZero() {
+				t.Errorf("Message-ID record %+v", rec)
+			}
+			// (on Cluster the record is written beside the script, without the usage)
+			if mk.name != "cluster" && (len(rec.Usage) != 1 || rec.Usage[0].Dimension != ratelimit.AccountMessages || rec.Usage[0].Used != 1) {
+				t.Errorf("Message-ID record's usage %+v", rec.Usage)
 			}
 		})
 	}
@@ -128,7 +148,7 @@ func TestDeskHeldRecords(t *testing.T) {
 // (its next message is refused as locked), and unattributed ones are kept
 // in their own list.
 func TestDeskComplaints(t *testing.T) {
-	for _, mk := range bothStores(t) {
+	for _, mk := range deskStores(t) {
 		t.Run(mk.name, func(t *testing.T) {
 			ctx := context.Background()
 			var mu sync.Mutex
@@ -192,5 +212,62 @@ func redistestWait(t *testing.T, cond func() bool) {
 			t.Fatal("events: not all raised")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// roundTrips counts a go-redis client's round trips: one per command sent
+// alone, one per pipeline (a new connection's HELLO left out).
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() != "hello" { // a new pooled connection's handshake
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// TestDeskRoundTrips: with the desk's records on, an accepted message costs
+// one round trip (its Message-ID record rides in the script call) and a
+// held or refused message one more (its decision record, one pipeline).
+func TestDeskRoundTrips(t *testing.T) {
+	srv := redistest.Start(t)
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr()},
+		ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Hour)}}}, ratelimit.Options{Instance: "mx1"})
+	ctx := context.Background()
+	send := func(i int) ratelimit.Request {
+		req := msg("alice", "alice@example.com", "bob@example.org")
+		req.MessageID = fmt.Sprintf("<rt-%d@example.com>", i)
+		req.Record = &ratelimit.MessageRecord{QueueID: fmt.Sprintf("RT%d", i), MessageID: req.MessageID, Account: "alice"}
+		return req
+	}
+	if _, err := r.CheckAndCharge(ctx, send(0)); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	h := &roundTrips{}
+	r.Client().AddHook(h)
+	if _, err := r.CheckAndCharge(ctx, send(1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.n.Load(); n != 1 {
+		t.Fatalf("an accepted message with its Message-ID record: %d round trips, want 1", n)
+	}
+	req := send(2)
+	if _, err := r.CheckAndCharge(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecordDecision(ctx, ratelimit.MessageRecord{QueueID: "RT2", MessageID: req.MessageID, Account: "alice", Action: "hold", Held: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.n.Load(); n != 3 {
+		t.Fatalf("a held message: %d round trips in all, want 1 + 2", n-1)
+	}
+	if rec, ok, err := r.DecisionRecord(ctx, "rt-1@example.com"); err != nil || !ok || rec.QueueID != "RT1" {
+		t.Fatalf("the accepted message's record: %+v %v %v", rec, ok, err)
 	}
 }
