@@ -110,6 +110,8 @@ desk:
   release_command: %s
   purge_command: %s
   deliver_command: %s
+  complaints:
+    threshold: 1
   tracking:
     accounts: [alice]
     feedback_id: "{account}:e2e-hosting"
@@ -339,6 +341,23 @@ func TestEndToEndPostfixHold(t *testing.T) {
 			t.Fatalf("abusectl unlock --release-held: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 		}
 		arrives(t, "hold-lock-3")
+	})
+
+	t.Run("a complaint locks the account at the threshold; its next message is held", func(t *testing.T) {
+		// alice's message leaves (its Message-ID record is written), a
+		// recipient forwards it to the abuse desk with the original attached
+		_, qid := send(t, "alice", message("alice@example.com", "complained-about", now, "hello"))
+		original := arrives(t, "complained-about")
+		report := "From: Jane <jane@recipient.example>\r\nTo: abuse@example.net\r\nSubject: Fwd: spam\r\nMessage-ID: <fwd-e2e@recipient.example>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nspam from your customer\r\n" +
+			"--b1\r\nContent-Type: message/rfc822\r\n\r\n" + string(original.Data) + "\r\n--b1--\r\n"
+		res := abusectl(t, cfgPath, []byte(report), "complaint", "-")
+		if res.code != 0 || !strings.Contains(res.stdout, `account "alice" by message-id (queue id `+qid+` on mx-test)`) || !strings.Contains(res.stdout, "account LOCKED") {
+			t.Fatalf("abusectl complaint: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		_, next := send(t, "alice", message("alice@example.com", "after-the-complaint", now, "hello again"))
+		onHold(t, next)
+		listed(t, next, "alice", "ACCOUNT_LOCKED")
 	})
 }
 
