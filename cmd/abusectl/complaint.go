@@ -57,16 +57,16 @@ It works as a Postfix pipe alias (docs/desk.md):
 Exit codes (sysexits, as Postfix reads them):
   0   recorded (attributed or not; the same report twice counts once)
   65  the input is not mail at all (Postfix bounces it)
-  75  the rate store cannot be reached (Postfix keeps the report and
-      retries: nothing is lost)
-  2   usage or config error`,
+  75  the rate store cannot be reached, or the config cannot be read
+      (Postfix keeps the report and retries: nothing is lost)
+  2   usage error (a FILE that cannot be opened)`,
 		Example: "  abusectl complaint report.eml\n  abusectl complaint - < report.eml",
 		Args:    maxArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
 				cfg, err := loadConfig(*g, g.deps.defaultConfig)
 				if err != nil {
-					return err
+					return tempFail(err)
 				}
 				o.Env, o.Config, o.In, o.Name = e, cfg, cmd.InOrStdin(), "standard input"
 				if len(args) == 1 && args[0] != "-" {
@@ -106,12 +106,12 @@ type complaintJSON struct {
 	LockReason   string  `json:"lock_reason,omitempty"`
 }
 
-// storeUnreachable makes a store failure exit 75 (a config error keeps
-// its own code).
-func storeUnreachable(err error) error {
-	var ee *cli.ExitError
-	if err == nil || errors.As(err, &ee) {
-		return err
+// tempFail makes a failure to read the config or reach the store exit 75:
+// Postfix keeps the report and retries, so a complaint is never bounced
+// for a problem on this side.
+func tempFail(err error) error {
+	if err == nil {
+		return nil
 	}
 	return cli.Exit(exitTempFail, err)
 }
@@ -128,15 +128,15 @@ func runComplaint(ctx context.Context, o complaintOptions, out, errOut io.Writer
 	complaintNotifier(o, errOut)
 	admin, err := o.Env.store(ctx)
 	if err != nil {
-		return storeUnreachable(err)
+		return tempFail(err)
 	}
 	c := ratelimit.Complaint{ID: rep.ID, Type: rep.Type, Reporter: rep.Reporter, MessageID: rep.MessageID, Subject: rep.Subject}
 	if err := attribute(ctx, admin, rep, tr, o.Env.now(), &c); err != nil {
-		return storeUnreachable(o.Env.storeError(err))
+		return tempFail(o.Env.storeError(err))
 	}
 	res, err := admin.AddComplaint(ctx, c, o.Env.user)
 	if err != nil {
-		return storeUnreachable(o.Env.storeError(err))
+		return tempFail(o.Env.storeError(err))
 	}
 	c.At = res.Complaint.At
 	v := complaintView(c)

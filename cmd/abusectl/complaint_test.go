@@ -173,4 +173,10 @@ func TestComplaintSamples(t *testing.T) {
 		}
 		rs.Restart()
 	})
+	t.Run("an unreadable config exits 75 too: the report is never bounced for it", func(t *testing.T) {
+		_, errOut, code := runCmd(t, "--config", filepath.Join(dir, "missing.yaml"), "complaint", filepath.Join(complaintSamples, "dsn.eml"))
+		if code != 75 {
+			t.Fatalf("exit %d, want 75:\n%s", code, errOut)
+		}
+	})
 }
