@@ -54,6 +54,7 @@ func (s *Server) newBackend(c *sessionConn) *backend {
 			bodySample:  int(s.opts.BodySample),
 			maxHeaders:  s.opts.MaxHeaders,
 			headerBytes: s.opts.HeaderBytes,
+			own:         s.ownHeaders,
 		},
 	}
 }
@@ -236,6 +237,20 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 			}
 		}
 	}
+	if (v.Action == scoring.Accept || v.Action == scoring.Hold || v.Monitor) && b.srv.opts.ExtraHeaders != nil {
+		for _, h := range b.srv.opts.ExtraHeaders(env, b.id) {
+			if err := m.AddHeader(h.Name, addedHeaderValue(headerSafe(h.Value), b.leadingSpace())); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if v.Action == scoring.Hold && !v.Monitor {
+		// SMFIR_QUARANTINE: Postfix moves the message to its hold queue,
+		// Sendmail quarantines it; the client gets 250.
+		if err := m.Quarantine(v.Text); err != nil {
+			return nil, err
+		}
+	}
 	resp := ResponseFor(v)
 	if _, ok := resp.(keepSession); !ok {
 		resp = keepSession{resp}
@@ -243,10 +258,11 @@ func (b *backend) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	return resp, nil
 }
 
-// removeOwnHeaders deletes every X-Abuse-* header the client sent, from the
+// removeOwnHeaders deletes every copy of the milter's own headers (X-Abuse-*,
+// the tracking header) the client sent, from the
 // last to the first so that no deletion shifts the index of another.
 func (b *backend) removeOwnHeaders(m *gomilter.Modifier) error {
-	for _, name := range []string{HeaderVerdict, HeaderFindings} {
+	for _, name := range b.lim.own {
 		for i := b.msg.ownHeaders[name]; i >= 1; i-- {
 			if err := m.ChangeHeader(i, name, ""); err != nil {
 				return err

@@ -132,6 +132,9 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	if v.LimiterError != "" {
 		fields = append(fields, zap.String("limiter_error", v.LimiterError))
 	}
+	if v.RecordError != "" {
+		fields = append(fields, zap.String("record_error", v.RecordError))
+	}
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
 	}

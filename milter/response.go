@@ -29,12 +29,14 @@ var respAccept gomilter.Response = keepSession{gomilter.RespAccept}
 const fallbackReply = "451 4.3.0 Temporary policy failure, try again later"
 
 // ResponseFor maps a verdict to the milter response that enforces it: a
-// plain accept for Accept and for monitor verdicts, otherwise a custom SMTP
+// plain accept for Accept, Hold and monitor verdicts, otherwise a custom SMTP
 // reply (451 4.7.1, 452 4.5.3, 550 5.7.1 ...) naming the clause and rule.
 // The reply is checked: a code that is not 4xx/5xx with an enhanced code of
 // the same class becomes a generic 451 4.3.0 rather than an MTA error.
 func ResponseFor(v scoring.Verdict) gomilter.Response {
-	if v.Action == scoring.Accept || v.Monitor {
+	// A hold is an accept for the client: the quarantine that goes with it
+	// is sent before (backend.Body).
+	if v.Action == scoring.Accept || v.Action == scoring.Hold || v.Monitor {
 		return respAccept
 	}
 	return replyResponse(v)

@@ -64,6 +64,15 @@ type Options struct {
 	// Redact, when set, rewrites the e-mail addresses of the decision log
 	// (log.redact: addresses); nil logs them as they are.
 	Redact Redactor
+	// ExtraHeaders, when set, is asked at end of message for header fields
+	// to add to a message that is accepted or held (the desk's Feedback-ID
+	// and tracking header).
+	ExtraHeaders func(env *scoring.Envelope, id scoring.Identity) []scoring.Header
+	// OwnHeaders names more headers that the milter writes (the tracking
+	// header): a copy the client sent is removed from every message, like
+	// X-Abuse-Verdict and X-Abuse-Findings, so that it cannot pass another
+	// account's header off as its own.
+	OwnHeaders []string
 }
 
 // Redactor hides the local parts of e-mail addresses in log lines
@@ -127,9 +136,12 @@ type Stats struct {
 // Server is the abuse milter: a go-milter server wrapped with session
 // limits, an atomically replaceable engine and graceful shutdown.
 type Server struct {
-	opts   Options
-	log    *zap.Logger
-	engine atomic.Pointer[scoring.Engine]
+	opts Options
+	// ownHeaders are the canonical names of the headers removed from the
+	// client's message: X-Abuse-Verdict, X-Abuse-Findings, Options.OwnHeaders.
+	ownHeaders []string
+	log        *zap.Logger
+	engine     atomic.Pointer[scoring.Engine]
 
 	main     *gomilter.Server
 	mainLn   *chanListener
@@ -189,11 +201,12 @@ func New(opts Options) *Server {
 		opts.CheckTimeout = DefaultCheckTimeout
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*sessionConn]bool),
-		done:      make(chan struct{}),
+		opts:       opts,
+		ownHeaders: append([]string{HeaderVerdict, HeaderFindings}, opts.OwnHeaders...),
+		log:        opts.Logger,
+		listeners:  make(map[net.Listener]struct{}),
+		sessions:   make(map[*sessionConn]bool),
+		done:       make(chan struct{}),
 	}
 	if opts.Engine != nil {
 		s.engine.Store(opts.Engine)
@@ -215,9 +228,10 @@ func New(opts Options) *Server {
 }
 
 // Actions are the modifications the milter may ask for: its own headers
-// (X-Abuse-* in monitor mode, removal of client-sent copies) and the macro
-// lists of SymList.
-const Actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptSetSymList
+// (X-Abuse-* in monitor mode, removal of client-sent copies), quarantine
+// (a held message goes to the MTA's hold queue) and the macro lists of
+// SymList.
+const Actions = gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptQuarantine | gomilter.OptSetSymList
 
 // Protocol is what the milter asks the MTA for, stage by stage; the session
 // asks for it within the MTA's offer (go-milter's negotiation, and

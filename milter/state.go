@@ -63,6 +63,10 @@ type limits struct {
 	bodySample  int
 	maxHeaders  int
 	headerBytes int
+	// own are the canonical names of the headers the milter writes itself
+	// (X-Abuse-*, the desk's tracking header): copies the client sent are
+	// counted, to be removed.
+	own []string
 }
 
 // applyMacros copies the macros of the current packet into the connection
@@ -143,17 +147,17 @@ func addedHeaderValue(v string, leadingSpace bool) string {
 
 // addHeader keeps a header (its rules value, see headerValues) within the
 // count and byte caps.
-// Client-sent X-Abuse-* headers are counted whatever the caps.
+// Client-sent copies of the milter's own headers (lim.own) are counted
+// whatever the caps.
 func (msg *messageState) addHeader(name, value string, lim limits) {
-	if strings.EqualFold(name, HeaderVerdict) || strings.EqualFold(name, HeaderFindings) {
-		if msg.ownHeaders == nil {
-			msg.ownHeaders = make(map[string]int, 2)
+	for _, canon := range lim.own {
+		if strings.EqualFold(name, canon) {
+			if msg.ownHeaders == nil {
+				msg.ownHeaders = make(map[string]int, 2)
+			}
+			msg.ownHeaders[canon]++
+			break
 		}
-		canon := HeaderVerdict
-		if strings.EqualFold(name, HeaderFindings) {
-			canon = HeaderFindings
-		}
-		msg.ownHeaders[canon]++
 	}
 	size := len(name) + len(value) + 4
 	if len(msg.headers) >= lim.maxHeaders || msg.headerBytes+size > lim.headerBytes {

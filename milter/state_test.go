@@ -120,7 +120,7 @@ func TestBodySampleBoundedMemory(t *testing.T) {
 }
 
 func TestHeaders(t *testing.T) {
-	lim := limits{bodySample: 1, maxHeaders: 3, headerBytes: 1 << 10}
+	lim := limits{bodySample: 1, maxHeaders: 3, headerBytes: 1 << 10, own: []string{HeaderVerdict, HeaderFindings}}
 	var msg messageState
 	in := []scoring.Header{
 		{Name: "From", Value: " Alice <alice@example.com>"},

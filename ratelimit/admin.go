@@ -194,6 +194,32 @@ type Admin interface {
 	Exempt(ctx context.Context, s Subject, reason string, d time.Duration, by string) error
 	Unexempt(ctx context.Context, s Subject, by string) error
 	Exemptions(ctx context.Context) ([]Exemption, error)
+
+	// The abuse desk (see desk.go).
+
+	// Held lists the messages held within the retention, newest first, of
+	// one account ("": of every account), whatever became of them since
+	// (MessageRecord.Status: held, released, purged, ...).
+	Held(ctx context.Context, account string) ([]MessageRecord, error)
+	// ActOnHeld asks the instance that held each selected message to
+	// release or purge it, and waits up to wait for the outcomes: one per
+	// message, StatusPending where the instance did not answer in time,
+	// StatusUnknown where no such held message is recorded, and the
+	// message's status as it stands (with no request made) where it is no
+	// longer held. by is recorded with the request and in the audit log.
+	ActOnHeld(ctx context.Context, action DeskAction, sel HeldSelector, by string, wait time.Duration) ([]DeskOutcome, error)
+	// DecisionRecord returns the record of a message by queue id or
+	// Message-ID: a held or refused message's decision record, or an
+	// accepted message's Message-ID record; false when none is kept.
+	DecisionRecord(ctx context.Context, id string) (MessageRecord, bool, error)
+	// AddComplaint records a complaint (attributed to c.Account, or
+	// unattributed when that is empty), counts it against the account, adds
+	// its strikes, locks the account at the complaint threshold, and raises
+	// EventComplaint (and EventLock). by is recorded in the audit log.
+	AddComplaint(ctx context.Context, c Complaint, by string) (ComplaintResult, error)
+	// Complaints lists an account's complaints within the retention, newest
+	// first; account "" lists the unattributed ones.
+	Complaints(ctx context.Context, account string) ([]Complaint, error)
 }
 
 // checkOverride validates an override request.

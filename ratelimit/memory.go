@@ -30,6 +30,9 @@ type Memory struct {
 	recent recentCache
 	stats  callStats
 	events *eventQueue
+
+	dk       memDesk // guarded by mu, made on first use (desk)
+	deskOnce sync.Once
 }
 
 // counterKey names the counter of one window of a subject's dimension.
@@ -235,6 +238,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 	}
 	for _, s := range subs {
 		if m.exemptionOf(s.subj, now) != nil {
+			m.attribute(req, nil, now)
 			return Decision{Allowed: true, Exempt: true}
 		}
 	}
@@ -322,6 +326,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 		d.Usage = append(d.Usage, u)
 		usageEvents(m.events, m.opts.UsageThresholds, c.subj, u, c.cost, now)
 	}
+	m.attribute(req, d.Usage, now)
 	return d
 }
 

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,12 @@ type Options struct {
 	// through every BreakerProbe (default 1s) until one succeeds.
 	BreakerFailures int
 	BreakerProbe    time.Duration
+	// Monitor (monitor mode): complaints reaching a threshold report
+	// "would lock" (EventWouldLock) and never lock.
+	Monitor bool
+	// Instance names this MTA host in the desk's records and release and
+	// purge requests (default: the host name).
+	Instance string
 	// ClockOffset, for tests only, is added to the store's clock (the Redis
 	// server clock) on every call.
 	ClockOffset func() time.Duration
@@ -54,6 +61,9 @@ func (o Options) withDefaults() Options {
 	if o.BreakerProbe <= 0 {
 		o.BreakerProbe = time.Second
 	}
+	if o.Instance == "" {
+		o.Instance, _ = os.Hostname()
+	}
 	return o
 }
 
@@ -73,6 +83,10 @@ const (
 	EventWouldLock EventKind = "would_lock" // monitor mode: strikes reached the threshold
 	EventUnlock    EventKind = "unlock"     // an admin unlocked an account
 	EventUsage     EventKind = "usage"      // a limit's use crossed a threshold
+	EventHeld      EventKind = "held"       // a message was held for the desk (Record)
+	EventReleased  EventKind = "released"   // a held message was released (Outcome)
+	EventPurged    EventKind = "purged"     // a held message was purged (Outcome)
+	EventComplaint EventKind = "complaint"  // a complaint was recorded (Complaint)
 )
 
 // Event is a notable change of account state.
@@ -86,6 +100,11 @@ type Event struct {
 	Threshold float64   // EventUsage
 	Strikes   int
 	At        time.Time
+
+	Record     *MessageRecord // EventHeld
+	Outcome    *DeskOutcome   // EventReleased, EventPurged
+	Complaint  *Complaint     // EventComplaint
+	Complaints int            // EventComplaint: the account's count in the window
 }
 
 // Stats are a store's call counters, for metrics.

@@ -20,6 +20,8 @@ type Policy struct {
 	ExemptSenders  map[string]bool
 	ExemptNetworks []netip.Prefix
 	Strikes        StrikePolicy
+	// Desk configures the abuse desk's records and complaints.
+	Desk DeskPolicy
 }
 
 // StrikePolicy says when strikes lock an account.

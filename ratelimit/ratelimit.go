@@ -176,6 +176,10 @@ type Request struct {
 	Outcome       Outcome
 	// Monitor records strikes and "would lock" but never locks.
 	Monitor bool
+	// Record, when set with a MessageID, is kept as the message's
+	// Message-ID record when the message is allowed, in the same call (see
+	// desk.go); the store adds its instance, its time and the usage.
+	Record *MessageRecord
 }
 
 // Usage is the state of one limit window after a call.

@@ -150,6 +150,9 @@ type Redis struct {
 	recent  recentCache
 	events  *eventQueue
 	sub     *subscriber
+	// deskWake is signalled when a desk request for this instance is
+	// announced (see NextDeskRequests).
+	deskWake chan struct{}
 
 	follow sync.WaitGroup // background refunds
 }
@@ -221,7 +224,7 @@ func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Du
 		timeout = 200 * time.Millisecond
 	}
 	opts = opts.withDefaults()
-	r := &Redis{client: client, prefix: prefix, timeout: timeout, policy: policy, opts: opts}
+	r := &Redis{client: client, prefix: prefix, timeout: timeout, policy: policy, opts: opts, deskWake: make(chan struct{}, 1)}
 	_, r.cluster = client.(*redis.ClusterClient)
 	r.breaker = breaker{failures: opts.BreakerFailures, probe: opts.BreakerProbe}
 	r.events = newEventQueue(opts.OnEvent, &r.stats)
@@ -421,6 +424,9 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject, gen
 			keys, args = r.appendSubject(keys, args, s)
 		}
 		args = appendRecipients(args, rcpts)
+		if k, rec, ttl, ok := r.attribution(req); ok {
+			keys, args = append(keys, k), append(args, recordPrefix(rec), ttl.Milliseconds())
+		}
 		res, err := checkScript.Run(ctx, r.client, keys, args...).Slice()
 		if err != nil {
 			return Decision{}, err
@@ -445,6 +451,13 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject, gen
 		}
 		keyv[i], argv[i] = keys, args
 		cmds[i] = checkScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	// The Message-ID record lives in a slot of its own: written beside the
+	// calls, in the same round trip, without the usage (a refused message's
+	// record is replaced by its decision record).
+	if k, rec, ttl, ok := r.attribution(req); ok {
+		rec.At = time.Now().Add(r.opts.offset())
+		pipe.Set(ctx, k, encodeRecord(rec), ttl)
 	}
 	_, _ = pipe.Exec(ctx) // errors are looked at per call
 	// A master that does not know the script yet (first use, or after a

@@ -149,6 +149,16 @@ func (s *subscriber) run() {
 				recent.setConfirmed(true)
 			}
 		case *redis.Message:
+			if inst, ok := strings.CutPrefix(m.Payload, "desk:"); ok {
+				// a release or purge request, not an admin change
+				if inst == s.r.opts.Instance {
+					select {
+					case s.r.deskWake <- struct{}{}:
+					default:
+					}
+				}
+				continue
+			}
 			subj, ok := parseAnnounced(m.Payload)
 			if !ok {
 				recent.invalidateAll()

@@ -127,6 +127,23 @@ for _, s in ipairs(subjects) do
   if s.override then admin_keys[#admin_keys + 1] = s.override end
 end
 local admin = redis.call('EXISTS', unpack(admin_keys)) > 0
+-- ===== abuse desk: the Message-ID record of an allowed message ==========
+-- Additive to the call: after the subjects' keys KEYS may hold the record's
+-- key, and after the recipients ARGV its JSON without the closing brace and
+-- its TTL in milliseconds. The record is completed with the server time and
+-- the usage of every window charged ("u": kind, dimension, limit,
+-- window_us, used) and written where the call allows the message.
+local desk_key, desk_json = KEYS[ki], ARGV[ai + nrcpt + 1]
+local desk_ttl = tonumber(ARGV[ai + nrcpt + 2] or '')
+local function desk_record(checks)
+  if not desk_key or not desk_json or not desk_ttl or desk_ttl <= 0 then return end
+  local u = {}
+  for _, c in ipairs(checks) do
+    u[#u + 1] = '["' .. c.s.kind .. '","' .. c.dim .. '",' .. int(c.limit) .. ',' .. int(c.window) .. ',' .. int(c.used + c.cost) .. ']'
+  end
+  redis.call('SET', desk_key, desk_json .. ',"at_us":' .. int(now) .. ',"u":[' .. table.concat(u, ',') .. ']}', 'PX', int(desk_ttl))
+end
+-- ===== end of the abuse desk's section ==================================
 
 -- the lock: an expired one is removed
 local function read_lock()
@@ -194,6 +211,7 @@ end
 if admin then
   for _, s in ipairs(subjects) do
     if redis.call('EXISTS', s.exempt) == 1 then
+      desk_record({})
       return {'exempt', now, 0, 0, 0, s.index}
     end
   end
@@ -373,6 +391,7 @@ if acct and acct.seen_window and #rcpts > 0 then
   redis.call('PEXPIRE', acct.seen, math.ceil(acct.seen_window / 1000) + 1000)
 end
 
+desk_record(checks)
 local out = {'ok', now, 0, 0, 0}
 for _, c in ipairs(checks) do
   for _, v in ipairs({c.s.index, c.dim, c.limit, c.window, c.used + c.cost, c.cost}) do

@@ -31,8 +31,24 @@ type Options struct {
 	// LimiterFailure is the fail mode when the rate store cannot answer in
 	// time: Accept (default) or Defer.
 	LimiterFailure Action
-	// LockAction is what a locked account's mail gets: Defer (default) or Reject.
+	// LockAction is what a locked account's mail gets: Defer (default),
+	// Reject or Hold (held for review at end of message: a locked account
+	// is then not refused early at MAIL FROM).
 	LockAction Action
+	// HoldThreshold, when positive, holds a message whose findings add up
+	// to it (and stay below RejectThreshold).
+	HoldThreshold float64
+	// Actions gives rules (by ID) and clauses (by name) an action of their
+	// own: when such a finding fires, its action applies whatever the
+	// score (Reject or Hold; Accept makes even a decisive rule count only
+	// by its score). A rule's entry wins over its clause's. The most
+	// severe action of all findings and thresholds decides.
+	Actions map[string]Action
+	// Records turns on the abuse desk's records when the limiter is also a
+	// ratelimit.Recorder: the Message-ID record of every accepted message
+	// (in the one check-and-charge call) and the decision record of every
+	// message held or refused at end of message (one more call).
+	Records bool
 	// LockContact is named in the reply to a locked account, e.g. "abuse@example.net".
 	LockContact string
 	Disabled    map[string]bool    // rule IDs switched off
@@ -143,7 +159,9 @@ func (e *Engine) CheckSender(env *Envelope) (Identity, Verdict) {
 		return id, e.finish(e.refusal(act, Policy, rule, "", 0))
 	}
 	if e.limiter != nil {
-		if d, ok := e.limiter.Recent(id.Account.Name); ok {
+		// A lock whose action is hold is decided at end of message: only
+		// there can the MTA put the message on hold.
+		if d, ok := e.limiter.Recent(id.Account.Name); ok && !(d.Locked && e.opts.LockAction == Hold) {
 			return id, e.finish(e.limitVerdict(d, nil))
 		}
 	}
@@ -191,7 +209,13 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 		}
 	}
 	findings, score := e.Evaluate(ctx, env, msg, id.Account)
-	return e.Settle(ctx, env, msg.Get("Message-Id"), id, findings, score)
+	var rec *ratelimit.MessageRecord
+	if e.opts.Records {
+		if _, ok := e.limiter.(ratelimit.Recorder); ok {
+			rec = newRecord(env, msg, id)
+		}
+	}
+	return e.settle(ctx, env, msg.Get("Message-Id"), id, findings, score, rec)
 }
 
 // Settle is the second half of CheckMessage, for findings and a score the
@@ -200,6 +224,13 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 // name an account. The offline scanner's rate replay calls it with the
 // findings of its first pass, in the messages' Date order.
 func (e *Engine) Settle(ctx context.Context, env *Envelope, messageID string, id Identity, findings []Finding, score float64) Verdict {
+	return e.settle(ctx, env, messageID, id, findings, score, nil)
+}
+
+// settle is Settle with the desk's record of the message (nil: none): its
+// Message-ID record rides in the check-and-charge call, and a message held
+// or refused gets its decision record in one more call.
+func (e *Engine) settle(ctx context.Context, env *Envelope, messageID string, id Identity, findings []Finding, score float64, rec *ratelimit.MessageRecord) Verdict {
 	v := e.judge(findings, score)
 	if e.limiter == nil || id.Account == nil {
 		return e.finish(v)
@@ -207,25 +238,34 @@ func (e *Engine) Settle(ctx context.Context, env *Envelope, messageID string, id
 	req := ratelimit.Request{
 		Account: id.Account.Name, Sender: env.MailFrom, Client: env.ClientAddr,
 		Authenticated: env.Authenticated(), Recipients: env.Rcpts,
-		MessageID: messageID, Monitor: e.opts.Mode == Monitor,
+		MessageID: messageID, Monitor: e.opts.Mode == Monitor, Record: rec,
 	}
 	if v.Action == Reject {
 		req.Outcome = ratelimit.Strike
 	}
 	d, err := e.limiter.CheckAndCharge(ctx, req)
-	if err != nil {
-		if v.Action == Reject {
-			return e.finish(v) // content decided; the strike is lost, the verdict is not
-		}
+	switch {
+	case err != nil && (v.Action == Reject || v.Action == Hold):
+		// content decided; the strike is lost, the verdict is not
+	case err != nil:
 		lv := e.refusal(e.opts.LimiterFailure, Policy, RuleLimiterUnavailable, "", 0)
 		lv.Findings, lv.Score = findings, score
 		lv.LimiterError = err.Error()
-		return e.finish(lv)
+		v = lv
+	case v.Action != Reject && !d.Allowed:
+		v = e.limitVerdict(d, findings)
 	}
-	if v.Action == Reject || d.Allowed {
-		return e.finish(v)
+	v = e.finish(v)
+	// (Not when the store just failed: the record would fail too, and add
+	// its wait to the fail mode's.)
+	if rec != nil && err == nil && v.Action != Accept {
+		// A record that cannot be written leaves the verdict as it is: a
+		// held message is held by the MTA all the same.
+		if err := e.recordDecision(ctx, rec, v, d); err != nil {
+			v.RecordError = err.Error()
+		}
 	}
-	return e.finish(e.limitVerdict(d, findings))
+	return v
 }
 
 // Evaluate runs the rules only and returns their findings (sorted by score,
@@ -274,17 +314,56 @@ func (e *Engine) runRule(r Rule, c *Check) (reason string, fired bool) {
 	return r.Check(c)
 }
 
-// judge turns findings into a verdict: a decisive finding rejects, and so
-// does a total at or above the threshold; content never defers.
+// judge turns findings into a verdict: a finding whose rule or clause has
+// an action of its own (Options.Actions) applies it, a decisive finding
+// otherwise rejects, a total at or above the reject threshold rejects and
+// one at or above the hold threshold holds. The most severe wins, naming
+// the first finding that asks for it (the first of all for a threshold).
+// Content never defers.
 func (e *Engine) judge(findings []Finding, score float64) Verdict {
 	if v, ok := e.malwareVerdict(findings, score); ok {
 		return v
 	}
-	if len(findings) > 0 && (findings[0].Decisive || score >= e.opts.RejectThreshold) {
-		f := findings[0]
+	act, by := Accept, -1
+	for i, f := range findings {
+		a, set := e.actionOf(f)
+		if !set {
+			if !f.Decisive {
+				continue
+			}
+			a = Reject
+		}
+		if a.severity() > act.severity() {
+			act, by = a, i
+		}
+	}
+	if len(findings) > 0 {
+		switch {
+		case score >= e.opts.RejectThreshold && act != Reject:
+			act, by = Reject, 0
+		case e.opts.HoldThreshold > 0 && score >= e.opts.HoldThreshold && act == Accept:
+			act, by = Hold, 0
+		}
+	}
+	switch act {
+	case Reject:
+		f := findings[by]
 		return RejectVerdict(f.Clause, f.Rule, "", findings, score)
+	case Hold:
+		f := findings[by]
+		return HoldVerdict(f.Clause, f.Rule, "", findings, score)
 	}
 	return AcceptVerdict(findings, score)
+}
+
+// actionOf returns the action configured for a finding's rule, else for
+// its clause.
+func (e *Engine) actionOf(f Finding) (Action, bool) {
+	if a, ok := e.opts.Actions[f.Rule]; ok {
+		return a, true
+	}
+	a, ok := e.opts.Actions[string(f.Clause)]
+	return a, ok
 }
 
 // limitVerdict turns a limiter refusal into a verdict.
@@ -311,6 +390,8 @@ func (e *Engine) refusal(act Action, clause Clause, rule, detail string, retry t
 		return RejectVerdict(clause, rule, detail, nil, 0)
 	case Defer:
 		return DeferVerdict(clause, rule, detail, retry, nil)
+	case Hold:
+		return HoldVerdict(clause, rule, detail, nil, 0)
 	}
 	v := AcceptVerdict(nil, 0)
 	v.Rule, v.Clause = rule, clause

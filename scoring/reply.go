@@ -64,8 +64,11 @@ func FormatReply(code int, enhanced, text string) string {
 // "Rejected under the e-mail abuse policy (impersonation: FROM_DOMAIN_NOT_OWNED)".
 func policyText(action Action, clause Clause, rule, detail string) string {
 	verb := "Rejected"
-	if action == Defer {
+	switch action {
+	case Defer:
 		verb = "Deferred"
+	case Hold:
+		verb = "Held for review"
 	}
 	inner := string(clause) + ": " + rule
 	if detail != "" {
@@ -84,6 +87,18 @@ func RejectVerdict(clause Clause, rule, detail string, findings []Finding, score
 	return Verdict{
 		Action: Reject, Code: 550, EnhancedCode: "5.7.1",
 		Text: policyText(Reject, clause, rule, detail),
+		Rule: rule, Clause: clause, Findings: findings, Score: score,
+	}
+}
+
+// HoldVerdict holds a message for the abuse desk under the given rule: the
+// client gets 250 2.0.0, the MTA puts the message on hold, and Text (e.g.
+// "Held for review under the e-mail abuse policy (policy: ACCOUNT_LOCKED)")
+// is the quarantine reason the MTA records.
+func HoldVerdict(clause Clause, rule, detail string, findings []Finding, score float64) Verdict {
+	return Verdict{
+		Action: Hold, Code: 250, EnhancedCode: "2.0.0",
+		Text: policyText(Hold, clause, rule, detail),
 		Rule: rule, Clause: clause, Findings: findings, Score: score,
 	}
 }

@@ -9,12 +9,16 @@ import (
 // Action is what happens to a message or a recipient.
 type Action int
 
-// The three outcomes of a decision.
+// The outcomes of a decision.
 // The zero Action means "not set" in Options, so that defaults apply.
 const (
 	Accept Action = iota + 1
 	Defer         // SMTP 4xx: the client keeps the message and retries later
 	Reject        // SMTP 5xx: the client bounces the message
+	// Hold: the client gets 250, the MTA keeps the message on hold
+	// (Postfix's hold queue, Sendmail's quarantine) for the abuse desk to
+	// release or purge.
+	Hold
 )
 
 // String returns the lowercase name used in logs, headers and reports.
@@ -26,8 +30,34 @@ func (a Action) String() string {
 		return "defer"
 	case Reject:
 		return "reject"
+	case Hold:
+		return "hold"
 	}
 	return "unknown"
+}
+
+// ParseAction reads an action as String writes it.
+func ParseAction(s string) (Action, bool) {
+	for _, a := range []Action{Accept, Defer, Reject, Hold} {
+		if a.String() == s {
+			return a, true
+		}
+	}
+	return 0, false
+}
+
+// severity orders actions from accept (0) to reject: the most severe of
+// several wins.
+func (a Action) severity() int {
+	switch a {
+	case Hold:
+		return 1
+	case Defer:
+		return 2
+	case Reject:
+		return 3
+	}
+	return 0
 }
 
 // Clause names the part of the e-mail abuse policy that a rule enforces.
@@ -56,7 +86,7 @@ type Finding struct {
 // from acting on it.
 type Verdict struct {
 	Action       Action
-	Code         int    // SMTP reply code: 250, 451, 452, 550
+	Code         int    // SMTP reply code: 250 (accept, hold), 451, 452, 550
 	EnhancedCode string // RFC 3463 code: "2.0.0", "4.7.1", "4.5.3", "5.7.1"
 	Text         string // SMTP reply text: ASCII, no CR/LF, no '%', bounded length
 	Rule         string // deciding rule ID, empty for a plain accept
@@ -70,6 +100,9 @@ type Verdict struct {
 	Monitor bool
 	// LimiterError is set when the rate store failed and the fail mode decided.
 	LimiterError string
+	// RecordError is set when the abuse desk's record of a held or refused
+	// message could not be written (the verdict stands).
+	RecordError string
 }
 
 // Reply returns the full SMTP reply line, e.g. "550 5.7.1 Rejected ...".

@@ -36,6 +36,10 @@ type env struct {
 	// open connects on first use (nil: admin is set already), so that a
 	// bad command line is reported before any connection attempt.
 	open func(ctx context.Context) error
+	// storeOpts are the store's options (the complaint command's event
+	// receiver); afterClose runs once the store is closed, in order.
+	storeOpts  ratelimit.Options
+	afterClose []func()
 }
 
 // store returns the admin API, connecting on first use.
@@ -56,6 +60,9 @@ func (e *env) store(ctx context.Context) (ratelimit.Admin, error) {
 func (e *env) close() {
 	if e.closeStore != nil {
 		_ = e.closeStore()
+	}
+	for _, f := range e.afterClose {
+		f()
 	}
 }
 
@@ -93,7 +100,9 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 	rc.Timeout = config.Duration{Duration: g.Timeout}
 	cfg.Redis = &rc
 	e.where = redisWhere(rc)
-	r, err := daemon.RedisStore(cfg, ratelimit.Options{})
+	opts := e.storeOpts
+	opts.Monitor = cfg.Mode == "monitor"
+	r, err := daemon.RedisStore(cfg, opts)
 	if err != nil {
 		return configError(err)
 	}

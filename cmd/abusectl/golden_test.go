@@ -30,7 +30,9 @@ func goldenEnv(t *testing.T) *env {
 	}
 	now := time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	mem := ratelimit.NewMemory(daemon.Policy(cfg), clock)
+	pol := daemon.Policy(cfg)
+	pol.Desk.ComplaintStrikeWeight = 0 // alice's complaint below does not lock her
+	mem := ratelimit.NewMemoryOptions(pol, clock, ratelimit.Options{Instance: "mx1"})
 	t.Cleanup(func() { mem.Close() })
 	ctx := context.Background()
 	charge := func(account, sender string, rcpts int, outcome ratelimit.Outcome) {
@@ -68,7 +70,18 @@ func goldenEnv(t *testing.T) *env {
 	must(mem.Exempt(ctx, ratelimit.Sender("news@shop.example"), "monthly newsletter", 0, "oncall"))
 	step(time.Minute)
 	charge("alice", "alice@example.com", 2, ratelimit.Charge)
-	step(5 * time.Minute)
+	step(time.Minute)
+	// the desk: one of alice's messages held, one complained about
+	must(mem.RecordDecision(ctx, ratelimit.MessageRecord{QueueID: "4GOLD1", MessageID: "golden-held@example.com", Account: "alice",
+		Sender: "alice@example.com", Recipients: 1, Subject: "Your invoice", Action: "hold", Rule: "URL_RAW_IP", Clause: "spam-volume", Score: 4,
+		Reply: "250 2.0.0 Held for review under the e-mail abuse policy (spam-volume: URL_RAW_IP)", Held: true,
+		Findings: []ratelimit.RecordFinding{{Rule: "URL_RAW_IP", Clause: "spam-volume", Score: 4, Reason: "link to http://198.18.0.7/login"}},
+		Usage:    []ratelimit.Usage{{Dimension: ratelimit.AccountMessages, Key: "alice", Rate: ratelimit.Rate{Limit: 5, Window: time.Hour}, Used: 5}}}))
+	_, err = mem.AddComplaint(ctx, ratelimit.Complaint{ID: "c0ffe1", Account: "alice", Type: "abuse", MessageID: "golden-held@example.com", QueueID: "4GOLD1"}, "pipe")
+	must(err)
+	_, err = mem.AddComplaint(ctx, ratelimit.Complaint{ID: "c0ffee", Account: "alice", Type: "abuse", MessageID: "golden-1@example.com", QueueID: "4GOLD0"}, "pipe")
+	must(err)
+	step(4 * time.Minute)
 	return &env{admin: mem, policy: daemon.Policy(cfg), now: clock, user: "oncall", where: "memory"}
 }
 
@@ -135,6 +148,11 @@ func TestGoldenOutputs(t *testing.T) {
 		}},
 		{"top-recipients.json", func(out *bytes.Buffer) error {
 			return runTop(ctx, topOptions{Env: e, By: "recipients", Window: time.Hour, N: 20, JSON: true}, out)
+		}},
+		{"held.txt", func(out *bytes.Buffer) error { return runHeld(ctx, heldOptions{Env: e}, out) }},
+		{"why-held.txt", func(out *bytes.Buffer) error { return runWhy(ctx, whyOptions{Env: e, ID: "4GOLD1"}, out) }},
+		{"why-held.json", func(out *bytes.Buffer) error {
+			return runWhy(ctx, whyOptions{Env: e, ID: "<golden-held@example.com>", JSON: true}, out)
 		}},
 		{"locked.txt", func(out *bytes.Buffer) error { return runLocked(ctx, lockedOptions{Env: e}, out) }},
 		{"locked.json", func(out *bytes.Buffer) error { return runLocked(ctx, lockedOptions{Env: e, JSON: true}, out) }},

@@ -25,9 +25,12 @@ const (
 const exitCodesHelp = `Exit codes:
   0  success
   1  failure: redis unreachable, wrong password, not found (unlock of an
-     account that is not locked, remove of a missing override or exemption)
+     account that is not locked, remove of a missing override or exemption,
+     why of an unrecorded message), a release or purge not done for every
+     message
   2  usage or config error (bad flags or arguments, unreadable config, a
-     config that uses the embedded store)`
+     config that uses the embedded store)
+  65, 75  complaint only: not mail; the store cannot be reached`
 
 // notFoundError is an admin action on something that is not there (unlock
 // of an account that is not locked, ...); it exits 1.
@@ -133,8 +136,8 @@ func newRootCommand(d deps, stdout, stderr io.Writer) *cobra.Command {
 	cobra.EnableCommandSorting = false
 	root := &cobra.Command{
 		Use:   "abusectl",
-		Short: "rate-limit admin for abusemilter (works on the shared Redis store)",
-		Long: `abusectl - rate-limit admin for abusemilter (works on the shared Redis store)
+		Short: "rate-limit and abuse-desk admin for abusemilter (works on the shared Redis store)",
+		Long: `abusectl - rate-limit and abuse-desk admin for abusemilter (works on the shared Redis store)
 
 Subjects: ACCOUNT (or acct:NAME), sender:ADDRESS, client:IP; a bare address
 with '@' is a sender, a bare IP address a client.
@@ -168,6 +171,7 @@ colour only on a terminal and never with NO_COLOR set.
 		newStatusCommand(g), newTopCommand(g), newLockedCommand(g),
 		newLockCommand(g), newUnlockCommand(g), newResetCommand(g), newOverrideCommand(g), newExemptCommand(g),
 		newServeCommand(g), newUserCommand(g),
+		newHeldCommand(g), newReleaseCommand(g), newPurgeCommand(g), newComplaintCommand(g), newComplaintsCommand(g), newWhyCommand(g),
 	)
 	cli.Setup(root, stdout, stderr)
 	root.SetUsageTemplate(usageTemplate)
@@ -237,6 +241,17 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 				return cli.Usagef("%s takes no arguments, got %q", cmd.Name(), args)
 			}
 			return cli.Usagef("%s takes %s, got %d arguments", cmd.Name(), what, len(args))
+		}
+		return nil
+	}
+}
+
+// maxArgs is a positional-argument check for commands with an optional
+// argument: at most n, what names them in the usage error.
+func maxArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return cli.Usagef("%s takes at most %s, got %d arguments", cmd.Name(), what, len(args))
 		}
 		return nil
 	}

@@ -68,6 +68,12 @@ type statusJSON struct {
 	Exempt              bool            `json:"exempt"`
 	Exemptions          []exemptionJSON `json:"exemptions"`
 	Audit               []auditJSON     `json:"audit"`
+	// Accounts only: the messages held now, and the complaints within the
+	// complaint window (desk.complaints).
+	Held                   []heldJSON `json:"held"`
+	Complaints             int        `json:"complaints"`
+	ComplaintWindowSeconds int64      `json:"complaint_window_seconds"`
+	ComplaintThreshold     int        `json:"complaint_threshold"`
 }
 
 type limitJSON struct {
@@ -130,10 +136,40 @@ func runStatus(ctx context.Context, o statusOptions, out io.Writer) error {
 		st.Audit = st.Audit[:o.Audit]
 	}
 	v := statusView(st, o.Env.policy, o.Env.now())
+	if subj.Kind == ratelimit.KindAccount {
+		if err := deskStatus(ctx, admin, subj.Name, o.Env.policy, o.Env.now(), &v); err != nil {
+			return o.Env.storeError(err)
+		}
+	}
 	if o.JSON {
 		return writeJSON(out, v)
 	}
 	return writeStatus(out, v, o.Env.color)
+}
+
+// deskStatus adds an account's held messages and complaints to its status.
+func deskStatus(ctx context.Context, admin ratelimit.Admin, account string, p ratelimit.Policy, now time.Time, v *statusJSON) error {
+	held, err := admin.Held(ctx, account)
+	if err != nil {
+		return err
+	}
+	for _, r := range held {
+		if stillHeld(r) {
+			v.Held = append(v.Held, heldView(r))
+		}
+	}
+	cs, err := admin.Complaints(ctx, account)
+	if err != nil {
+		return err
+	}
+	window := p.Desk.ComplaintWindow
+	for _, c := range cs {
+		if now.Sub(c.At) < window {
+			v.Complaints++
+		}
+	}
+	v.ComplaintWindowSeconds, v.ComplaintThreshold = seconds(window), p.Desk.ComplaintThreshold
+	return nil
 }
 
 // configExemption returns the exemption the config itself grants, if any.
@@ -154,7 +190,7 @@ func configExemption(s ratelimit.Subject, p ratelimit.Policy) (exemptionJSON, bo
 func statusView(st ratelimit.Status, p ratelimit.Policy, now time.Time) statusJSON {
 	v := statusJSON{
 		Subject: st.Subject.String(), Kind: string(st.Subject.Kind), Name: st.Subject.Name,
-		Limits: []limitJSON{}, Overrides: []overrideJSON{}, Exemptions: []exemptionJSON{}, Audit: []auditJSON{},
+		Limits: []limitJSON{}, Overrides: []overrideJSON{}, Exemptions: []exemptionJSON{}, Audit: []auditJSON{}, Held: []heldJSON{},
 		Strikes: st.Strikes, StrikeWindowSeconds: seconds(st.StrikeWindow), StrikeThreshold: p.Strikes.Threshold,
 	}
 	for _, l := range st.Limits {
@@ -245,6 +281,22 @@ func writeStatus(out io.Writer, v statusJSON, color bool) error {
 			fmt.Fprintf(&b, "Lock:       %s\n", bad.paint(line, color))
 		} else {
 			fmt.Fprintf(&b, "Lock:       %s\n", good.paint("not locked", color))
+		}
+		lockAt = "locking off"
+		if v.ComplaintThreshold > 0 {
+			lockAt = fmt.Sprintf("%d lock the account", v.ComplaintThreshold)
+		}
+		fmt.Fprintf(&b, "Complaints: %d in the last %s (%s)\n", v.Complaints, short(time.Duration(v.ComplaintWindowSeconds)*time.Second), lockAt)
+		if len(v.Held) == 0 {
+			fmt.Fprintln(&b, "Held:       none")
+		}
+		for i, h := range v.Held {
+			label := "Held:       "
+			if i > 0 {
+				label = "            "
+			}
+			fmt.Fprintf(&b, "%s%s\n", label, warn.paint(fmt.Sprintf("%s on %s since %s, %s: %s", h.QueueID, h.Instance,
+				clock(parseJSONTime(h.HeldAt)), h.Rule, cell(h.Subject, 50)), color))
 		}
 	}
 	if len(v.Overrides) == 0 {

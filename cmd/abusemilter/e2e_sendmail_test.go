@@ -24,9 +24,12 @@ identity:
     shop:
       send_as: [shop.example]
       limits:
-        account_messages: [3/1h]
+        account_messages: [4/1h]
 limits:
   max_recipients_per_message: 2
+rules:
+  actions:
+    URL_RAW_IP: hold
 `
 
 // TestEndToEndSendmail runs the built daemon behind a real Sendmail 8.17
@@ -101,9 +104,30 @@ func TestEndToEndSendmail(t *testing.T) {
 		}
 	})
 
+	t.Run("250 and quarantined: a held message is in Sendmail's quarantine", func(t *testing.T) {
+		res := testenv.Swaks(t, testenv.SwaksOptions{Server: sm.Addr(), From: "orders@shop.example", To: []string{"bob@example.org"},
+			Headers: []string{"From: orders@shop.example", "Subject: sm-hold"}, Body: "log in at http://8.8.8.8/login\n"})
+		m := regexp.MustCompile(`^250 2\.0\.0 (\S+) Message accepted for delivery`).FindStringSubmatch(res.EndOfDataReply())
+		if res.ExitCode != testenv.SwaksOK || m == nil {
+			t.Fatalf("swaks exit %d, end of data %q, want 250 with a queue id:\n%s", res.ExitCode, res.EndOfDataReply(), res.Transcript)
+		}
+		p.waitDecision(t, "sendmail hold", func(l map[string]any) bool {
+			return l["action"] == "hold" && l["rule"] == "URL_RAW_IP" && l["queue_id"] == m[1]
+		})
+		q := sm.Quarantined(t)
+		if !strings.Contains(q, m[1]) || !strings.Contains(q, "QUARANTINE: Held for review under the e-mail abuse policy") {
+			t.Fatalf("mailq -qQ does not show %s quarantined by the milter:\n%s", m[1], q)
+		}
+		for _, msg := range sink.Messages() {
+			if msg.Header("Subject") == "sm-hold" {
+				t.Errorf("the held message reached the sink")
+			}
+		}
+	})
+
 	t.Run("451 4.7.1: over the account's rate the message is deferred", func(t *testing.T) {
 		res := send(t, "orders@shop.example", "orders@shop.example", "sm-rate", "bob@example.org")
-		re := regexp.MustCompile(`^451 4\.7\.1 Deferred under the e-mail abuse policy \(spam-volume: ACCOUNT_MSG_RATE 3/1h, retry in \d+s\)$`)
+		re := regexp.MustCompile(`^451 4\.7\.1 Deferred under the e-mail abuse policy \(spam-volume: ACCOUNT_MSG_RATE 4/1h, retry in \d+s\)$`)
 		if res.ExitCode != testenv.SwaksMessageRefused || !re.MatchString(res.EndOfDataReply()) {
 			t.Fatalf("swaks exit %d, end of data %q, want 451 ACCOUNT_MSG_RATE:\n%s", res.ExitCode, res.EndOfDataReply(), res.Transcript)
 		}

@@ -55,6 +55,12 @@ type Config struct {
 	Trial TrialConfig `yaml:"trial"`
 	// Antivirus is the malware clause: clamd and the attachment limits.
 	Antivirus AntivirusConfig `yaml:"antivirus"`
+	// Instance names this MTA host in the abuse desk's records and in
+	// release and purge requests; default the host name. Every milter of a
+	// shared store needs a name of its own.
+	Instance string `yaml:"instance"`
+	// Desk configures held messages, records and complaints.
+	Desk DeskConfig `yaml:"desk"`
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
@@ -176,6 +182,7 @@ func Default() *Config {
 		Console:      DefaultConsole(),
 		Trial:        TrialConfig{SocketMode: "0600"},
 		Antivirus:    DefaultAntivirus(),
+		Desk:         DefaultDesk(),
 	}
 }
 
@@ -272,6 +279,7 @@ func (c *Config) Validate() error {
 	c.validateRedis(&e)
 	e.oneOf("redis_failure", c.RedisFailure, "accept", "defer")
 	c.validateRules(&e)
+	c.validateDesk(&e)
 	c.Notify.validate(&e)
 	c.Console.validate(&e)
 	c.validateAntivirus(&e)

@@ -35,7 +35,8 @@ type StrikesConfig struct {
 	Threshold int      `yaml:"threshold"` // 0 disables locking
 	Window    Duration `yaml:"window"`
 	LockFor   Duration `yaml:"lock_for"` // 0: until unlocked
-	// LockAction is what a locked account's mail gets: defer or reject.
+	// LockAction is what a locked account's mail gets: defer, reject or
+	// hold (held for review at end of message).
 	LockAction string `yaml:"lock_action"`
 	// Contact is named in the reply to a locked account.
 	Contact string `yaml:"contact"`
@@ -101,7 +102,7 @@ func (c *Config) validateLimits(e *errorList) {
 	if c.Strikes.Threshold > 0 && c.Strikes.Window.Duration <= 0 {
 		e.add("strikes.window", "must be positive when strikes.threshold is set")
 	}
-	e.oneOf("strikes.lock_action", c.Strikes.LockAction, "defer", "reject")
+	e.oneOf("strikes.lock_action", c.Strikes.LockAction, "defer", "reject", "hold")
 }
 
 // Dimensions maps each limit dimension's config name to its rates.

@@ -13,6 +13,12 @@ import (
 type RulesConfig struct {
 	// RejectThreshold: a message whose findings add up to it is rejected.
 	RejectThreshold float64 `yaml:"reject_threshold"`
+	// HoldThreshold: a message whose findings add up to it (and stay below
+	// reject_threshold) is held for review; 0 turns it off.
+	HoldThreshold float64 `yaml:"hold_threshold"`
+	// Actions gives rules (by ID) or clauses (by name) an action of their
+	// own when they fire: hold, reject, or accept (count the score only).
+	Actions map[string]string `yaml:"actions"`
 	// Disable lists rule IDs that are switched off.
 	Disable []string `yaml:"disable"`
 	// Scores overrides the default score of rules by ID.
@@ -92,6 +98,7 @@ func (c *Config) validateRules(e *errorList) {
 			}
 		}
 	}
+	c.validateActions(e, known)
 	e.duration("dns.budget", c.DNS.Budget)
 	e.duration("dns.positive_ttl", c.DNS.PositiveTTL)
 	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)

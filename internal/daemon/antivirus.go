@@ -64,11 +64,7 @@ func malwareOptions(a config.AntivirusConfig) scoring.MalwareOptions {
 	case "defer":
 		mo.Action = scoring.Defer
 	case "hold":
-		// TODO(issue 17): scoring.Hold once the abuse desk's hold action
-		// lands in scoring; until then hold refuses, the stricter of the
-		// actions that exist (the message does not leave, the sender is
-		// told), rather than defer a virus for days.
-		mo.Action = scoring.Reject
+		mo.Action = scoring.Hold
 	}
 	return mo
 }

@@ -15,8 +15,7 @@ func TestAntivirusAssembly(t *testing.T) {
 	}{
 		{"reject", "accept", scoring.MalwareOptions{Action: scoring.Reject, OnError: scoring.Accept}},
 		{"defer", "defer", scoring.MalwareOptions{Action: scoring.Defer, OnError: scoring.Defer}},
-		// No hold action in scoring yet: hold refuses (see malwareOptions).
-		{"hold", "accept", scoring.MalwareOptions{Action: scoring.Reject, OnError: scoring.Accept}},
+		{"hold", "accept", scoring.MalwareOptions{Action: scoring.Hold, OnError: scoring.Accept}},
 	} {
 		a := config.DefaultAntivirus()
 		a.Action, a.OnError = tc.action, tc.onError

@@ -95,6 +95,10 @@ func LimiterWith(cfg *config.Config, opts ratelimit.Options) (ratelimit.Limiter,
 	if len(opts.UsageThresholds) == 0 && cfg.Notify.Threshold > 0 {
 		opts.UsageThresholds = []float64{cfg.Notify.Threshold}
 	}
+	if opts.Instance == "" {
+		opts.Instance = cfg.InstanceName()
+	}
+	opts.Monitor = cfg.Mode == "monitor"
 	if cfg.Redis != nil {
 		return RedisStore(cfg, opts)
 	}
@@ -124,6 +128,10 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 	for _, id := range cfg.Rules.Disable {
 		disabled[id] = true
 	}
+	actions := make(map[string]scoring.Action, len(cfg.Rules.Actions))
+	for name, a := range cfg.Rules.Actions {
+		actions[name] = action(a)
+	}
 	return scoring.Options{
 		Mode:            scoring.Mode(cfg.Mode),
 		RejectThreshold: cfg.Rules.RejectThreshold,
@@ -133,6 +141,9 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		LimiterFailure:  action(cfg.RedisFailure),
 		LockAction:      action(cfg.Strikes.LockAction),
 		LockContact:     cfg.Strikes.Contact,
+		HoldThreshold:   cfg.Rules.HoldThreshold,
+		Actions:         actions,
+		Records:         true,
 		Disabled:        disabled,
 		Scores:          cfg.Rules.Scores,
 		Malware:         malwareOptions(cfg.Antivirus),
@@ -199,11 +210,8 @@ func maxRecipients(n int) int {
 
 // action maps a validated config word to an action.
 func action(s string) scoring.Action {
-	switch s {
-	case "reject":
-		return scoring.Reject
-	case "defer":
-		return scoring.Defer
+	if a, ok := scoring.ParseAction(s); ok {
+		return a
 	}
 	return scoring.Accept
 }
@@ -239,6 +247,16 @@ func Policy(c *config.Config) ratelimit.Policy {
 			Window:    c.Strikes.Window.Duration,
 			LockFor:   c.Strikes.LockFor.Duration,
 		},
+		Desk: ratelimit.DeskPolicy{
+			Retention:             c.Desk.Retention.Duration,
+			AttributionRetention:  c.Desk.AttributionRetention.Duration,
+			ComplaintWindow:       c.Desk.Complaints.Window.Duration,
+			ComplaintThreshold:    c.Desk.Complaints.Threshold,
+			ComplaintStrikeWeight: c.Desk.Complaints.StrikeWeight,
+		},
+	}
+	if p.Desk.AttributionRetention == 0 {
+		p.Desk.AttributionRetention = -1 // 0 in the config turns the records off
 	}
 	for dim, rates := range p.Limits {
 		if len(rates) == 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -74,6 +75,13 @@ type Daemon struct {
 	// lockedEvery overrides how often the locked-accounts gauge is read
 	// (tests); zero is lockedEvery.
 	lockedEvery time.Duration
+	// desk carries out the abuse desk's release and purge requests;
+	// stopDesk stops it and waits (idempotent).
+	desk     *executor
+	stopDesk func()
+	// tracking adds the desk's headers (nil inside: no tracked account);
+	// a reload replaces it.
+	tracking atomic.Pointer[tracker]
 }
 
 // New builds the engine and the server from a validated config.
@@ -110,6 +118,8 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 		return metrics.StoreStats(st)
 	})
 	d.metrics.WatchSubscription(d.obs.subscribed)
+	d.desk = &executor{log: logger.Named("desk"), queue: d.obs.deskQueue}
+	d.desk.cfg.Store(&cfg.Desk)
 	d.metrics.ConfigLoaded()
 	if d.av, err = Clamd(cfg); err != nil {
 		d.notifier.Close(context.Background())
@@ -118,11 +128,20 @@ func New(cfg *config.Config, o Options) (*Daemon, error) {
 	if d.av != nil {
 		d.metrics.WatchAntivirus(func() metrics.AntivirusStats { return metrics.AntivirusStats(d.av.Stats()) })
 	}
+	tr, err := newTracker(cfg.Desk.Tracking)
+	if err != nil {
+		d.notifier.Close(context.Background())
+		return nil, err
+	}
+	d.tracking.Store(tr)
 	so := ServerOptions(cfg, engine, logger)
 	so.NewBodySink = milter.MultiSink(milter.DKIMSink(d.resolver), milter.MalwareSink(MalwareStreamOptions(cfg, d.av)))
 	so.Observer = d.obs
 	if redact != nil {
 		so.Redact = redact
+	}
+	so.ExtraHeaders = func(_ *scoring.Envelope, id scoring.Identity) []scoring.Header {
+		return d.tracking.Load().headers(id.Name())
 	}
 	d.srv = milter.New(so)
 	return d, nil
@@ -150,6 +169,7 @@ func ServerOptions(cfg *config.Config, engine *scoring.Engine, logger *zap.Logge
 		MaxPacket:   cfg.Session.MaxPacket.Bytes,
 		BodySample:  cfg.Message.BodySample.Bytes,
 		MaxHeaders:  cfg.Message.MaxHeaders,
+		OwnHeaders:  []string{cfg.Desk.Tracking.Header},
 	}
 }
 
@@ -172,7 +192,7 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 
 // sameLimiterSettings reports whether two configs build the same limiter.
 func sameLimiterSettings(a, b *config.Config) bool {
-	return reflect.DeepEqual(Policy(a), Policy(b)) && reflect.DeepEqual(a.Redis, b.Redis)
+	return reflect.DeepEqual(Policy(a), Policy(b)) && reflect.DeepEqual(a.Redis, b.Redis) && a.InstanceName() == b.InstanceName()
 }
 
 // Serve listens, serves and handles signals until a stop. It returns nil
@@ -215,6 +235,12 @@ func (d *Daemon) Serve(signals <-chan os.Signal) error {
 	defer stopWatchdog()
 	served := make(chan error, 1)
 	go func() { served <- d.srv.Serve(ln) }()
+	deskCtx, stopDesk := context.WithCancel(context.Background())
+	deskDone := make(chan struct{})
+	go func() { defer close(deskDone); d.desk.run(deskCtx) }()
+	var once sync.Once
+	d.stopDesk = func() { once.Do(func() { stopDesk(); <-deskDone }) }
+	defer d.stopDesk()
 	d.listenAddr = ln.Addr().Network() + ":" + ln.Addr().String()
 	ready := []zap.Field{
 		zap.String("version", version.String()),
@@ -317,6 +343,7 @@ func (d *Daemon) stop(sig os.Signal, served <-chan error) error {
 	if d.av != nil {
 		d.av.Close()
 	}
+	d.stopDesk()
 	if cerr := d.limiter.Close(); cerr != nil {
 		d.log.Warn("closing the rate store", zap.Error(cerr))
 	}
@@ -358,12 +385,18 @@ func (d *Daemon) reload() error {
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
-	engine, limiter, err := d.build(cfg, d.limiter)
+	tr, err := newTracker(cfg.Desk.Tracking)
+	var engine *scoring.Engine
+	var limiter ratelimit.Limiter
+	if err == nil {
+		engine, limiter, err = d.build(cfg, d.limiter)
+	}
 	if err != nil {
 		d.log.Warn("config reload failed, keeping the running config", zap.String("config", d.opts.ConfigPath), zap.Error(err))
 		d.metrics.ConfigReloaded(err)
 		return err
 	}
+	d.tracking.Store(tr)
 	d.metrics.ConfigReloaded(nil)
 	if err := d.notifier.Reopen(); err != nil {
 		d.log.Warn("reopening the audit log", zap.Error(err))
@@ -384,6 +417,7 @@ func (d *Daemon) reload() error {
 		}
 	}
 	d.cfg, d.limiter = cfg, limiter
+	d.desk.cfg.Store(&cfg.Desk)
 	d.srv.SetEngine(engine)
 	d.log.Info("config reloaded", zap.String("config", cfg.Path), zap.String("mode", cfg.Mode), zap.Bool("rate_counters_kept", kept))
 	return nil

@@ -76,6 +76,7 @@ type storeSources struct {
 	stats statsSource
 	sub   subscriber
 	admin lockLister
+	desk  ratelimit.DeskQueue
 }
 
 // lockLister is a store that lists its locked accounts (ratelimit.Admin).
@@ -97,6 +98,7 @@ func (o *observer) setStore(l ratelimit.Limiter, failMode string) {
 	src.stats, _ = l.(statsSource)
 	src.sub, _ = l.(subscriber)
 	src.admin, _ = l.(lockLister)
+	src.desk, _ = l.(ratelimit.DeskQueue)
 	o.store.Store(&src)
 }
 
@@ -109,6 +111,15 @@ func (o *observer) lockedAccounts(ctx context.Context) (n int, ok bool, err erro
 	}
 	locked, err := src.admin.Locked(ctx)
 	return len(locked), true, err
+}
+
+// deskQueue returns the current store's desk queue (nil: none).
+func (o *observer) deskQueue() ratelimit.DeskQueue {
+	src := o.store.Load()
+	if src == nil {
+		return nil
+	}
+	return src.desk
 }
 
 // storeStats returns the current store's counters.
@@ -187,10 +198,7 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 	switch ev.Kind {
 	case ratelimit.EventLock:
 		o.metrics.AccountLocked()
-		e := notify.Event{Kind: notify.AccountLocked, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At}
-		if ev.Lock != nil {
-			e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
-		}
+		e := LockedEvent(ev)
 		o.log.Warn("account locked", zap.String("account", o.redact.Address(e.Account)), zap.String("reason", e.Reason), zap.String("by", e.By), zap.Int("strikes", e.Strikes))
 		o.notifier.Publish(e)
 	case ratelimit.EventWouldLock:
@@ -204,6 +212,22 @@ func (o *observer) storeEvent(ev ratelimit.Event) {
 		}
 		o.log.Info("account unlocked", zap.String("account", o.redact.Address(ev.Subject.Name)), zap.String("by", by))
 		o.notifier.Publish(notify.Event{Kind: notify.AccountUnlocked, Account: ev.Subject.Name, By: by, Time: ev.At})
+	case ratelimit.EventHeld:
+		if r := ev.Record; r != nil {
+			o.notifier.Publish(notify.Event{Kind: notify.MessageHeld, Time: ev.At, Account: r.Account, QueueID: r.QueueID,
+				MessageID: r.MessageID, Instance: r.Instance, Rule: r.Rule, Reason: r.Reply})
+		}
+	case ratelimit.EventReleased, ratelimit.EventPurged:
+		if out := ev.Outcome; out != nil {
+			kind := notify.MessageReleased
+			if ev.Kind == ratelimit.EventPurged {
+				kind = notify.MessagePurged
+			}
+			o.notifier.Publish(notify.Event{Kind: kind, Time: ev.At, Account: out.Request.Account, QueueID: out.Request.QueueID,
+				Instance: out.Request.Instance, By: out.Request.By, Status: string(out.Status), Reason: out.Detail})
+		}
+	case ratelimit.EventComplaint:
+		o.notifier.Publish(ComplaintEvent(ev))
 	case ratelimit.EventUsage:
 		o.notifier.Publish(notify.Event{
 			Kind: notify.LimitThreshold, Time: ev.At,
@@ -223,4 +247,27 @@ func keyKind(k ratelimit.SubjectKind) string {
 		return "client"
 	}
 	return "account"
+}
+
+// ComplaintEvent is the notification of a store's EventComplaint (for
+// abusectl, which publishes the complaints it records, too).
+func ComplaintEvent(ev ratelimit.Event) notify.Event {
+	e := notify.Event{Kind: notify.Complaint, Time: ev.At, Complaints: ev.Complaints, Strikes: ev.Strikes}
+	if c := ev.Complaint; c != nil {
+		e.Account, e.QueueID, e.MessageID, e.Instance = c.Account, c.QueueID, c.MessageID, c.Instance
+		e.FeedbackType, e.Reason, e.By = c.Type, c.Reason, c.Reporter
+	}
+	return e
+}
+
+// LockedEvent is the notification of a store's EventLock.
+func LockedEvent(ev ratelimit.Event) notify.Event {
+	e := notify.Event{Kind: notify.AccountLocked, Account: ev.Subject.Name, Strikes: ev.Strikes, Time: ev.At}
+	if ev.Lock != nil {
+		e.Reason, e.By, e.Until = ev.Lock.Reason, ev.Lock.By, ev.Lock.Until
+		if ev.Lock.By == "complaints" {
+			e.Rule = ratelimit.RuleComplaints
+		}
+	}
+	return e
 }

@@ -63,34 +63,50 @@ func (c *commandRunner) run(ctx context.Context, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("encoding event: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Env = commandEnv
-	cmd.Dir = "/"
-	cmd.Stdin = bytes.NewReader(append(input, '\n'))
-	out := &cappedBuffer{max: maxCommandOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	setProcessGroup(cmd)
-	cmd.WaitDelay = 2 * time.Second // a grandchild holding the pipes open cannot hang us
 	start := time.Now()
-	err = cmd.Run()
+	output, err := RunCommand(ctx, args, append(input, '\n'), c.timeout)
 	fields := []zap.Field{
 		zap.String("command", args[0]), zap.String("account", ev.Account),
 		zap.String("event_id", ev.ID), zap.Duration("took", time.Since(start)),
-		zap.String("output", out.String()),
+		zap.String("output", output),
 	}
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("command %q timed out after %s: %w", args[0], c.timeout, err)
-		} else {
-			err = fmt.Errorf("command %q: %w", args[0], err)
-		}
 		c.log.Warn("on-lock command failed", append(fields, zap.Error(err))...)
 		return err
 	}
 	c.log.Info("on-lock command ran", fields...)
 	return nil
+}
+
+// RunCommand runs argv (no shell, no PATH lookup of its own: argv[0] is a
+// path) with stdin as its standard input, a minimal environment (the
+// caller's may hold secrets), "/" as its directory and a timeout that kills
+// its whole process group. It returns the first 4 KiB of its combined
+// output. The on-lock command and the desk's release and purge commands
+// run through it.
+func RunCommand(ctx context.Context, argv []string, stdin []byte, timeout time.Duration) (string, error) {
+	if len(argv) == 0 {
+		return "", errors.New("no command")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = commandEnv
+	cmd.Dir = "/"
+	cmd.Stdin = bytes.NewReader(stdin)
+	out := &cappedBuffer{max: maxCommandOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	setProcessGroup(cmd)
+	cmd.WaitDelay = 2 * time.Second // a grandchild holding the pipes open cannot hang us
+	err := cmd.Run()
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("command %q timed out after %s: %w", argv[0], timeout, err)
+		} else {
+			err = fmt.Errorf("command %q: %w", argv[0], err)
+		}
+	}
+	return out.String(), err
 }
 
 // cappedBuffer keeps the first max bytes written to it and notes the rest.

@@ -43,6 +43,19 @@ const (
 	FailModeEntered Kind = "fail_mode_entered"
 	// FailModeLeft: the rate store answers again.
 	FailModeLeft Kind = "fail_mode_left"
+	// MessageHeld: a message was put on hold for the abuse desk (QueueID,
+	// Instance, Rule, Reason).
+	MessageHeld Kind = "message_held"
+	// MessageReleased and MessagePurged: the desk released or purged a
+	// held message (By; Status is the outcome: released, purged, not-held
+	// when it had already left the hold queue, failed).
+	MessageReleased Kind = "message_released"
+	MessagePurged   Kind = "message_purged"
+	// Complaint: a complaint about a message was recorded (Account empty
+	// when it could not be attributed; Complaints is the account's count
+	// within the complaint window). A lock it causes is an AccountLocked
+	// with rule ACCOUNT_COMPLAINTS (or strikes).
+	Complaint Kind = "complaint"
 )
 
 // Event is one notification. Publish fills Version, ID, Time and Host when
@@ -75,6 +88,14 @@ type Event struct {
 	// Fail mode events.
 	FailMode string `json:"fail_mode,omitempty"` // "accept" or "defer"
 	Error    string `json:"error,omitempty"`     // why the store failed
+
+	// Abuse desk events.
+	QueueID      string `json:"queue_id,omitempty"`
+	MessageID    string `json:"message_id,omitempty"`
+	Instance     string `json:"instance,omitempty"`      // the MTA host holding the message
+	Status       string `json:"status,omitempty"`        // a release's or purge's outcome
+	FeedbackType string `json:"feedback_type,omitempty"` // abuse, fraud, virus, other, dsn, forwarded
+	Complaints   int    `json:"complaints,omitempty"`    // the account's complaints within the window
 }
 
 // newID returns 16 random bytes in hex.

@@ -25,6 +25,7 @@ const maxListedProblems = 1000
 // summary accumulates the counts reported at the end.
 type summary struct {
 	Messages, Accepted, Deferred, Rejected int
+	Held                                   int // held for review (counted apart from accepted)
 	Rules                                  map[string]int
 	Senders                                map[string]*senderCount
 	ProblemKinds                           map[mailbox.ProblemKind]int
@@ -48,6 +49,8 @@ func (s *summary) add(r *record) {
 		s.Rejected++
 	case scoring.Defer:
 		s.Deferred++
+	case scoring.Hold:
+		s.Held++
 	default:
 		s.Accepted++
 	}
@@ -225,7 +228,11 @@ func (t *textReporter) message(r *record) error {
 
 func (t *textReporter) summary(s *summary) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nscanned %d messages: %d accepted, %d deferred, %d rejected\n", s.Messages, s.Accepted, s.Deferred, s.Rejected)
+	held := ""
+	if s.Held > 0 {
+		held = fmt.Sprintf(", %d held", s.Held)
+	}
+	fmt.Fprintf(&b, "\nscanned %d messages: %d accepted%s, %d deferred, %d rejected\n", s.Messages, s.Accepted, held, s.Deferred, s.Rejected)
 	if rules := s.topRules(10); len(rules) > 0 {
 		b.WriteString("top rules:\n")
 		for _, r := range rules {
@@ -296,6 +303,7 @@ type jsonSummary struct {
 	Accepted   int                         `json:"accepted"`
 	Deferred   int                         `json:"deferred"`
 	Rejected   int                         `json:"rejected"`
+	Held       int                         `json:"held,omitempty"`
 	TopRules   []ruleCount                 `json:"top_rules"`
 	TopSenders []senderRow                 `json:"top_senders"`
 	Unreadable int                         `json:"unreadable"`
@@ -349,7 +357,7 @@ func (j *jsonReporter) message(r *record) error { return j.enc.Encode(toJSON(r))
 
 func (j *jsonReporter) summary(s *summary) error {
 	out := jsonSummary{
-		Summary: true, Messages: s.Messages, Accepted: s.Accepted, Deferred: s.Deferred, Rejected: s.Rejected,
+		Summary: true, Messages: s.Messages, Accepted: s.Accepted, Deferred: s.Deferred, Rejected: s.Rejected, Held: s.Held,
 		TopRules: s.topRules(10), TopSenders: s.topSenders(10), Unreadable: s.unreadable(),
 		Problems: s.ProblemKinds, Listed: []jsonProblem{},
 	}

@@ -84,6 +84,7 @@ type Progress struct {
 // Result counts what a scan found.
 type Result struct {
 	Messages, Accepted, Deferred, Rejected int
+	Held                                   int // held for review
 	Unreadable                             int // inputs (or mbox messages) skipped
 	// Failing counts the messages whose verdict is Options.FailOn or worse
 	// (0 with "never").
@@ -230,7 +231,7 @@ func (s *Scan) Run(ctx context.Context, stdout, stderr io.Writer) (Result, error
 	if err == nil && buf != nil {
 		err = buf.Flush()
 	}
-	res := Result{Messages: sum.Messages, Accepted: sum.Accepted, Deferred: sum.Deferred, Rejected: sum.Rejected, Unreadable: sum.unreadable()}
+	res := Result{Messages: sum.Messages, Accepted: sum.Accepted, Deferred: sum.Deferred, Rejected: sum.Rejected, Held: sum.Held, Unreadable: sum.unreadable()}
 	if s.failOn != 0 {
 		res.Failing = sum.atOrAbove(s.failOn)
 	}

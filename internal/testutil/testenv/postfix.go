@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,6 +50,12 @@ type PostfixOptions struct {
 	// ExtraMainCF holds further main.cf settings (name -> value); they
 	// override the harness's own. Use it e.g. for milter_*_macros.
 	ExtraMainCF map[string]string
+	// LocalDomain, when set, is delivered locally (mydestination) by
+	// Postfix's local(8) through Aliases (name -> right-hand side as in
+	// aliases(5), e.g. "|/usr/bin/abusectl complaint -"); a pipe command
+	// runs as the nobody user (default_privs).
+	LocalDomain string
+	Aliases     map[string]string
 }
 
 // Postfix is a running Postfix instance with its own configuration
@@ -135,6 +142,22 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	}
 	if err := os.WriteFile(filepath.Join(p.QueueDir, "quick-start"), nil, 0o644); err != nil {
 		t.Fatalf("start postfix: %v", err)
+	}
+	if opts.LocalDomain != "" {
+		var aliases strings.Builder
+		for name, rhs := range opts.Aliases {
+			fmt.Fprintf(&aliases, "%s %s\n", name, rhs) // texthash: postmap(1) format
+		}
+		path := filepath.Join(p.ConfigDir, "aliases")
+		if err := os.WriteFile(path, []byte(aliases.String()), 0o644); err != nil {
+			t.Fatalf("start postfix: %v", err)
+		}
+		extra := map[string]string{"mydestination": opts.LocalDomain, "alias_maps": "texthash:" + path,
+			"local_transport": "local", "default_privs": "nobody"}
+		for k, v := range opts.ExtraMainCF {
+			extra[k] = v
+		}
+		opts.ExtraMainCF = extra
 	}
 	main := postfixMainCF(opts, p.QueueDir, dataDir, p.LogFile, base, p.port)
 	if err := os.WriteFile(filepath.Join(p.ConfigDir, "main.cf"), []byte(main), 0o644); err != nil {
@@ -242,6 +265,52 @@ func (p *Postfix) QueueIDs(t testing.TB) []string {
 		ids = append(ids, m[1])
 	}
 	return ids
+}
+
+// QueueEntry is one message of postqueue -j's output.
+type QueueEntry struct {
+	QueueName string `json:"queue_name"` // "hold", "deferred", "active", "incoming", "maildrop"
+	QueueID   string `json:"queue_id"`
+	Sender    string `json:"sender"`
+}
+
+// Queue lists the messages in this instance's queues (postqueue -j), held
+// ones included.
+func (p *Postfix) Queue(t testing.TB) []QueueEntry {
+	t.Helper()
+	out, err := p.run(p.postqueue, "-c", p.ConfigDir, "-j")
+	if err != nil {
+		t.Fatalf("postqueue -c %s -j: %v\n%s", p.ConfigDir, err, out)
+	}
+	var entries []QueueEntry
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e QueueEntry
+		if line != "" && json.Unmarshal([]byte(line), &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return entries
+}
+
+// Postsuper is the postsuper command line for this instance, e.g. for a
+// release command: append "-H", QUEUEID.
+func (p *Postfix) Postsuper() []string {
+	return []string{filepath.Join(filepath.Dir(p.postqueue), "postsuper"), "-c", p.ConfigDir}
+}
+
+// Postqueue is the postqueue command line for this instance with args
+// appended, as a JSON list (for a config's command).
+func (p *Postfix) Postqueue(args ...string) string {
+	b, _ := json.Marshal(append([]string{p.postqueue, "-c", p.ConfigDir}, args...))
+	return string(b)
+}
+
+// Flush asks this instance to retry its deferred mail now (postqueue -f).
+func (p *Postfix) Flush(t testing.TB) {
+	t.Helper()
+	if out, err := p.run(p.postqueue, "-c", p.ConfigDir, "-f"); err != nil {
+		t.Fatalf("postqueue -c %s -f: %v\n%s", p.ConfigDir, err, out)
+	}
 }
 
 func (p *Postfix) run(name string, args ...string) (string, error) {
@@ -553,5 +622,6 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+local     unix  -       n       n       -       -       local
 `, port)
 }

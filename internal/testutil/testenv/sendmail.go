@@ -48,7 +48,9 @@ type Sendmail struct {
 	// out, including the relay to the sink.
 	TrafficLog string
 
-	port int
+	port    int
+	unshare string // runs a sendmail command like the daemon (see command)
+	root    string // the unpacked packages
 }
 
 // StartSendmail unpacks Sendmail, builds a .cf with m4 and runs the daemon
@@ -154,16 +156,8 @@ func StartSendmail(t testing.TB, opts SendmailOptions) *Sendmail {
 		t.Fatalf("start sendmail: %v", err)
 	}
 
-	script := `set -e
-D="$1"; ROOT="$2"; shift 2
-hostname mta.test
-mount --bind "$D/etc/hosts" /etc/hosts
-mount --bind "$D/etc/nsswitch.conf" /etc/nsswitch.conf
-export LD_LIBRARY_PATH="$ROOT/usr/lib/x86_64-linux-gnu"
-exec "$ROOT/usr/libexec/sendmail/sendmail" "$@"
-`
-	cmd = exec.Command(unshare, "--mount", "--uts", "--", "sh", "-c", script, "sh", dir, root,
-		"-C", s.ConfigFile, "-bD", "-X", s.TrafficLog)
+	s.unshare, s.root = unshare, root
+	cmd = s.command("-bD", "-X", s.TrafficLog)
 	output, err := os.Create(filepath.Join(dir, "sendmail.out"))
 	if err != nil {
 		t.Fatalf("start sendmail: %v", err)
@@ -183,6 +177,36 @@ exec "$ROOT/usr/libexec/sendmail/sendmail" "$@"
 		t.Fatalf("start sendmail: %v\noutput:\n%s", err, out)
 	}
 	return s
+}
+
+// sendmailScript runs the unpacked sendmail in its private namespaces (see
+// StartSendmail).
+const sendmailScript = `set -e
+D="$1"; ROOT="$2"; shift 2
+hostname mta.test
+mount --bind "$D/etc/hosts" /etc/hosts
+mount --bind "$D/etc/nsswitch.conf" /etc/nsswitch.conf
+export LD_LIBRARY_PATH="$ROOT/usr/lib/x86_64-linux-gnu"
+exec "$ROOT/usr/libexec/sendmail/sendmail" "$@"
+`
+
+// command is the unpacked sendmail with this instance's .cf and args, in
+// private mount and UTS namespaces like the daemon.
+func (s *Sendmail) command(args ...string) *exec.Cmd {
+	return exec.Command(s.unshare, append([]string{"--mount", "--uts", "--", "sh", "-c", sendmailScript, "sh", s.Dir, s.root,
+		"-C", s.ConfigFile}, args...)...)
+}
+
+// Quarantined lists Sendmail's quarantined messages ("mailq -qQ", i.e.
+// sendmail -bp -qQ): each line with a queue id, and the reason the milter
+// gave on the line after it.
+func (s *Sendmail) Quarantined(t testing.TB) string {
+	t.Helper()
+	out, err := s.command("-bp", "-qQ").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sendmail -bp -qQ: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 // Addr returns the "127.0.0.1:PORT" where Sendmail listens.
