@@ -8,12 +8,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,10 @@ type Config struct {
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
+
+	// lines maps the field paths the file names to their lines, so that
+	// problems found after decoding still say where they are.
+	lines map[string]int
 }
 
 // SocketConfig sets the permissions of a unix listening socket.
@@ -181,18 +186,32 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse merges YAML over the defaults and validates the result; name is
-// used in error messages.
+// used in error messages. Every problem is reported at once: unknown keys
+// (with the nearest known one), values of the wrong kind (with the kind
+// wanted), and what Validate finds, each with its field path and line.
 func Parse(data []byte, name string) (*Config, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{Path: name, Problems: []string{syntaxProblem(err)}}
+	}
 	var problems []string
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, &Error{Path: name, Problems: []string{err.Error()}}
+	if len(root.Content) > 0 {
+		doc := root.Content[0]
+		var shape []string
+		shape, c.lines = checkShape(doc, reflect.TypeOf(Config{}))
+		problems = append(problems, shape...)
+		if err := doc.Decode(c); err != nil {
+			var te *yaml.TypeError
+			switch {
+			case !errors.As(err, &te):
+				problems = append(problems, syntaxProblem(err))
+			case len(shape) == 0:
+				// The shape check saw nothing wrong but YAML did: say
+				// what YAML says rather than nothing.
+				problems = append(problems, te.Errors...)
+			}
 		}
-		problems = append(problems, te.Errors...)
 	}
 	if err := c.Validate(); err != nil {
 		var ve *Error
@@ -204,6 +223,27 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, &Error{Path: name, Problems: problems}
 	}
 	return c, nil
+}
+
+// syntaxProblem words a YAML syntax error as "line N: what".
+func syntaxProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// Line returns the line of a field path in the file the config came from
+// (or of the nearest enclosing path the file names); 0 when unknown.
+func (c *Config) Line(path string) int {
+	return lineOf(c.lines, path)
+}
+
+// Problem formats one problem of this config as "path (line N): message",
+// the form every problem takes (the line when the file names the field).
+func (c *Config) Problem(path, format string, args ...any) string {
+	msg := fmt.Sprintf(format, args...)
+	if line := c.Line(path); line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", path, line, msg)
+	}
+	return path + ": " + msg
 }
 
 // Validate checks every field and reports all problems at once.
@@ -242,14 +282,14 @@ func (c *Config) Validate() error {
 	c.validateRules(&e)
 	c.Notify.validate(&e)
 	if c.Metrics.Listen != "" {
-		if !strings.Contains(c.Metrics.Listen, ":") {
-			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			e.add("metrics.listen", "%q: %v (want HOST:PORT, or empty to turn the listener off)", c.Metrics.Listen, err)
 		} else if !c.AllowNonLoopback && !loopbackHost(c.Metrics.Listen) {
 			e.add("metrics.listen", "%q is not a loopback address; set allow_non_loopback: true to listen on it", c.Metrics.Listen)
 		}
 	}
 	if len(e) > 0 {
-		return &Error{Path: c.Path, Problems: e}
+		return &Error{Path: c.Path, Problems: withLines(e, c.lines)}
 	}
 	return nil
 }
@@ -293,6 +333,9 @@ func ParseListen(s string) (network, addr string, err error) {
 		if !strings.Contains(rest, ":") {
 			return "", "", fmt.Errorf("%q: want inet:HOST:PORT", s)
 		}
+		if err := checkHostPort(rest); err != nil {
+			return "", "", fmt.Errorf("%q: %v", s, err)
+		}
 		return "tcp", rest, nil
 	case kind == "unix" || kind == "local":
 		if !strings.HasPrefix(rest, "/") {
@@ -301,6 +344,26 @@ func ParseListen(s string) (network, addr string, err error) {
 		return "unix", rest, nil
 	}
 	return "", "", fmt.Errorf("%q: unknown listener kind %q (want inet or unix)", s, kind)
+}
+
+// checkHostPort checks "HOST:PORT": a host (name or address, [v6] in
+// brackets) and a port number from 1 to 65535.
+func checkHostPort(hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT")
+	}
+	if host == "" {
+		return fmt.Errorf("no host (write 127.0.0.1, [::1] or a name)")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number", port)
+	}
+	if n < 1 || n > 65535 {
+		return fmt.Errorf("port %d is out of range (1-65535)", n)
+	}
+	return nil
 }
 
 func loopbackHost(hostport string) bool {
