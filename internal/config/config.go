@@ -8,12 +8,15 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -220,9 +223,26 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, &Error{Path: name, Problems: problems}
+		return nil, &Error{Path: name, Problems: byLine(problems)}
 	}
 	return c, nil
+}
+
+// byLine orders problems as the file does: by line, those without a line
+// (defaults the file does not set) last, in the order found.
+func byLine(problems []string) []string {
+	line := func(p string) int {
+		path, _, _ := strings.Cut(p, ": ")
+		if _, rest, ok := strings.Cut(path, "(line "); ok {
+			if n, err := strconv.Atoi(strings.TrimSuffix(rest, ")")); err == nil {
+				return n
+			}
+		}
+		return math.MaxInt
+	}
+	out := slices.Clone(problems)
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(line(a), line(b)) })
+	return out
 }
 
 // syntaxProblem words a YAML syntax error as "line N: what".
@@ -347,20 +367,19 @@ func ParseListen(s string) (network, addr string, err error) {
 }
 
 // checkHostPort checks "HOST:PORT": a host (name or address, [v6] in
-// brackets) and a port number from 1 to 65535.
+// brackets) and a port number up to 65535 (0 lets the system pick a free
+// port, which tests use).
 func checkHostPort(hostport string) error {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return fmt.Errorf("want HOST:PORT")
 	}
-	if host == "" {
-		return fmt.Errorf("no host (write 127.0.0.1, [::1] or a name)")
-	}
+	_ = host // empty: every interface, which the loopback rule refuses unless allowed
 	n, err := strconv.Atoi(port)
 	if err != nil {
 		return fmt.Errorf("port %q is not a number", port)
 	}
-	if n < 1 || n > 65535 {
+	if n < 0 || n > 65535 {
 		return fmt.Errorf("port %d is out of range (1-65535)", n)
 	}
 	return nil
