@@ -19,11 +19,12 @@ type unlockOptions struct {
 func newUnlockCommand(g *globalOptions) *cobra.Command {
 	var o unlockOptions
 	return &cobra.Command{
-		Use:   "unlock ACCOUNT",
+		Use:   "unlock ACCOUNT|ADDRESS",
 		Short: "unlock a locked account (and clear its strikes)",
 		Long: `Removes the lock of an account and clears its strikes, so that the next
 refusal does not lock it again at once. The milters accept its next message
-(subject to the limits). Fails (exit 1) when the account is not locked.`,
+(subject to the limits). Fails (exit 1) when the account is not locked.
+A bare address is the account of that name, as for lock.`,
 		Example: "  abusectl unlock alice",
 		Args:    exactArgs(1, "one ACCOUNT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,7 +37,9 @@ refusal does not lock it again at once. The milters accept its next message
 }
 
 func runUnlock(ctx context.Context, o unlockOptions, out io.Writer) error {
-	account, err := accountName(o.Account)
+	account, err := accountArg(ctx, o.Env, o.Account, "unlock", func(a string) string {
+		return fmt.Sprintf("unlock account %q and clear its strikes", a)
+	})
 	if err != nil {
 		return err
 	}

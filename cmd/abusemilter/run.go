@@ -152,35 +152,31 @@ func run(o options, stdout, stderr io.Writer) int {
 // loadConfig reads the config the source names (or the defaults), applies
 // the flags over it, validates the result and checks it as the start does
 // (daemon.Check): every error it returns is a configuration error.
+// Problems of the file and of the check are reported together, once each.
 func loadConfig(o options, src config.Source) (*config.Config, error) {
-	cfg, err := src.Load()
-	if err != nil {
+	cfg, err := src.LoadAll()
+	if cfg == nil {
 		return nil, err
 	}
-	if cfg, err = applyFlags(cfg, o); err != nil {
-		return nil, err
+	applyFlags(cfg, o)
+	if o.listen != "" || o.logFormat != "" {
+		err = config.Merge(cfg.Path, err, cfg.Validate())
 	}
-	if err := daemon.Check(cfg); err != nil {
+	if err = config.Merge(cfg.Path, err, daemon.Check(cfg)); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-// applyFlags overrides config fields with flags and validates them with the
-// same rules as the file.
-func applyFlags(cfg *config.Config, o options) (*config.Config, error) {
+// applyFlags overrides config fields with flags (validated with the same
+// rules as the file by loadConfig).
+func applyFlags(cfg *config.Config, o options) {
 	if o.listen != "" {
 		cfg.Listen = o.listen
 	}
 	if o.logFormat != "" {
 		cfg.Log.Format = o.logFormat
 	}
-	if o.listen != "" || o.logFormat != "" {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return cfg, nil
 }
 
 // printConfigError prints every problem of a config, one per line.

@@ -176,16 +176,25 @@ func (e *Error) Error() string {
 
 // Load reads, merges over the defaults and validates a config file.
 func Load(path string) (*Config, error) {
+	c, err := LoadAll(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadAll is Load that also returns the config when it has problems, as
+// ParseAll does.
+func LoadAll(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	c, err := Parse(data, path)
-	if err != nil {
-		return nil, err
+	c, err := ParseAll(data, path)
+	if c != nil {
+		c.Path = path
 	}
-	c.Path = path
-	return c, nil
+	return c, err
 }
 
 // Parse merges YAML over the defaults and validates the result; name is
@@ -193,6 +202,18 @@ func Load(path string) (*Config, error) {
 // (with the nearest known one), values of the wrong kind (with the kind
 // wanted), and what Validate finds, each with its field path and line.
 func Parse(data []byte, name string) (*Config, error) {
+	c, err := ParseAll(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ParseAll is Parse that also returns the config when it has problems
+// (nil only when the file is not YAML at all), so that a check can look
+// for more problems in what did parse: the fields with problems keep
+// whatever value they got (or their default).
+func ParseAll(data []byte, name string) (*Config, error) {
 	c := Default()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -223,9 +244,49 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, &Error{Path: name, Problems: byLine(problems)}
+		return c, &Error{Path: name, Problems: byLine(problems)}
 	}
 	return c, nil
+}
+
+// Merge adds to a config's problems (err, a *Error or nil) those of more
+// (from a later check), leaving out a problem of a field that err already
+// has one for, and returns the whole as one *Error (nil when there is none).
+func Merge(name string, err error, more error) error {
+	if more == nil {
+		return err
+	}
+	var first, second *Error
+	if !errors.As(more, &second) {
+		if err == nil {
+			return more
+		}
+		second = &Error{Problems: []string{more.Error()}}
+	}
+	var problems []string
+	seen := make(map[string]bool)
+	if err != nil {
+		if !errors.As(err, &first) {
+			return err
+		}
+		problems = append(problems, first.Problems...)
+		for _, p := range first.Problems {
+			seen[problemPath(p)] = true
+		}
+	}
+	for _, p := range second.Problems {
+		if !seen[problemPath(p)] {
+			problems = append(problems, p)
+		}
+	}
+	return &Error{Path: name, Problems: byLine(problems)}
+}
+
+// problemPath is the field path of a "path (line N): message" problem.
+func problemPath(p string) string {
+	path, _, _ := strings.Cut(p, ": ")
+	path, _, _ = strings.Cut(path, " (line ")
+	return path
 }
 
 // byLine orders problems as the file does: by line, those without a line

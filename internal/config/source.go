@@ -85,20 +85,24 @@ func Resolve(flag string, l Lookup) Source {
 
 // Load reads the source's file, or returns the built-in defaults.
 func (s Source) Load() (*Config, error) {
-	if s.Path == "" {
-		c := Default()
-		if err := c.Validate(); err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-	c, err := Load(s.Path)
+	c, err := s.LoadAll()
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return nil, &Error{Path: s.Path, Problems: []string{fmt.Sprintf("cannot read the config file (%s): %v", s.How, pe.Err)}}
-		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// LoadAll is Load that also returns the config when it has problems (see
+// ParseAll); nil when the file cannot be read or is not YAML.
+func (s Source) LoadAll() (*Config, error) {
+	if s.Path == "" {
+		c := Default()
+		return c, c.Validate()
+	}
+	c, err := LoadAll(s.Path)
+	var pe *fs.PathError
+	if c == nil && errors.As(err, &pe) {
+		return nil, &Error{Path: s.Path, Problems: []string{fmt.Sprintf("cannot read the config file (%s): %v", s.How, pe.Err)}}
+	}
+	return c, err
 }
