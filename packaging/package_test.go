@@ -56,8 +56,9 @@ var installedFiles = []string{
 // createdPaths are what the maintainer scripts create; purge removes them.
 var createdPaths = []string{"/etc/abusemilter", "/var/log/abusemilter", "/run/abusemilter", "/var/spool/postfix/abusemilter", "/usr/share/doc/abusemilter"}
 
-// TestDebInstallUpgradePurge builds the packages (both architectures, both
-// formats), then installs the .deb on this host, checks the files, the
+// TestDebInstallUpgradePurge builds the packages of this machine's
+// architecture (both formats; `make package` builds arm64 and amd64 alike,
+// but cross-compiling both here would double the test's time), then installs the .deb on this host, checks the files, the
 // system user, the conffile, the installed check and unit, upgrades to a
 // rebuilt package over an edited conffile (the edit survives), and purges
 // (nothing of the package is left). The .rpm's file list is read with rpm
@@ -91,16 +92,20 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	arch := runtime.GOARCH
 	work := t.TempDir()
 
-	// Build the old version for both architectures and formats, keep its
-	// files, then the new one (this architecture's .deb only).
-	makePackage(t, root, oldVersion, "amd64 arm64", "deb rpm")
-	for _, f := range []string{"abusemilter_0.0.1+pkgtest-1_amd64.deb", "abusemilter_0.0.1+pkgtest-1_arm64.deb",
-		"abusemilter-0.0.1+pkgtest-1.x86_64.rpm", "abusemilter-0.0.1+pkgtest-1.aarch64.rpm"} {
-		copyFile(t, filepath.Join(root, "dist", f), filepath.Join(work, f))
+	rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+	if rpmArch == "" {
+		testenv.Unavailable(t, "the packages are built for amd64 and arm64, not %s", arch)
 	}
+	// Build the old version (.deb and .rpm) and keep its files, then the
+	// new one (.deb only).
+	makePackage(t, root, oldVersion, arch, "deb rpm")
 	oldDeb := filepath.Join(work, "abusemilter_0.0.1+pkgtest-1_"+arch+".deb")
-	if out, err := exec.Command("dpkg-deb", "-f", filepath.Join(work, "abusemilter_0.0.1+pkgtest-1_arm64.deb"), "Architecture").Output(); err != nil || strings.TrimSpace(string(out)) != "arm64" {
-		t.Errorf("the arm64 .deb says Architecture %q (%v)", out, err)
+	oldRPM := filepath.Join(work, "abusemilter-0.0.1+pkgtest-1."+rpmArch+".rpm")
+	for _, f := range []string{oldDeb, oldRPM} {
+		copyFile(t, filepath.Join(root, "dist", filepath.Base(f)), f)
+	}
+	if out, err := exec.Command("dpkg-deb", "-f", oldDeb, "Architecture").Output(); err != nil || strings.TrimSpace(string(out)) != arch {
+		t.Errorf("the .deb says Architecture %q (%v), want %s", out, err, arch)
 	}
 	makePackage(t, root, newVersion, arch, "deb")
 	newDeb := filepath.Join(work, "abusemilter_0.0.2+pkgtest-1_"+arch+".deb")
@@ -108,8 +113,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 
 	t.Run("rpm file list", func(t *testing.T) {
 		rpm := testenv.RequireTool(t, "rpm")
-		rpmArch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
-		out := mustOutput(t, rpm, "-qlp", filepath.Join(work, "abusemilter-0.0.1+pkgtest-1."+rpmArch+".rpm"))
+		out := mustOutput(t, rpm, "-qlp", oldRPM)
 		files := strings.Fields(out)
 		for _, f := range installedFiles {
 			f = strings.Replace(f, "/usr/share/zsh/vendor-completions/", "/usr/share/zsh/site-functions/", 1)
@@ -117,11 +121,11 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 				t.Errorf("the .rpm lacks %s", f)
 			}
 		}
-		conf := mustOutput(t, rpm, "-qcp", filepath.Join(work, "abusemilter-0.0.1+pkgtest-1."+rpmArch+".rpm"))
+		conf := mustOutput(t, rpm, "-qcp", oldRPM)
 		if !strings.Contains(conf, confFile) {
 			t.Errorf("the .rpm does not mark %s as a configuration file: %s", confFile, conf)
 		}
-		scripts := mustOutput(t, rpm, "-qp", "--scripts", filepath.Join(work, "abusemilter-0.0.1+pkgtest-1."+rpmArch+".rpm"))
+		scripts := mustOutput(t, rpm, "-qp", "--scripts", oldRPM)
 		if !strings.Contains(scripts, "systemd-sysusers") || strings.Contains(scripts, "systemctl start") {
 			t.Errorf("the .rpm's scriptlets:\n%s", scripts)
 		}
