@@ -275,11 +275,26 @@ func Merge(name string, err error, more error) error {
 		}
 	}
 	for _, p := range second.Problems {
-		if !seen[problemPath(p)] {
+		if !coveredBy(problemPath(p), seen) {
 			problems = append(problems, p)
 		}
 	}
 	return &Error{Path: name, Problems: byLine(problems)}
+}
+
+// coveredBy reports whether a problem of path says nothing new: one of the
+// same path was reported, or one inside it ("identity" is covered by a
+// problem of "identity.networks[0].account").
+func coveredBy(path string, seen map[string]bool) bool {
+	if seen[path] {
+		return true
+	}
+	for p := range seen {
+		if strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
+			return true
+		}
+	}
+	return false
 }
 
 // problemPath is the field path of a "path (line N): message" problem.

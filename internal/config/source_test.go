@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +106,27 @@ redis:
 		if strings.Contains(s, secret) {
 			t.Errorf("effective config shows %q", secret)
 		}
+	}
+}
+
+// TestMerge: a later check's problems are added once, without repeating a
+// field the file's problems already cover.
+func TestMerge(t *testing.T) {
+	first := &Error{Path: "f", Problems: []string{"identity.networks[0].account (line 3): unknown account", "mode (line 1): bad"}}
+	second := &Error{Path: "f", Problems: []string{"identity: network: unknown account", "mode: bad too", "listen (line 2): no socket directory"}}
+	err := Merge("f", first, second)
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Merge returned %v", err)
+	}
+	want := []string{"mode (line 1): bad", "listen (line 2): no socket directory", "identity.networks[0].account (line 3): unknown account"}
+	if strings.Join(e.Problems, "|") != strings.Join(want, "|") {
+		t.Errorf("merged:\n%s\nwant:\n%s", strings.Join(e.Problems, "\n"), strings.Join(want, "\n"))
+	}
+	if Merge("f", nil, nil) != nil {
+		t.Error("nothing merged into an error")
+	}
+	if err := Merge("f", nil, second); err == nil || len(err.(*Error).Problems) != 3 {
+		t.Errorf("Merge(nil, second) = %v", err)
 	}
 }
