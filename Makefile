@@ -9,7 +9,8 @@
 #   make release    static linux/amd64 and linux/arm64 archives in dist/,
 #                   with SHA256SUMS: the product commands (abusemilter,
 #                   abusescan, abusectl; not the load generator), LICENSE,
-#                   README, docs/, configs/, man pages and completions
+#                   CHANGELOG, README, docs/, configs/, man pages and
+#                   completions
 #   make package    .deb and .rpm packages for linux/amd64 and linux/arm64 in
 #                   dist/, built with nfpm (a tool pinned in go.mod):
 #                   binaries, systemd unit, sysusers.d and tmpfiles.d files,
@@ -41,7 +42,7 @@ export CGO_ENABLED := 0
 PRODUCT := abusemilter abusescan abusectl
 # Files shipped next to the binaries in a release archive, so that the
 # README's links work inside it.
-DIST_EXTRA := LICENSE README.md docs configs
+DIST_EXTRA := LICENSE README.md CHANGELOG.md docs configs
 
 # Packages: the version without its v; anything that does not start with a
 # digit (an untagged tree) becomes 0.0.0+git.HASH, and a '-' (git describe)
@@ -85,7 +86,7 @@ fmt-check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 release: man completion
-	@rm -rf dist && mkdir -p dist
+	@rm -f dist/*.tar.gz dist/SHA256SUMS && mkdir -p dist
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		name=abusemilter-$(VERSION)-$$os-$$arch; \

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,5 +108,40 @@ func TestFlags(t *testing.T) {
 	}
 	if code, _, _ := runCmd("--help"); code != exitOK {
 		t.Fatalf("--help: %d", code)
+	}
+}
+
+// TestCheckConfigJSON: --check-config --json prints the effective
+// configuration (defaults filled in) and where it came from, with secrets
+// redacted; --json alone is a usage error.
+func TestCheckConfigJSON(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), `
+mode: monitor
+notify:
+  webhooks:
+    - url: https://hooks.example.com/services/T0/B0/s3cr3tpath
+`)
+	code, out, errOut := runCmd("--check-config", "--json", "--config", path)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var v struct {
+		Source string         `json:"source"`
+		Config map[string]any `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if v.Source != path+" (from --config)" || v.Config["mode"] != "monitor" || v.Config["listen"] != "inet:127.0.0.1:7357" {
+		t.Errorf("source %q, mode %v, listen %v", v.Source, v.Config["mode"], v.Config["listen"])
+	}
+	if session, _ := v.Config["session"].(map[string]any); session["idle_timeout"] != "10m" {
+		t.Errorf("defaults not filled in: session %v", v.Config["session"])
+	}
+	if strings.Contains(out, "s3cr3tpath") || !strings.Contains(out, "https://hooks.example.com/REDACTED") {
+		t.Errorf("the webhook URL is not redacted:\n%s", out)
+	}
+	if code, _, errOut := runCmd("--json"); code != exitUsage || !strings.Contains(errOut, "--json goes with --check-config") {
+		t.Errorf("--json alone: exit %d, %q", code, errOut)
 	}
 }
