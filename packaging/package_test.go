@@ -79,6 +79,15 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 	if userExisted {
 		testenv.Unavailable(t, "a user abusemilter exists on this host already: the test does not touch it")
 	}
+	// Paths that exist already are not the package's to remove.
+	var created []string
+	for _, p := range createdPaths {
+		if _, err := os.Lstat(p); err != nil {
+			created = append(created, p)
+		} else {
+			t.Logf("%s exists before the install: purge must leave it", p)
+		}
+	}
 	t.Cleanup(func() {
 		if err := exec.Command(dpkg, "--purge", pkgName).Run(); err != nil {
 			t.Logf("cleanup: dpkg --purge: %v", err)
@@ -241,9 +250,16 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 			t.Errorf("after purge, %s is left", f)
 		}
 	}
-	for _, p := range createdPaths {
+	for _, p := range created {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("after purge, %s is left", p)
+		}
+	}
+	for _, p := range createdPaths {
+		if !slices.Contains(created, p) {
+			if _, err := os.Lstat(p); err != nil {
+				t.Errorf("purge removed %s, which existed before the install", p)
+			}
 		}
 	}
 	if run(t, "getent", "passwd", "abusemilter") == nil {
