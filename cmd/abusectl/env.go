@@ -63,13 +63,13 @@ func (e *env) close() {
 // through the daemon's own assembly and checks with one PING that it
 // answers and accepts the password.
 func (e *env) connect(ctx context.Context, g globalOptions, lookup config.Lookup) error {
-	cfg, err := loadConfig(g, lookup)
+	cfg, src, err := loadConfig(g, lookup)
 	if err != nil {
 		return err
 	}
 	if cfg.Redis == nil && g.RedisURL == "" {
-		return configError(fmt.Errorf("config %q uses the embedded rate store: the admin CLI needs the redis store "+
-			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", cfg.Path))
+		return configError(fmt.Errorf("config %s uses the embedded rate store: the admin CLI needs the redis store "+
+			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", src))
 	}
 	if g.Timeout <= 0 {
 		return cli.Usagef("--timeout must be positive")
@@ -92,6 +92,10 @@ func (e *env) connect(ctx context.Context, g globalOptions, lookup config.Lookup
 	rc.Timeout = config.Duration{Duration: g.Timeout}
 	cfg.Redis = &rc
 	e.where = redisWhere(rc)
+	if g.RedisURL == "" {
+		// Which config the store came from, in every message that names it.
+		e.where += " of " + src.String()
+	}
 	r, err := daemon.RedisStore(cfg, ratelimit.Options{})
 	if err != nil {
 		return configError(err)
@@ -127,17 +131,17 @@ func configAccounts(cfg *config.Config) map[string]bool {
 // loadConfig reads the config as the daemon does (config.Resolve: --config,
 // else $ABUSEMILTER_CONFIG, else the default path when it exists); with
 // none of them, the built-in defaults serve only with --redis.
-func loadConfig(g globalOptions, lookup config.Lookup) (*config.Config, error) {
+func loadConfig(g globalOptions, lookup config.Lookup) (*config.Config, config.Source, error) {
 	src := config.Resolve(g.ConfigPath, lookup)
 	if src.How == config.FromBuiltIn && g.RedisURL == "" {
-		return nil, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL "+
+		return nil, src, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL "+
 			"(there is no $%s and no %s)", config.EnvVar, config.DefaultPath)
 	}
 	cfg, err := src.Load()
 	if err != nil {
-		return nil, configError(err)
+		return nil, src, configError(err)
 	}
-	return cfg, nil
+	return cfg, src, nil
 }
 
 // redisWhere names the server of a redis section for messages, without

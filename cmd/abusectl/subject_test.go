@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 )
 
@@ -183,4 +184,32 @@ func TestBareAddressSubjects(t *testing.T) {
 			t.Errorf("something was applied:\n%s", out)
 		}
 	})
+}
+
+// TestConfigSourceOrder: abusectl finds its config as abusemilter does
+// (--config, else $ABUSEMILTER_CONFIG, else the default path when it
+// exists) and names it in what it says about the store.
+func TestConfigSourceOrder(t *testing.T) {
+	port := itoa(redistest.FreePort(t)) // nothing listens: the error names the store and its config
+	def := writeConfig(t, "redis:\n  url: redis://127.0.0.1:%s\n", port)
+	envFile := writeConfig(t, "redis:\n  url: redis://127.0.0.1:%s\n", port)
+	flagFile := writeConfig(t, "redis:\n  url: redis://127.0.0.1:%s\n", port)
+	env := map[string]string{}
+	d := deps{user: testUser, lookup: config.Lookup{Getenv: func(k string) string { return env[k] }, DefaultPath: def}}
+	check := func(want string, args ...string) {
+		t.Helper()
+		_, stderr, code := runWith(t, d, append(args, "--timeout", "300ms", "locked")...)
+		if code != exitFailed || !strings.Contains(stderr, want) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", args, code, stderr, want)
+		}
+	}
+	check("of " + def + " (the default path) is unreachable")
+	env["ABUSEMILTER_CONFIG"] = envFile
+	check("of " + envFile + " (from $ABUSEMILTER_CONFIG) is unreachable")
+	check("of "+flagFile+" (from --config) is unreachable", "--config", flagFile)
+	// Without any: the built-in defaults serve only with --redis.
+	d.lookup = config.Lookup{}
+	if _, stderr, code := runWith(t, d, "locked"); code != exitUsage || !strings.Contains(stderr, "no config") {
+		t.Errorf("no config: exit %d, %q", code, stderr)
+	}
 }
