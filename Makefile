@@ -9,7 +9,15 @@
 #   make release    static linux/amd64 and linux/arm64 archives in dist/,
 #                   with SHA256SUMS: the product commands (abusemilter,
 #                   abusescan, abusectl; not the load generator), LICENSE,
-#                   README, docs/, configs/, man pages and completions
+#                   CHANGELOG, README, docs/, configs/, man pages and
+#                   completions
+#   make package    .deb and .rpm packages for linux/amd64 and linux/arm64 in
+#                   dist/, built with nfpm (a tool pinned in go.mod):
+#                   binaries, systemd unit, sysusers.d and tmpfiles.d files,
+#                   /etc/abusemilter/abusemilter.yaml as a configuration file,
+#                   man pages, completions, docs, examples, logrotate, and a
+#                   copyright file with every compiled-in module's license
+#                   (PKG_ARCHES=amd64 PKG_FORMATS=deb narrows it)
 #   make clean      remove bin/ and dist/
 #   make bench-postfix  messages/s through a test Postfix on loopback with
 #                   no milter, a no-op milter, abusemilter (embedded store
@@ -38,9 +46,17 @@ export CGO_ENABLED := 0
 PRODUCT := abusemilter abusescan abusectl
 # Files shipped next to the binaries in a release archive, so that the
 # README's links work inside it.
-DIST_EXTRA := LICENSE README.md docs configs
+DIST_EXTRA := LICENSE README.md CHANGELOG.md docs configs
 
-.PHONY: all build man completion test vet fmt-check release clean bench-postfix
+# Packages: the version without its v; anything that does not start with a
+# digit (an untagged tree) becomes 0.0.0+git.HASH, and a '-' (git describe)
+# a '+', which both dpkg and rpm accept.
+PKG_ARCHES  ?= amd64 arm64
+PKG_FORMATS ?= deb rpm
+PKG_VERSION ?= $(shell v=$$(echo '$(VERSION)' | sed -e 's/^v//' -e 's/-/+/g'); case "$$v" in ([0-9]*) ;; (*) v="0.0.0+git.$$v" ;; esac; echo "$$v")
+NFPM        := $(GO) tool nfpm
+
+.PHONY: all build man completion test vet fmt-check release package clean bench-postfix
 
 all: fmt-check vet test build
 
@@ -74,7 +90,7 @@ fmt-check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 release: man completion
-	@rm -rf dist && mkdir -p dist
+	@rm -f dist/*.tar.gz dist/SHA256SUMS && mkdir -p dist
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		name=abusemilter-$(VERSION)-$$os-$$arch; \
@@ -91,6 +107,22 @@ release: man completion
 	done
 	cd dist && sha256sum *.tar.gz > SHA256SUMS
 	@cat dist/SHA256SUMS
+
+package: man completion
+	@rm -rf dist/pkg && mkdir -p dist/pkg/man
+	@for f in man/*.1; do gzip -9n < $$f > dist/pkg/man/$$(basename $$f).gz; done
+	$(GO) run ./packaging/licenses -o dist/pkg/copyright $(addprefix ./cmd/,$(PRODUCT))
+	@set -e; for arch in $(PKG_ARCHES); do \
+		rm -rf dist/pkg/bin && mkdir -p dist/pkg/bin; \
+		for c in $(PRODUCT); do \
+			GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/pkg/bin/ ./cmd/$$c; \
+		done; \
+		for fmt in $(PKG_FORMATS); do \
+			PKG_ARCH=$$arch PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+				$(NFPM) package --config packaging/nfpm.yaml --packager $$fmt --target dist/; \
+		done; \
+	done
+	@rm -rf dist/pkg/bin
 
 clean:
 	rm -rf bin dist man completion

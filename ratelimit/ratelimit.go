@@ -71,19 +71,21 @@ func ParseRate(s string) (Rate, error) {
 	if err != nil || limit < 0 {
 		return Rate{}, fmt.Errorf("rate %q: %q is not a non-negative whole number", s, n)
 	}
-	w = strings.TrimSpace(w)
+	written := strings.TrimSpace(w)
+	w = written
 	if w != "" && (w[0] < '0' || w[0] > '9') {
 		w = "1" + w
 	}
+	// Errors echo the window as written ("xx", not the "1xx" parsed).
 	var window time.Duration
 	if strings.HasSuffix(w, "d") {
 		days, err := strconv.ParseInt(strings.TrimSuffix(w, "d"), 10, 64)
 		if err != nil {
-			return Rate{}, fmt.Errorf("rate %q: bad day count %q", s, w)
+			return Rate{}, fmt.Errorf("rate %q: bad window %q (want a duration such as 10m, 1h, 24h or 7d)", s, written)
 		}
 		window = time.Duration(days) * 24 * time.Hour
 	} else if window, err = time.ParseDuration(w); err != nil {
-		return Rate{}, fmt.Errorf("rate %q: bad window %q: %v", s, w, err)
+		return Rate{}, fmt.Errorf("rate %q: bad window %q (want a duration such as 10m, 1h, 24h or 7d)", s, written)
 	}
 	if window < time.Second {
 		return Rate{}, fmt.Errorf("rate %q: window must be at least 1s", s)

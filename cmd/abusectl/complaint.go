@@ -64,7 +64,7 @@ Exit codes (sysexits, as Postfix reads them):
 		Args:    maxArgs(1, "one FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, e *env, out io.Writer) error {
-				cfg, err := loadConfig(*g, g.deps.defaultConfig)
+				cfg, _, err := loadConfig(*g, g.deps.lookup)
 				if err != nil {
 					return tempFail(err)
 				}

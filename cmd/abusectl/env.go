@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"os/user"
@@ -26,6 +25,9 @@ type env struct {
 	// cfg is the config the store was opened from (serve reads its console
 	// section and directory).
 	cfg *config.Config
+	// accounts are the account names the config defines (identity.accounts
+	// and the sender-login maps), for reading a bare address as an account.
+	accounts map[string]bool
 	// where names the store in errors ("redis 127.0.0.1:6380").
 	where string
 	now   func() time.Time
@@ -70,14 +72,14 @@ func (e *env) close() {
 // --password-file, --timeout) to its redis section, opens the store
 // through the daemon's own assembly and checks with one PING that it
 // answers and accepts the password.
-func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string) error {
-	cfg, err := loadConfig(g, defaultConfig)
+func (e *env) connect(ctx context.Context, g globalOptions, lookup config.Lookup) error {
+	cfg, src, err := loadConfig(g, lookup)
 	if err != nil {
 		return err
 	}
 	if cfg.Redis == nil && g.RedisURL == "" {
-		return configError(fmt.Errorf("config %q uses the embedded rate store: the admin CLI needs the redis store "+
-			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", cfg.Path))
+		return configError(fmt.Errorf("config %s uses the embedded rate store: the admin CLI needs the redis store "+
+			"(a redis: section in the config, or --redis URL), because the embedded store lives inside the milter process", src))
 	}
 	if g.Timeout <= 0 {
 		return cli.Usagef("--timeout must be positive")
@@ -100,6 +102,10 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 	rc.Timeout = config.Duration{Duration: g.Timeout}
 	cfg.Redis = &rc
 	e.where = redisWhere(rc)
+	if g.RedisURL == "" {
+		// Which config the store came from, in every message that names it.
+		e.where += " of " + src.String()
+	}
 	opts := e.storeOpts
 	opts.Monitor = cfg.Mode == "monitor"
 	r, err := daemon.RedisStore(cfg, opts)
@@ -113,40 +119,41 @@ func (e *env) connect(ctx context.Context, g globalOptions, defaultConfig string
 		return redisError(e.where, err)
 	}
 	e.admin, e.policy, e.closeStore, e.cfg = r, daemon.Policy(cfg), r.Close, cfg
+	e.accounts = configAccounts(cfg)
 	return nil
 }
 
-// loadConfig reads --config, else the default config when it exists and no
-// --redis was given, else the built-in defaults (with --redis).
-func loadConfig(g globalOptions, defaultConfig string) (*config.Config, error) {
-	path := g.ConfigPath
-	if path == "" && defaultConfig != "" {
-		if _, err := os.Stat(defaultConfig); err == nil {
-			path = defaultConfig
-		} else if g.RedisURL == "" {
-			return nil, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL (%s: %v)",
-				defaultConfig, errors.Unwrap(err))
+// configAccounts lists the accounts a config defines: identity.accounts,
+// and those of the sender-login maps when they can be read here.
+func configAccounts(cfg *config.Config) map[string]bool {
+	out := make(map[string]bool, len(cfg.Identity.Accounts))
+	for name := range cfg.Identity.Accounts {
+		out[name] = true
+	}
+	if len(cfg.Identity.SenderLoginMaps) > 0 {
+		if dir, err := daemon.Directory(cfg); err == nil {
+			for _, a := range dir.Accounts() {
+				out[a.Name] = true
+			}
 		}
 	}
-	if path == "" {
-		if g.RedisURL == "" {
-			return nil, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL")
-		}
-		cfg := config.Default()
-		if err := cfg.Validate(); err != nil {
-			return nil, configError(err)
-		}
-		return cfg, nil
+	return out
+}
+
+// loadConfig reads the config as the daemon does (config.Resolve: --config,
+// else $ABUSEMILTER_CONFIG, else the default path when it exists); with
+// none of them, the built-in defaults serve only with --redis.
+func loadConfig(g globalOptions, lookup config.Lookup) (*config.Config, config.Source, error) {
+	src := config.Resolve(g.ConfigPath, lookup)
+	if src.How == config.FromBuiltIn && g.RedisURL == "" {
+		return nil, src, cli.Usagef("no config: give --config FILE (the daemon's config, with a redis: section) or --redis URL "+
+			"(there is no $%s and no %s)", config.EnvVar, config.DefaultPath)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := src.Load()
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return nil, configError(fmt.Errorf("config %q: %w", path, pe.Err))
-		}
-		return nil, configError(err)
+		return nil, src, configError(err)
 	}
-	return cfg, nil
+	return cfg, src, nil
 }
 
 // redisWhere names the server of a redis section for messages, without

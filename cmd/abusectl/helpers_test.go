@@ -94,7 +94,7 @@ func newFixture(t testing.TB) *fixture {
 func connectEnv(t testing.TB, g globalOptions) *env {
 	t.Helper()
 	e := &env{now: time.Now, user: testUser}
-	if err := e.connect(context.Background(), g, ""); err != nil {
+	if err := e.connect(context.Background(), g, config.Lookup{}); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(e.close)

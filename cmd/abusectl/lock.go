@@ -24,12 +24,17 @@ type lockOptions struct {
 func newLockCommand(g *globalOptions) *cobra.Command {
 	var o lockOptions
 	cmd := &cobra.Command{
-		Use:   "lock ACCOUNT --reason TEXT [--for DURATION]",
+		Use:   "lock ACCOUNT|ADDRESS --reason TEXT [--for DURATION]",
 		Short: "lock an account: its mail is refused until unlocked (or for a while)",
 		Long: `Locks an account. The milters refuse its next message (defer or reject, as
 strikes.lock_action says) with rule ACCOUNT_LOCKED, until "abusectl unlock"
 or until --for has passed. The reason and your user name are recorded in
-the audit log and shown by status and locked.`,
+the audit log and shown by status and locked.
+
+A bare address (carol@example.com) is the account of that name when one
+exists (counters, a lock, strikes, or a config entry: an ad-hoc account of
+a login that is an address, a sender-login map account); otherwise nothing
+is locked and the error says so. acct:carol@example.com locks it anyway.`,
 		Example: `  abusectl lock alice --reason "phishing campaign, ticket 4711"
   abusectl lock alice --reason "compromised password" --for 24h`,
 		Args: exactArgs(1, "one ACCOUNT"),
@@ -58,14 +63,19 @@ func accountName(arg string) (string, error) {
 }
 
 func runLock(ctx context.Context, o lockOptions, out io.Writer) error {
-	account, err := accountName(o.Account)
-	if err != nil {
+	if _, _, err := bareAddress(o.Account); err != nil {
 		return err
 	}
 	if strings.TrimSpace(o.Reason) == "" {
 		return cli.Usagef("lock: --reason is required (it is what the next admin reads)")
 	}
 	if err := nonNegative("for", o.For); err != nil {
+		return err
+	}
+	account, err := accountArg(ctx, o.Env, o.Account, fmt.Sprintf("lock --reason %q", o.Reason), func(a string) string {
+		return fmt.Sprintf("lock account %q %s", a, forText(o.For))
+	})
+	if err != nil {
 		return err
 	}
 	admin, err := o.Env.store(ctx)

@@ -26,14 +26,16 @@ type overrideOptions struct {
 func newOverrideCommand(g *globalOptions) *cobra.Command {
 	var o overrideOptions
 	cmd := &cobra.Command{
-		Use:   "override ACCOUNT|sender:ADDR|client:IP --limit NAME (--rate N/WINDOW[,N/WINDOW] [--for DURATION] | --remove)",
+		Use:   "override ACCOUNT|ADDRESS|sender:ADDR|client:IP --limit NAME (--rate N/WINDOW[,N/WINDOW] [--for DURATION] | --remove)",
 		Short: "replace (or restore) the rates of one limit for one subject",
 		Long: `Replaces the configured rates of one limit for one subject, e.g. to let a
 customer send a legitimate mailing, or to throttle a suspicious one. The
 milters apply it to the subject's very next message. --for makes it expire;
 --remove restores the configured rates (exit 1 when there is no override).
 
-Limit names as for reset. Several windows: --rate 20/10m,500/24h.`,
+A bare address is resolved as for reset: nothing is changed when it could
+be either the account or the sender of that name. Limit names as for reset.
+Several windows: --rate 20/10m,500/24h.`,
 		Example: `  abusectl override alice --limit messages --rate 500/1h --for 24h
   abusectl override sender:shop@example.com --limit sender_messages --rate 50/1h
   abusectl override alice --limit messages --remove`,
@@ -55,16 +57,17 @@ Limit names as for reset. Several windows: --rate 20/10m,500/24h.`,
 }
 
 func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
-	s, err := parseSubject(o.Subject)
+	s, bare, err := bareAddress(o.Subject)
 	if err != nil {
 		return err
 	}
 	if o.Limit == "" {
 		return cli.Usagef("override: --limit is required")
 	}
-	dim, err := parseLimit(s, o.Limit)
-	if err != nil {
-		return err
+	if !bare {
+		if _, err := parseLimit(s, o.Limit); err != nil {
+			return err
+		}
 	}
 	if o.Remove == (o.Rate != "") {
 		return cli.Usagef("override: give either --rate or --remove")
@@ -80,6 +83,31 @@ func runOverride(ctx context.Context, o overrideOptions, out io.Writer) error {
 		if rates, err = parseRates(o.Rate); err != nil {
 			return err
 		}
+	}
+	if bare {
+		command := "override --limit " + o.Limit + " --rate " + o.Rate
+		if o.Remove {
+			command = "override --limit " + o.Limit + " --remove"
+		}
+		s, err = resolveChange(ctx, o.Env, o.Subject, change{
+			command: command,
+			decides: o.Limit != "",
+			applies: func(s ratelimit.Subject) bool { _, err := parseLimit(s, o.Limit); return err == nil },
+			would: func(s ratelimit.Subject) string {
+				dim, _ := parseLimit(s, o.Limit)
+				if o.Remove {
+					return fmt.Sprintf("remove the override of %s for %s", dim, s)
+				}
+				return fmt.Sprintf("set %s of %s to %s %s", dim, s, o.Rate, forText(o.For))
+			},
+		})
+		if err != nil {
+			return err
+		}
+	}
+	dim, err := parseLimit(s, o.Limit)
+	if err != nil {
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

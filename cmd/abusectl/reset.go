@@ -20,12 +20,16 @@ type resetOptions struct {
 func newResetCommand(g *globalOptions) *cobra.Command {
 	var o resetOptions
 	cmd := &cobra.Command{
-		Use:   "reset ACCOUNT|sender:ADDR|client:IP [--limit NAME]",
+		Use:   "reset ACCOUNT|ADDRESS|sender:ADDR|client:IP [--limit NAME]",
 		Short: "clear counters (and an account's strikes)",
 		Long: `Clears what the subject has used, so its next message starts from zero.
 Without --limit every counter of the subject is cleared, and for an account
 its strikes too; with --limit only that limit's counter. A lock stays: use
 unlock.
+
+A bare address is the account of that name or the sender, whichever of
+the two exists (see status); when both or neither do, nothing is reset and
+the error says what each would clear: name it as acct:ADDR or sender:ADDR.
 
 Limit names: account_messages, account_recipients, account_new_recipients,
 sender_messages, client_messages, the rule IDs of replies (ACCOUNT_MSG_RATE,
@@ -47,9 +51,27 @@ sender_messages, client_messages, the rule IDs of replies (ACCOUNT_MSG_RATE,
 }
 
 func runReset(ctx context.Context, o resetOptions, out io.Writer) error {
-	s, err := parseSubject(o.Subject)
+	s, bare, err := bareAddress(o.Subject)
 	if err != nil {
 		return err
+	}
+	if bare {
+		command := "reset"
+		if o.Limit != "" {
+			command += " --limit " + o.Limit
+		}
+		s, err = resolveChange(ctx, o.Env, o.Subject, change{
+			command: command,
+			decides: o.Limit != "",
+			applies: func(s ratelimit.Subject) bool { _, err := parseLimit(s, o.Limit); return o.Limit == "" || err == nil },
+			would: func(s ratelimit.Subject) string {
+				dim, _ := parseLimit(s, o.Limit)
+				return "clear " + resetWhat(s, dim) + " of " + s.String()
+			},
+		})
+		if err != nil {
+			return err
+		}
 	}
 	var dim ratelimit.Dimension
 	if o.Limit != "" {
@@ -64,12 +86,17 @@ func runReset(ctx context.Context, o resetOptions, out io.Writer) error {
 	if err := admin.Reset(ctx, s, dim, o.Env.user); err != nil {
 		return o.Env.storeError(err)
 	}
+	_, err = fmt.Fprintf(out, "reset %s of %s\n", resetWhat(s, dim), s)
+	return err
+}
+
+// resetWhat says what a reset of s clears.
+func resetWhat(s ratelimit.Subject, dim ratelimit.Dimension) string {
 	what := "every counter"
 	if dim != "" {
 		what = "the " + string(dim) + " counter"
 	} else if s.Kind == ratelimit.KindAccount {
 		what += " and the strikes"
 	}
-	_, err = fmt.Fprintf(out, "reset %s of %s\n", what, s)
-	return err
+	return what
 }

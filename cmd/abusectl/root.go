@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/abusemilter/abusemilter/internal/cli"
+	"github.com/abusemilter/abusemilter/internal/config"
 )
 
 // Exit codes, decided in commandError only and listed in the root
@@ -75,9 +76,9 @@ func oneLine(s string) string {
 // deps are what the commands take from the process, so that tests can
 // supply their own.
 type deps struct {
-	// defaultConfig is read when neither --config nor --redis is given
-	// (empty: none).
-	defaultConfig string
+	// lookup finds $ABUSEMILTER_CONFIG and the default config path when
+	// --config is not given (the zero value: neither).
+	lookup config.Lookup
 	// stdoutIsTerminal and noColor decide colour.
 	stdoutIsTerminal bool
 	noColor          bool
@@ -87,16 +88,12 @@ type deps struct {
 }
 
 // defaultConfigPath is where the daemon's config usually lives.
-const defaultConfigPath = "/etc/abusemilter/abusemilter.yaml"
+const defaultConfigPath = config.DefaultPath
 
 func systemDeps() deps {
 	_, noColor := os.LookupEnv("NO_COLOR")
-	def := os.Getenv("ABUSEMILTER_CONFIG")
-	if def == "" {
-		def = defaultConfigPath
-	}
 	return deps{
-		defaultConfig:    def,
+		lookup:           config.SystemLookup(),
 		stdoutIsTerminal: term.IsTerminal(int(os.Stdout.Fd())),
 		noColor:          noColor,
 		now:              time.Now,
@@ -125,7 +122,7 @@ func (g *globalOptions) run(cmd *cobra.Command, fn func(ctx context.Context, e *
 	if e.user == "" {
 		e.user = currentUser()
 	}
-	e.open = func(ctx context.Context) error { return e.connect(ctx, *g, g.deps.defaultConfig) }
+	e.open = func(ctx context.Context) error { return e.connect(ctx, *g, g.deps.lookup) }
 	defer e.close()
 	return commandError(fn(cmd.Context(), e, cmd.OutOrStdout()))
 }
@@ -139,11 +136,16 @@ func newRootCommand(d deps, stdout, stderr io.Writer) *cobra.Command {
 		Short: "rate-limit and abuse-desk admin for abusemilter (works on the shared Redis store)",
 		Long: `abusectl - rate-limit and abuse-desk admin for abusemilter (works on the shared Redis store)
 
-Subjects: ACCOUNT (or acct:NAME), sender:ADDRESS, client:IP; a bare address
-with '@' is a sender, a bare IP address a client.
+Subjects: ACCOUNT (or acct:NAME), sender:ADDRESS, client:IP; a bare IP
+address is a client. A bare address (carol@example.com) is the account of
+that name when one exists (counters, a lock, strikes or a config entry, as
+for an ad-hoc account whose login is an address), else the sender; status
+shows both, and a change that could mean either is refused with what each
+reading would do.
 
-The store is the redis section of the daemon's config (--config, default
-$ABUSEMILTER_CONFIG or ` + defaultConfigPath + `), or --redis URL.
+The store is the redis section of the daemon's config (--config, else
+$ABUSEMILTER_CONFIG, else ` + defaultConfigPath + ` when it exists), or
+--redis URL.
 Every change is audit-logged in Redis with your OS user and applies to the
 milters' next message. Read commands take --json (fields in docs/abusectl.md);
 colour only on a terminal and never with NO_COLOR set.
@@ -160,7 +162,7 @@ colour only on a terminal and never with NO_COLOR set.
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", "", "the daemon's YAML config file (default $ABUSEMILTER_CONFIG or "+defaultConfigPath+")")
+	pf.StringVar(&g.ConfigPath, "config", "", "the daemon's YAML config file (default $ABUSEMILTER_CONFIG, else "+defaultConfigPath+" when it exists)")
 	pf.StringVar(&g.RedisURL, "redis", "", "redis URL (redis://host:port/db or rediss://), instead of the config's redis section")
 	pf.StringVar(&g.PasswordFile, "password-file", "", "read the redis password from this file (instead of the config's password_file/password_env)")
 	cli.DurationVar(pf, &g.Timeout, "timeout", g.Timeout, "give up on an unreachable redis after this long")

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/abusemilter/abusemilter/internal/cli"
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
@@ -26,7 +25,7 @@ type statusOptions struct {
 func newStatusCommand(g *globalOptions) *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
-		Use:   "status ACCOUNT|sender:ADDR|client:IP [--json] [--audit N]",
+		Use:   "status ACCOUNT|ADDRESS|sender:ADDR|client:IP [--json] [--audit N]",
 		Short: "show usage, remaining quota, strikes, lock, overrides, exemptions and audit of one subject",
 		Long: `Shows every limit that applies to the subject: for each window the rate,
 how much is used, how much remains and when the oldest counted message
@@ -35,7 +34,12 @@ locked, why, by whom and since when; overrides and exemptions in force (set
 at run time, or in the config); the most recent admin actions.
 
 The subject is an account name, sender:ADDRESS, client:IP or acct:NAME; a
-bare word with '@' is a sender address and a bare IP address a client.`,
+bare IP address is a client. A bare address (carol@example.com) is shown as
+the account of that name and as the sender side by side when such an
+account exists (counters, a lock, strikes or a config entry: an ad-hoc
+account of a login that is an address, a sender-login map account), and as
+the sender otherwise; --json then prints {"subject", "readings": [account,
+sender]}.`,
 		Example: `  abusectl status alice
   abusectl status sender:newsletter@example.com --json
   abusectl status 192.0.2.10`,
@@ -120,22 +124,22 @@ type auditJSON struct {
 }
 
 func runStatus(ctx context.Context, o statusOptions, out io.Writer) error {
-	subj, err := ratelimit.ParseSubject(o.Subject)
+	subj, bare, err := bareAddress(o.Subject)
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {
 		return err
 	}
+	if bare {
+		return statusOfAddress(ctx, o, admin, subj, out)
+	}
 	st, err := admin.Status(ctx, subj)
 	if err != nil {
 		return o.Env.storeError(err)
 	}
-	if o.Audit > 0 && len(st.Audit) > o.Audit {
-		st.Audit = st.Audit[:o.Audit]
-	}
-	v := statusView(st, o.Env.policy, o.Env.now())
+	v := o.view(st)
 	if subj.Kind == ratelimit.KindAccount {
 		if err := deskStatus(ctx, admin, subj.Name, o.Env.policy, o.Env.now(), &v); err != nil {
 			return o.Env.storeError(err)
@@ -170,6 +174,58 @@ func deskStatus(ctx context.Context, admin ratelimit.Admin, account string, p ra
 	}
 	v.ComplaintWindowSeconds, v.ComplaintThreshold = seconds(window), p.Desk.ComplaintThreshold
 	return nil
+}
+
+// view turns a store status into what status shows.
+func (o statusOptions) view(st ratelimit.Status) statusJSON {
+	if o.Audit > 0 && len(st.Audit) > o.Audit {
+		st.Audit = st.Audit[:o.Audit]
+	}
+	return statusView(st, o.Env.policy, o.Env.now())
+}
+
+// addressStatusJSON is the --json output of status for a bare address
+// that names an account as well as a sender: both readings, the account
+// first.
+type addressStatusJSON struct {
+	Subject  string       `json:"subject"`
+	Readings []statusJSON `json:"readings"`
+}
+
+// statusOfAddress shows a bare address: when an account of that name
+// exists, the account and the sender side by side; otherwise the sender,
+// with a line saying that no such account exists.
+func statusOfAddress(ctx context.Context, o statusOptions, admin ratelimit.Admin, sender ratelimit.Subject, out io.Writer) error {
+	acct, snd, err := o.Env.readings(ctx, admin, o.Subject, sender)
+	if err != nil {
+		return err
+	}
+	sv := o.view(snd.status)
+	if !acct.exists() {
+		if o.JSON {
+			return writeJSON(out, sv)
+		}
+		if err := writeStatus(out, sv, o.Env.color); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(out, "Shown as a sender: no account is named %s (no counters, lock, strikes or config entry under that name).\n", acct.subj.Name)
+		return err
+	}
+	av := o.view(acct.status)
+	if o.JSON {
+		return writeJSON(out, addressStatusJSON{Subject: strings.TrimSpace(o.Subject), Readings: []statusJSON{av, sv}})
+	}
+	if _, err := fmt.Fprintf(out, "%s names an account and a sender address; both are shown (name one with acct: or sender:):\n  account: %s\n  sender:  %s\n\n",
+		strings.TrimSpace(o.Subject), acct.describe(), snd.describe()); err != nil {
+		return err
+	}
+	if err := writeStatus(out, av, o.Env.color); err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(out); err != nil {
+		return err
+	}
+	return writeStatus(out, sv, o.Env.color)
 }
 
 // configExemption returns the exemption the config itself grants, if any.

@@ -25,14 +25,15 @@ type unlockOptions struct {
 func newUnlockCommand(g *globalOptions) *cobra.Command {
 	var o unlockOptions
 	cmd := &cobra.Command{
-		Use:   "unlock ACCOUNT [--release-held|--purge-held]",
+		Use:   "unlock ACCOUNT|ADDRESS [--release-held|--purge-held]",
 		Short: "unlock a locked account (and clear its strikes)",
 		Long: `Removes the lock of an account and clears its strikes, so that the next
 refusal does not lock it again at once. The milters accept its next message
 (subject to the limits). Fails (exit 1) when the account is not locked.
 
 With --release-held (or --purge-held) the messages held for the account
-are then released (purged) as "abusectl release --account" does.`,
+are then released (purged) as "abusectl release --account" does.
+A bare address is the account of that name, as for lock.`,
 		Example: "  abusectl unlock alice\n  abusectl unlock alice --release-held",
 		Args:    exactArgs(1, "one ACCOUNT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -50,7 +51,9 @@ are then released (purged) as "abusectl release --account" does.`,
 }
 
 func runUnlock(ctx context.Context, o unlockOptions, out io.Writer) error {
-	account, err := accountName(o.Account)
+	account, err := accountArg(ctx, o.Env, o.Account, "unlock", func(a string) string {
+		return fmt.Sprintf("unlock account %q and clear its strikes", a)
+	})
 	if err != nil {
 		return err
 	}

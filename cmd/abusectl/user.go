@@ -26,8 +26,8 @@ type userOptions struct {
 	PasswordFile string
 	JSON         bool
 
-	configPath    string
-	defaultConfig string
+	configPath string
+	lookup     config.Lookup
 	// stdin is where a password is read when no --password-file is given;
 	// stdinTerminal says whether to prompt (without echo) or read a line.
 	stdin         io.Reader
@@ -90,7 +90,7 @@ command-line argument. At least ` + fmt.Sprint(console.MinPasswordLength) + ` ch
 			if len(args) == 2 {
 				o.Name = args[1]
 			}
-			o.configPath, o.defaultConfig = g.ConfigPath, g.deps.defaultConfig
+			o.configPath, o.lookup = g.ConfigPath, g.deps.lookup
 			if o.stdin == nil {
 				o.stdin = cmd.InOrStdin()
 				if f, ok := o.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -122,16 +122,11 @@ func usersFilePath(o userOptions) (string, error) {
 	if o.UsersFile != "" {
 		return o.UsersFile, nil
 	}
-	path := o.configPath
-	if path == "" && o.defaultConfig != "" {
-		if _, err := os.Stat(o.defaultConfig); err == nil {
-			path = o.defaultConfig
-		}
-	}
-	if path == "" {
+	src := config.Resolve(o.configPath, o.lookup)
+	if src.How == config.FromBuiltIn {
 		return config.DefaultConsoleUsersFile, nil
 	}
-	cfg, err := config.Load(path)
+	cfg, err := src.Load()
 	if err != nil {
 		return "", configError(err)
 	}

@@ -15,7 +15,9 @@ import (
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/logging"
+	"github.com/abusemilter/abusemilter/internal/version"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 )
 
 // Exit codes, decided here only (see the root command's help).
@@ -29,9 +31,17 @@ const (
 type options struct {
 	configPath  string
 	checkConfig bool
+	json        bool
 	listen      string
 	logFormat   string
+	// lookup finds $ABUSEMILTER_CONFIG and the default path (tests supply
+	// their own).
+	lookup config.Lookup
 }
+
+// lookup finds $ABUSEMILTER_CONFIG and the default config path; the
+// in-process tests replace it so that the host's files do not matter.
+var lookup = config.SystemLookup
 
 // newRootCommand is the abusemilter command tree.
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -41,18 +51,29 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Outbound mail-abuse milter for Postfix and Sendmail",
 		Long: `abusemilter serves the milter protocol to Postfix or Sendmail and checks
 every message the provider's customers send against the e-mail abuse policy.
-With no --config it runs on built-in defaults: enforce mode, the embedded
-rate store, listening on inet:127.0.0.1:7357.
+The configuration is --config FILE, else $ABUSEMILTER_CONFIG, else
+/etc/abusemilter/abusemilter.yaml when it exists, else the built-in
+defaults (enforce mode, the embedded rate store, listening on
+inet:127.0.0.1:7357); the first log line and --check-config say which.
+
+--check-config builds everything the daemon builds at start (the identity
+directory and sender-login maps, password and token files, the on-lock
+command, listen addresses, TLS files, the rules) without serving, and lists
+every problem with its field path and line. The start runs the same check:
+a configuration error ends it with exit status 2, which the systemd unit
+does not restart. --check-config --json prints the effective configuration
+(defaults filled in, secrets redacted).
 
 Signals: SIGHUP reloads the config, SIGTERM and SIGINT stop gracefully.
 
 Exit codes:
   0  clean stop, or a valid config with --check-config
-  1  serving failed (the listener could not be opened, the engine could not be built),
+  1  serving failed (the listener could not be opened, the port is taken),
      or with --check-config the configured clamd (antivirus.clamd) does not answer
-  2  usage or configuration error`,
+  2  usage or configuration error (from --check-config and at start alike)`,
 		Example: `  abusemilter --config /etc/abusemilter/abusemilter.yaml
-  abusemilter --check-config --config /etc/abusemilter/abusemilter.yaml`,
+  abusemilter --check-config
+  abusemilter --check-config --json --config /etc/abusemilter/abusemilter.yaml`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return cli.Usagef("unexpected arguments %q (all options are --flags)\nRun 'abusemilter --help' for usage.", args)
@@ -60,12 +81,17 @@ Exit codes:
 			return nil
 		},
 		RunE: func(c *cobra.Command, _ []string) error {
+			if o.json && !o.checkConfig {
+				return cli.Usagef("--json goes with --check-config")
+			}
 			return cli.Silent(run(o, stdout, stderr))
 		},
 	}
+	o.lookup = lookup()
 	f := root.Flags()
-	f.StringVar(&o.configPath, "config", "", "YAML config `file` (default: built-in configuration)")
-	f.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration, print a summary and exit (exit 2 on errors)")
+	f.StringVar(&o.configPath, "config", "", "YAML config `file` (default: $ABUSEMILTER_CONFIG, else "+config.DefaultPath+" when it exists, else built-in defaults)")
+	f.BoolVar(&o.checkConfig, "check-config", false, "check the configuration as the start does, print a summary and exit (exit 2 on errors)")
+	f.BoolVar(&o.json, "json", false, "with --check-config: print the effective configuration as JSON (defaults filled in, secrets redacted)")
 	f.StringVar(&o.listen, "listen", "", "listen `address` inet:HOST:PORT or unix:/path (overrides the config's listen)")
 	cli.EnumVar(root, &o.logFormat, "log-format", "", "log format: auto is console on a terminal, JSON otherwise (overrides log.format)", "auto", "console", "json")
 	cli.Setup(root, stdout, stderr)
@@ -74,13 +100,23 @@ Exit codes:
 
 // run is the daemon's whole life; it returns the exit code.
 func run(o options, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(o)
+	src := config.Resolve(o.configPath, o.lookup)
+	cfg, err := loadConfig(o, src)
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitUsage
 	}
 	if o.checkConfig {
-		fmt.Fprintln(stdout, "config OK")
+		if o.json {
+			data, err := cfg.EffectiveJSON()
+			if err != nil {
+				fmt.Fprintf(stderr, "abusemilter: %v\n", err)
+				return exitFailed
+			}
+			fmt.Fprintf(stdout, "{\n  \"source\": %q,\n  \"config\": %s\n}\n", src.String(), strings.ReplaceAll(string(data), "\n", "\n  "))
+			return exitOK
+		}
+		fmt.Fprintf(stdout, "config OK: %s\n", src)
 		printSummary(stdout, cfg)
 		return checkClamd(stdout, stderr, cfg)
 	}
@@ -96,13 +132,14 @@ func run(o options, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer logger.Sync()
+	logger.Info("abusemilter starting", zap.String("version", version.String()), zap.String("config", src.String()))
 	restore, err := logging.RedirectStdLog(logger, "go-milter")
 	if err == nil {
 		defer restore()
 	}
 	d, err := daemon.New(cfg, daemon.Options{
-		ConfigPath: o.configPath,
-		Load:       func() (*config.Config, error) { return loadConfig(o) },
+		ConfigPath: src.Path,
+		Load:       func() (*config.Config, error) { return loadConfig(o, src) },
 		Logger:     logger,
 		Level:      level,
 	})
@@ -119,34 +156,34 @@ func run(o options, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loadConfig reads the config file (or the defaults) and applies the
-// flags over it, validating the result.
-func loadConfig(o options) (*config.Config, error) {
-	cfg := config.Default()
-	if o.configPath != "" {
-		var err error
-		if cfg, err = config.Load(o.configPath); err != nil {
-			return nil, err
-		}
+// loadConfig reads the config the source names (or the defaults), applies
+// the flags over it, validates the result and checks it as the start does
+// (daemon.Check): every error it returns is a configuration error.
+// Problems of the file and of the check are reported together, once each.
+func loadConfig(o options, src config.Source) (*config.Config, error) {
+	cfg, err := src.LoadAll()
+	if cfg == nil {
+		return nil, err
 	}
-	return applyFlags(cfg, o)
+	applyFlags(cfg, o)
+	if o.listen != "" || o.logFormat != "" {
+		err = config.Merge(cfg.Path, err, cfg.Validate())
+	}
+	if err = config.Merge(cfg.Path, err, daemon.Check(cfg)); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
-// applyFlags overrides config fields with flags and validates them with the
-// same rules as the file.
-func applyFlags(cfg *config.Config, o options) (*config.Config, error) {
+// applyFlags overrides config fields with flags (validated with the same
+// rules as the file by loadConfig).
+func applyFlags(cfg *config.Config, o options) {
 	if o.listen != "" {
 		cfg.Listen = o.listen
 	}
 	if o.logFormat != "" {
 		cfg.Log.Format = o.logFormat
 	}
-	if o.listen != "" || o.logFormat != "" {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return cfg, nil
 }
 
 // printConfigError prints every problem of a config, one per line.
@@ -168,11 +205,6 @@ func printConfigError(w io.Writer, err error) {
 
 // printSummary prints what the config does, without secrets.
 func printSummary(w io.Writer, cfg *config.Config) {
-	source := cfg.Path
-	if source == "" {
-		source = "built-in defaults"
-	}
-	fmt.Fprintf(w, "  source:    %s\n", source)
 	fmt.Fprintf(w, "  mode:      %s\n", cfg.Mode)
 	fmt.Fprintf(w, "  listen:    %s\n", cfg.Listen)
 	accounts := make([]string, 0, len(cfg.Identity.Accounts))

@@ -128,7 +128,7 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 	}
 	f := root.Flags()
 	f.SortFlags = false
-	f.StringVar(&inv.configPath, "config", "", "abusemilter config `FILE` (default: built-in defaults)")
+	f.StringVar(&inv.configPath, "config", "", "abusemilter config `FILE` (default: $ABUSEMILTER_CONFIG, else "+config.DefaultPath+" when it exists, else built-in defaults)")
 	f.StringVar(&o.Account, "account", "", "scan as if `LOGIN` (a login or account name) sent every message")
 	f.BoolVar(&o.AccountFromSender, "account-from-sender", false, "scan each message as sent by an account owning its From domain")
 	f.BoolVar(&o.AsReceived, "as-received", false, "input is mail as a recipient got it: set aside trace added after it left the sender (above the own_mtas Received), envelope from From, To and Cc, as the corpus quality test does")
@@ -193,13 +193,13 @@ func scanInputs(ctx context.Context, inv *invocation) error {
 	if inv.milter.Addr != "" {
 		return tryInputs(ctx, inv)
 	}
-	cfg := config.Default()
-	if inv.configPath != "" {
-		var err error
-		if cfg, err = config.Load(inv.configPath); err != nil {
-			return cli.Exit(exitUsage, err)
-		}
+	src := config.Resolve(inv.configPath, lookup())
+	cfg, err := src.Load()
+	if err != nil {
+		return cli.Exit(exitUsage, err)
 	}
+	// Which config the verdicts come from, before any report line.
+	fmt.Fprintf(inv.stderr, "abusescan: config: %s\n", src)
 	o := inv.opts
 	o.Stdin = inv.stdin
 	if o.Jobs == 0 {
@@ -224,6 +224,10 @@ func scanInputs(ctx context.Context, inv *invocation) error {
 	}
 	return nil
 }
+
+// lookup finds $ABUSEMILTER_CONFIG and the default config path; tests
+// replace it so that the host's files do not matter.
+var lookup = config.SystemLookup
 
 // mustDo panics on a programming error in the command tree.
 func mustDo(err error) {

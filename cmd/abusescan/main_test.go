@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/abusemilter/abusemilter/internal/cli"
+	"github.com/abusemilter/abusemilter/internal/config"
 )
 
 const mailboxes = "../../testdata/mailboxes"
@@ -219,5 +220,50 @@ func TestCompleteValues(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
 			t.Errorf("__complete %q = %q, want %q", tc.args, got, tc.want)
 		}
+	}
+}
+
+// The in-process commands see no $ABUSEMILTER_CONFIG and no default path,
+// whatever the host has (TestConfigSource sets its own).
+func init() {
+	lookup = func() config.Lookup { return config.Lookup{} }
+}
+
+// TestConfigSource: without --config, abusescan reads $ABUSEMILTER_CONFIG,
+// else the default path when it exists, else the built-in defaults, and
+// says which on stderr.
+func TestConfigSource(t *testing.T) {
+	dir := t.TempDir()
+	def := filepath.Join(dir, "default.yaml")
+	envFile := filepath.Join(dir, "env.yaml")
+	for _, f := range []string{def, envFile} {
+		if err := os.WriteFile(f, []byte("mode: monitor\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{}
+	defer func(old func() config.Lookup) { lookup = old }(lookup)
+	lookup = func() config.Lookup {
+		return config.Lookup{Getenv: func(k string) string { return env[k] }, DefaultPath: def}
+	}
+	sent := mb("sent.mbox")
+	run := func() string {
+		o := execute(t, scanInputs, sent, "--fail-on", "never")
+		if o.code != exitOK {
+			t.Fatalf("exit %d: %s", o.code, o.stderr)
+		}
+		return o.stderr
+	}
+	if got := run(); !strings.Contains(got, "abusescan: config: "+def+" (the default path)") {
+		t.Errorf("default path: stderr %q", got)
+	}
+	env["ABUSEMILTER_CONFIG"] = envFile
+	if got := run(); !strings.Contains(got, "abusescan: config: "+envFile+" (from $ABUSEMILTER_CONFIG)") {
+		t.Errorf("env: stderr %q", got)
+	}
+	os.Remove(def)
+	delete(env, "ABUSEMILTER_CONFIG")
+	if got := run(); !strings.Contains(got, "abusescan: config: built-in defaults") {
+		t.Errorf("built-in: stderr %q", got)
 	}
 }

@@ -3,7 +3,7 @@
 //
 //	milterload --noop --count 20000
 //	milterload --target inet:127.0.0.1:7357 --noop --duration 30s
-//	milterload --target unix:/run/abusemilter/milter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
+//	milterload --target unix:/run/abusemilter/abusemilter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
 //
 // Exit status: 0 when every message got a verdict, 1 when some failed
 // (connection or protocol errors, counted in the report), 2 for bad flags
@@ -92,7 +92,7 @@ Exit status:
 
 const examples = `  milterload --noop --count 20000
   milterload --target inet:127.0.0.1:7357 --noop --duration 30s
-  milterload --target unix:/run/abusemilter/milter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
+  milterload --target unix:/run/abusemilter/abusemilter.sock --corpus $ABUSEMILTER_CORPUS/spamassassin/ham --json
   milterload --serve-noop inet:127.0.0.1:7358
   milterload --write-config perf.yaml --target inet:127.0.0.1:7357 --accounts 3000`
 

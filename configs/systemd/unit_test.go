@@ -71,7 +71,7 @@ func TestUnitHardening(t *testing.T) {
 		"Service.RestartPreventExitStatus": "2",
 		"Service.ExecReload":               "/bin/kill -HUP $MAINPID",
 		"Service.User":                     "abusemilter",
-		"Service.Group":                    "postfix",
+		"Service.Group":                    "abusemilter",
 		"Service.RuntimeDirectory":         "abusemilter",
 		"Service.NoNewPrivileges":          "yes",
 		"Service.ProtectSystem":            "strict",
@@ -99,6 +99,9 @@ func TestUnitHardening(t *testing.T) {
 		}
 	}
 	execStart, _ := u.last("Service.ExecStart")
+	if !strings.HasPrefix(execStart, "/usr/bin/abusemilter ") {
+		t.Errorf("ExecStart=%q: the packages install the daemon as /usr/bin/abusemilter", execStart)
+	}
 	if !strings.Contains(execStart, "--config ") {
 		t.Errorf("ExecStart=%q does not pass --config", execStart)
 	}

@@ -8,12 +8,16 @@
 package config
 
 import (
-	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
-	"io"
+	"math"
+	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,6 +68,10 @@ type Config struct {
 
 	// Path is the file the config was loaded from ("" for the default).
 	Path string `yaml:"-"`
+
+	// lines maps the field paths the file names to their lines, so that
+	// problems found after decoding still say where they are.
+	lines map[string]int
 }
 
 // SocketConfig sets the permissions of a unix listening socket.
@@ -202,31 +210,66 @@ func (e *Error) Error() string {
 
 // Load reads, merges over the defaults and validates a config file.
 func Load(path string) (*Config, error) {
+	c, err := LoadAll(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadAll is Load that also returns the config when it has problems, as
+// ParseAll does.
+func LoadAll(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	c, err := Parse(data, path)
-	if err != nil {
-		return nil, err
+	c, err := ParseAll(data, path)
+	if c != nil {
+		c.Path = path
 	}
-	c.Path = path
-	return c, nil
+	return c, err
 }
 
 // Parse merges YAML over the defaults and validates the result; name is
-// used in error messages.
+// used in error messages. Every problem is reported at once: unknown keys
+// (with the nearest known one), values of the wrong kind (with the kind
+// wanted), and what Validate finds, each with its field path and line.
 func Parse(data []byte, name string) (*Config, error) {
+	c, err := ParseAll(data, name)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ParseAll is Parse that also returns the config when it has problems
+// (nil only when the file is not YAML at all), so that a check can look
+// for more problems in what did parse: the fields with problems keep
+// whatever value they got (or their default).
+func ParseAll(data []byte, name string) (*Config, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{Path: name, Problems: []string{syntaxProblem(err)}}
+	}
 	var problems []string
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		var te *yaml.TypeError
-		if !errors.As(err, &te) {
-			return nil, &Error{Path: name, Problems: []string{err.Error()}}
+	if len(root.Content) > 0 {
+		doc := root.Content[0]
+		var shape []string
+		shape, c.lines = checkShape(doc, reflect.TypeOf(Config{}))
+		problems = append(problems, shape...)
+		if err := doc.Decode(c); err != nil {
+			var te *yaml.TypeError
+			switch {
+			case !errors.As(err, &te):
+				problems = append(problems, syntaxProblem(err))
+			case len(shape) == 0:
+				// The shape check saw nothing wrong but YAML did: say
+				// what YAML says rather than nothing.
+				problems = append(problems, te.Errors...)
+			}
 		}
-		problems = append(problems, te.Errors...)
 	}
 	if err := c.Validate(); err != nil {
 		var ve *Error
@@ -235,9 +278,102 @@ func Parse(data []byte, name string) (*Config, error) {
 		}
 	}
 	if len(problems) > 0 {
-		return nil, &Error{Path: name, Problems: problems}
+		return c, &Error{Path: name, Problems: byLine(problems)}
 	}
 	return c, nil
+}
+
+// Merge adds to a config's problems (err, a *Error or nil) those of more
+// (from a later check), leaving out a problem of a field that err already
+// has one for, and returns the whole as one *Error (nil when there is none).
+func Merge(name string, err error, more error) error {
+	if more == nil {
+		return err
+	}
+	var first, second *Error
+	if !errors.As(more, &second) {
+		if err == nil {
+			return more
+		}
+		second = &Error{Problems: []string{more.Error()}}
+	}
+	var problems []string
+	seen := make(map[string]bool)
+	if err != nil {
+		if !errors.As(err, &first) {
+			return err
+		}
+		problems = append(problems, first.Problems...)
+		for _, p := range first.Problems {
+			seen[problemPath(p)] = true
+		}
+	}
+	for _, p := range second.Problems {
+		if !coveredBy(problemPath(p), seen) {
+			problems = append(problems, p)
+		}
+	}
+	return &Error{Path: name, Problems: byLine(problems)}
+}
+
+// coveredBy reports whether a problem of path says nothing new: one of the
+// same path was reported, or one inside it ("identity" is covered by a
+// problem of "identity.networks[0].account").
+func coveredBy(path string, seen map[string]bool) bool {
+	if seen[path] {
+		return true
+	}
+	for p := range seen {
+		if strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// problemPath is the field path of a "path (line N): message" problem.
+func problemPath(p string) string {
+	path, _, _ := strings.Cut(p, ": ")
+	path, _, _ = strings.Cut(path, " (line ")
+	return path
+}
+
+// byLine orders problems as the file does: by line, those without a line
+// (defaults the file does not set) last, in the order found.
+func byLine(problems []string) []string {
+	line := func(p string) int {
+		path, _, _ := strings.Cut(p, ": ")
+		if _, rest, ok := strings.Cut(path, "(line "); ok {
+			if n, err := strconv.Atoi(strings.TrimSuffix(rest, ")")); err == nil {
+				return n
+			}
+		}
+		return math.MaxInt
+	}
+	out := slices.Clone(problems)
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(line(a), line(b)) })
+	return out
+}
+
+// syntaxProblem words a YAML syntax error as "line N: what".
+func syntaxProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// Line returns the line of a field path in the file the config came from
+// (or of the nearest enclosing path the file names); 0 when unknown.
+func (c *Config) Line(path string) int {
+	return lineOf(c.lines, path)
+}
+
+// Problem formats one problem of this config as "path (line N): message",
+// the form every problem takes (the line when the file names the field).
+func (c *Config) Problem(path, format string, args ...any) string {
+	msg := fmt.Sprintf(format, args...)
+	if line := c.Line(path); line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", path, line, msg)
+	}
+	return path + ": " + msg
 }
 
 // Validate checks every field and reports all problems at once.
@@ -284,14 +420,14 @@ func (c *Config) Validate() error {
 	c.Console.validate(&e)
 	c.validateAntivirus(&e)
 	if c.Metrics.Listen != "" {
-		if !strings.Contains(c.Metrics.Listen, ":") {
-			e.add("metrics.listen", "%q: want HOST:PORT, or empty to turn the listener off", c.Metrics.Listen)
+		if err := checkHostPort(c.Metrics.Listen); err != nil {
+			e.add("metrics.listen", "%q: %v (want HOST:PORT, or empty to turn the listener off)", c.Metrics.Listen, err)
 		} else if !c.AllowNonLoopback && !loopbackHost(c.Metrics.Listen) {
 			e.add("metrics.listen", "%q is not a loopback address; set allow_non_loopback: true to listen on it", c.Metrics.Listen)
 		}
 	}
 	if len(e) > 0 {
-		return &Error{Path: c.Path, Problems: e}
+		return &Error{Path: c.Path, Problems: withLines(e, c.lines)}
 	}
 	return nil
 }
@@ -355,6 +491,9 @@ func ParseListen(s string) (network, addr string, err error) {
 		if !strings.Contains(rest, ":") {
 			return "", "", fmt.Errorf("%q: want inet:HOST:PORT", s)
 		}
+		if err := checkHostPort(rest); err != nil {
+			return "", "", fmt.Errorf("%q: %v", s, err)
+		}
 		return "tcp", rest, nil
 	case kind == "unix" || kind == "local":
 		if !strings.HasPrefix(rest, "/") {
@@ -363,6 +502,25 @@ func ParseListen(s string) (network, addr string, err error) {
 		return "unix", rest, nil
 	}
 	return "", "", fmt.Errorf("%q: unknown listener kind %q (want inet or unix)", s, kind)
+}
+
+// checkHostPort checks "HOST:PORT": a host (name or address, [v6] in
+// brackets) and a port number up to 65535 (0 lets the system pick a free
+// port, which tests use).
+func checkHostPort(hostport string) error {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("want HOST:PORT")
+	}
+	_ = host // empty: every interface, which the loopback rule refuses unless allowed
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number", port)
+	}
+	if n < 0 || n > 65535 {
+		return fmt.Errorf("port %d is out of range (1-65535)", n)
+	}
+	return nil
 }
 
 func loopbackHost(hostport string) bool {

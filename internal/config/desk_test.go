@@ -67,7 +67,7 @@ desk:
 		"desk.tracking.accounts: tracked accounts need a key",
 		`desk.tracking.header: "X Bad" is not a header name`,
 	} {
-		if !strings.Contains(err.Error(), want) {
+		if !strings.Contains(withoutLines(err), want) {
 			t.Errorf("missing problem %q in:\n%v", want, err)
 		}
 	}

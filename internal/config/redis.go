@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -86,7 +88,7 @@ func (c *Config) validateRedis(e *errorList) {
 	}
 	if r.PasswordFile != "" {
 		if _, err := os.Stat(r.PasswordFile); err != nil {
-			e.add("redis.password_file", "%v", err)
+			e.add("redis.password_file", "%s", statProblem(r.PasswordFile, err))
 		}
 	}
 	if r.PasswordEnv != "" {
@@ -110,7 +112,7 @@ func (c *Config) validateRedis(e *errorList) {
 	t := r.TLS
 	if t.CAFile != "" {
 		if _, err := os.Stat(t.CAFile); err != nil {
-			e.add("redis.tls.ca_file", "%v", err)
+			e.add("redis.tls.ca_file", "%s", statProblem(t.CAFile, err))
 		}
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
@@ -121,4 +123,15 @@ func (c *Config) validateRedis(e *errorList) {
 func hasPassword(u *url.Userinfo) bool {
 	_, ok := u.Password()
 	return ok
+}
+
+// statProblem says why a named file cannot be used, naming it once.
+func statProblem(path string, err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%s does not exist", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("%s cannot be read (permission denied)", path)
+	}
+	return err.Error()
 }

@@ -367,6 +367,11 @@ func (d *Daemon) failed(what string, err error) error {
 // is logged with all its problems and the running one stays; the error
 // returned is the reason, for the status line.
 func (d *Daemon) reload() error {
+	// The audit log is reopened on every SIGHUP, whether the config then
+	// loads or not: log rotation relies on it.
+	if err := d.notifier.Reopen(); err != nil {
+		d.log.Warn("reopening the audit log", zap.Error(err))
+	}
 	if d.opts.ConfigPath == "" {
 		d.log.Info("SIGHUP: no config file given, nothing to reload")
 		return nil
@@ -398,9 +403,6 @@ func (d *Daemon) reload() error {
 	}
 	d.tracking.Store(tr)
 	d.metrics.ConfigReloaded(nil)
-	if err := d.notifier.Reopen(); err != nil {
-		d.log.Warn("reopening the audit log", zap.Error(err))
-	}
 	d.obs.setStore(limiter, cfg.RedisFailure)
 	kept := limiter == d.limiter
 	if !kept {
