@@ -508,7 +508,8 @@ func browserHeldQueue(d *desk) {
 	}
 	qid := held[0].QueueID
 	d.do("open the held queue", chromedp.Navigate(d.url+"/held"), chromedp.WaitVisible(chromedp.CSS("#heldform")))
-	if list := d.text("#heldform"); !strings.Contains(list, "alice") || !strings.Contains(list, "hello") || !strings.Contains(list, qid) {
+	if list := d.text("#heldform"); !strings.Contains(list, "alice") || !strings.Contains(list, "hello") || !strings.Contains(list, qid) ||
+		!strings.Contains(list, "ACCOUNT_LOCKED: 2 strikes within 1h") {
 		t.Fatalf("the held queue: %q", list)
 	}
 	d.do("tick the message", chromedp.Click(chromedp.CSS(`input[name=id][value="`+qid+`"]`)))

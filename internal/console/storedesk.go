@@ -46,13 +46,23 @@ func stillHeld(r ratelimit.MessageRecord) bool {
 	return r.Status == ratelimit.StatusHeld || r.Status == ratelimit.StatusFailed || r.Status == ""
 }
 
+// findingsOf lists the deciding rule first (with the lock's reason, or
+// its clause), then the rules that fired.
 func findingsOf(r ratelimit.MessageRecord) []Finding {
 	var out []Finding
+	decided := r.Rule == ""
+	for _, f := range r.Findings {
+		decided = decided || f.Rule == r.Rule
+	}
+	if !decided {
+		reason := r.LockReason
+		if reason == "" {
+			reason = r.Clause
+		}
+		out = append(out, Finding{Rule: r.Rule, Reason: reason})
+	}
 	for _, f := range r.Findings {
 		out = append(out, Finding{Rule: f.Rule, Reason: f.Reason})
-	}
-	if len(out) == 0 && r.Rule != "" {
-		out = append(out, Finding{Rule: r.Rule, Reason: r.Reply})
 	}
 	return out
 }

@@ -99,6 +99,16 @@ func TestStoreDeskHeldQueue(t *testing.T) {
 			t.Errorf("held message page lacks %q\n%s", want, body)
 		}
 	}
+	// The deciding rule comes first, with the lock's reason, when it is
+	// not among the rules that fired.
+	if err := f.store.RecordDecision(context.Background(), ratelimit.MessageRecord{QueueID: "4CCC3", Account: "carol",
+		Sender: "carol@example.com", Subject: "locked", Action: "hold", Rule: ratelimit.RuleAccountLocked, Clause: "policy",
+		LockReason: "2 strikes within 1h", Findings: []ratelimit.RecordFinding{{Rule: "DATE_MISSING", Reason: "no Date header"}}, Held: true}); err != nil {
+		t.Fatal(err)
+	}
+	if body := b.get("/held/message?id=4CCC3").Body.String(); !strings.Contains(body, "<code>ACCOUNT_LOCKED</code>: 2 strikes within 1h; <code>DATE_MISSING</code>: no Date header") {
+		t.Errorf("the held message's rules: want the deciding rule first\n%s", body)
+	}
 	if w := b.get("/held/message?id=4ZZZ9"); w.Code != http.StatusNotFound {
 		t.Errorf("unknown held message: %d, want 404", w.Code)
 	}
