@@ -81,7 +81,7 @@ limits:
 strikes:
   threshold: 2
   window: 1h
-  lock_action: defer
+  lock_action: hold
 redis:
   url: redis://%s
   key_prefix: "t:"
@@ -90,6 +90,18 @@ console:
   listen: 127.0.0.1:0
   users_file: %s
   refresh: 2s
+desk:
+  release_command: [%[3]s, "{action}", "{queue_id}", "{by}"]
+  purge_command: [%[3]s, "{action}", "{queue_id}", "{by}"]
+  deliver_command: []
+`
+
+// deskScript stands in for postsuper on the daemon's host (there is no
+// Postfix in the browser test): it appends what it was asked to its log
+// file, so that the test sees the daemon ran it.
+const deskScript = `#!/bin/sh
+echo "$*" >> "$0.log"
+echo "done: $1 $2"
 `
 
 // startProcess starts a built command and returns its stdout lines and
@@ -197,6 +209,8 @@ type desk struct {
 	ctx      context.Context
 	shots    string
 	password string
+	deskLog  string // what the daemon's desk command was asked
+	daemon   *process
 }
 
 func startDesk(t *testing.T) *desk {
@@ -206,13 +220,18 @@ func startDesk(t *testing.T) *desk {
 	rs := redistest.Start(t)
 	dir := t.TempDir()
 	users := filepath.Join(dir, "console-users")
-	cfg := writeConfig(t, browserConfig, rs.Addr(), users)
+	script := filepath.Join(dir, "desk-command")
+	if err := os.WriteFile(script, []byte(deskScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, browserConfig, rs.Addr(), users, script)
 
-	d := &desk{t: t, shots: artifactsDir(t), password: "desk-operator-password"}
+	d := &desk{t: t, shots: artifactsDir(t), password: "desk-operator-password", deskLog: script + ".log"}
 	d.env = connectEnv(t, globalOptions{ConfigPath: cfg, Timeout: 5 * time.Second})
 
 	// The daemon.
 	daemon := startProcess(t, daemonBin, "--config", cfg, "--log-format", "json")
+	d.daemon = daemon
 	ready := daemon.waitStderr(t, `"abusemilter ready"`)
 	var rl struct{ Listen string }
 	if err := json.Unmarshal([]byte(ready), &rl); err != nil || !strings.HasPrefix(rl.Listen, "tcp:") {
@@ -357,9 +376,9 @@ func (d *desk) status(account string) ratelimit.Status {
 // and usage, and unlocks her; each result is checked in the store. With
 // scripts off the desk locks her again by the form alone.
 //
-// The held-queue steps (a message held by the daemon, released from the
-// held queue page and checked in the store) go in steps below, between
-// the account page and the unlock, once the store keeps held mail.
+// Between the account page and the unlock, the message the daemon held
+// after the lock is released from the held queue page: the daemon runs
+// its desk command, and the store records the outcome and who asked.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the browser test starts Chromium")
@@ -371,9 +390,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	mustAccept(t, "first message", d.milter.send(t, "alice", "alice@example.com", 1))
 	mustRefuse(t, "forged 1", d.milter.send(t, "alice", "ceo@bank.example", 1), 550, "FROM_DOMAIN_NOT_OWNED")
 	mustRefuse(t, "forged 2", d.milter.send(t, "alice", "ceo@bank.example", 1), 550, "FROM_DOMAIN_NOT_OWNED")
-	mustRefuse(t, "locked", d.milter.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_LOCKED")
 	if st := d.status("alice"); st.Lock == nil || st.Lock.By != "auto" {
 		t.Fatalf("alice is not locked by strikes: %+v", st.Lock)
+	}
+	// Locked, alice's next message is held (strikes.lock_action hold).
+	mustAccept(t, "held", d.milter.send(t, "alice", "alice@example.com", 1))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the daemon's log:\n%s", d.daemon.log())
+		}
+	})
+	if held, err := d.env.admin.Held(context.Background(), "alice"); err != nil || len(held) != 1 || held[0].Status != ratelimit.StatusHeld {
+		t.Fatalf("alice's message after the lock is not held: %+v %v", held, err)
 	}
 
 	for _, step := range []struct {
@@ -384,7 +412,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"overview", browserOverview},
 		{"find the account", browserFindAccount},
 		{"account page", browserAccountPage},
-		// Issue 17: {"held queue", browserHeldQueue}: hold, release, check.
+		{"held queue", browserHeldQueue},
 		{"unlock", browserUnlock},
 		{"scripts off", browserScriptsOff},
 	} {
@@ -467,6 +495,60 @@ func browserAccountPage(d *desk) {
 	d.do("desktop viewport", chromedp.EmulateViewport(1280, 900))
 }
 
+// browserHeldQueue releases alice's held message from the held queue:
+// tick it, "Release selected…", confirm; the daemon runs its release
+// command and the console shows the outcome, which the store keeps with
+// the console user's name.
+func browserHeldQueue(d *desk) {
+	t := d.t
+	ctx := context.Background()
+	held, err := d.env.admin.Held(ctx, "alice")
+	if err != nil || len(held) != 1 {
+		t.Fatalf("held: %+v %v", held, err)
+	}
+	qid := held[0].QueueID
+	d.do("open the held queue", chromedp.Navigate(d.url+"/held"), chromedp.WaitVisible(chromedp.CSS("#heldform")))
+	if list := d.text("#heldform"); !strings.Contains(list, "alice") || !strings.Contains(list, "hello") || !strings.Contains(list, qid) ||
+		!strings.Contains(list, "ACCOUNT_LOCKED: 2 strikes within 1h") {
+		t.Fatalf("the held queue: %q", list)
+	}
+	d.do("tick the message", chromedp.Click(chromedp.CSS(`input[name=id][value="`+qid+`"]`)))
+	d.screenshot("console-held")
+	d.clickAndLoad("release selected", `button[formaction="/held/release"]`)
+	if p := d.text("main"); !strings.Contains(p, qid) || !strings.Contains(p, "Release delivers") {
+		t.Fatalf("the confirmation page: %q", p)
+	}
+	if rec, _, _ := d.env.admin.DecisionRecord(ctx, qid); rec.Status != ratelimit.StatusHeld {
+		t.Fatalf("released before confirmation: %q", rec.Status)
+	}
+	d.clickAndLoad("confirm", "#confirm")
+	if o := d.text(".outcomes"); !strings.Contains(o, qid) || !strings.Contains(o, "released") {
+		t.Errorf("the outcome shown: %q", o)
+	}
+	rec, ok, err := d.env.admin.DecisionRecord(ctx, qid)
+	if err != nil || !ok || rec.Status != ratelimit.StatusReleased || rec.StatusBy != "desk (console)" {
+		t.Fatalf("the store's record after the release: %+v %v %v", rec, ok, err)
+	}
+	ran, err := os.ReadFile(d.deskLog)
+	if err != nil || strings.TrimSpace(string(ran)) != "release "+qid+" desk (console)" {
+		t.Errorf("the daemon's release command ran with %q (%v)", ran, err)
+	}
+	var audited []string
+	for _, a := range d.status("alice").Audit {
+		if a.By == "desk (console)" {
+			audited = append(audited, a.Action)
+		}
+	}
+	if j := strings.Join(audited, " "); !strings.Contains(j, "release-request") || !strings.Contains(j, "release") {
+		t.Errorf("the audit log by the console user: %v", audited)
+	}
+	// Nothing is held now; back to the account page for the unlock.
+	if p := d.text("main"); strings.Contains(p, "Release selected") {
+		t.Errorf("the page after the release still offers to release: %q", p)
+	}
+	d.do("back to alice", chromedp.Navigate(d.url+"/account?s=acct%3Aalice"), chromedp.WaitVisible(chromedp.CSS("#lock")))
+}
+
 func browserUnlock(d *desk) {
 	t := d.t
 	d.clickAndLoad("unlock", "#unlock")
@@ -513,7 +595,11 @@ func browserScriptsOff(d *desk) {
 	if p := d.text("#lock"); !strings.Contains(p, "phishing <b>campaign</b>, ticket 4711") {
 		t.Errorf("the reason is not shown as text: %q", p)
 	}
-	mustRefuse(t, "locked again", d.milter.send(t, "alice", "alice@example.com", 1), 451, "ACCOUNT_LOCKED")
+	// Locked again, alice's next message is held again (lock_action hold).
+	mustAccept(t, "locked again", d.milter.send(t, "alice", "alice@example.com", 1))
+	if held, err := d.env.admin.Held(context.Background(), "alice"); err != nil || len(held) == 0 || held[0].Status != ratelimit.StatusHeld || held[0].Rule != ratelimit.RuleAccountLocked {
+		t.Errorf("alice's message after the console's lock is not held: %+v %v", held, err)
+	}
 	// The console's pages answer without the browser too (and never with
 	// data to an anonymous client).
 	resp, err := http.Get(d.url + "/")

@@ -114,10 +114,11 @@ func consoleSection(cmd *cobra.Command, o serveOptions, cfg *config.Config) (con
 }
 
 // deskFor returns the console's held queue, complaints and decision
-// records, and per-hour sending, for a store; nil: the console says they
-// are not available with this version of the store. This is where a store
-// that keeps them is plugged in.
-var deskFor = func(admin ratelimit.Admin) (console.Desk, console.History) { return nil, nil }
+// records (console.StoreDesk: the store's desk API, as abusectl held,
+// release, purge, complaints and why use it), and per-hour sending (nil:
+// the store keeps no per-hour history; the console says it is not
+// available).
+var deskFor = func(admin ratelimit.Admin) (console.Desk, console.History) { return console.NewStoreDesk(admin), nil }
 
 func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions, out io.Writer) error {
 	// The store first: serve needs the config's redis section like every

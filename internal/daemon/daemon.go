@@ -186,8 +186,7 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 			return nil, nil, err
 		}
 	}
-	timed := timedLimiter{Limiter: limiter, metrics: d.metrics}
-	return Engine(cfg, dir, timed, d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
+	return Engine(cfg, dir, timed(limiter, d.metrics), d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.

@@ -44,6 +44,30 @@ var _ ratelimit.Recorder = timedLimiter{}
 // Unwrap returns the store.
 func (t timedLimiter) Unwrap() ratelimit.Limiter { return t.Limiter }
 
+// timedRecorder is timedLimiter over a store that keeps the abuse desk's
+// records: the engine writes a record only through a ratelimit.Recorder,
+// which a timedLimiter alone would hide (no held, refused or Message-ID
+// records at all).
+type timedRecorder struct {
+	timedLimiter
+	rec ratelimit.Recorder
+}
+
+// RecordDecision implements ratelimit.Recorder.
+func (t timedRecorder) RecordDecision(ctx context.Context, rec ratelimit.MessageRecord) error {
+	return t.rec.RecordDecision(ctx, rec)
+}
+
+// timed wraps a store for the engine: a timedLimiter, and a Recorder when
+// the store is one.
+func timed(l ratelimit.Limiter, m *metrics.Metrics) ratelimit.Limiter {
+	t := timedLimiter{Limiter: l, metrics: m}
+	if rec, ok := l.(ratelimit.Recorder); ok {
+		return timedRecorder{timedLimiter: t, rec: rec}
+	}
+	return t
+}
+
 // lockedEvery is how often the locked-accounts gauge is read from the store.
 const lockedEvery = time.Minute
 

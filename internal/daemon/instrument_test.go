@@ -132,3 +132,22 @@ func TestFailModeLoggedAsWarning(t *testing.T) {
 		t.Fatalf("log entries: %+v", entries)
 	}
 }
+
+// TestTimedStoreKeepsRecords: the engine's timed store still writes the
+// abuse desk's records (the timing wrapper alone hid ratelimit.Recorder,
+// and the daemon kept no Message-ID, held or refused records).
+func TestTimedStoreKeepsRecords(t *testing.T) {
+	d := newTestDaemon(t, zap.NewNop())
+	env := &scoring.Envelope{AuthLogin: "alice@example.com", MailFrom: "alice@example.com", Rcpts: []string{"bob@example.org"}, QueueID: "4TIMED1"}
+	msg := &scoring.Message{Headers: []scoring.Header{{Name: "From", Value: "alice@example.com"}, {Name: "Message-Id", Value: "<timed.1@example.com>"}}}
+	if v := d.srv.Engine().CheckMessage(context.Background(), env, msg, scoring.Identity{}); v.Action != scoring.Accept {
+		t.Fatalf("verdict %+v", v)
+	}
+	rec, ok, err := d.limiter.(ratelimit.Admin).DecisionRecord(context.Background(), "timed.1@example.com")
+	if err != nil || !ok || rec.QueueID != "4TIMED1" {
+		t.Fatalf("the accepted message's Message-ID record: %+v %v %v", rec, ok, err)
+	}
+	if n, _ := gauge(t, d, "abusemilter_store_call_duration_seconds"); n != 1 {
+		t.Errorf("store calls observed = %v, want 1", n)
+	}
+}
