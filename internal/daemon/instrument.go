@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,19 +26,6 @@ func (t timedLimiter) CheckAndCharge(ctx context.Context, req ratelimit.Request)
 	t.metrics.StoreCall(time.Since(start), err)
 	return d, err
 }
-
-// RecordDecision implements ratelimit.Recorder for a store that keeps the
-// abuse desk's records (both stores do): without it the engine, which
-// looks for a Recorder, would write no held or decision record.
-func (t timedLimiter) RecordDecision(ctx context.Context, rec ratelimit.MessageRecord) error {
-	r, ok := t.Limiter.(ratelimit.Recorder)
-	if !ok {
-		return fmt.Errorf("the %T rate store keeps no decision records", t.Limiter)
-	}
-	return r.RecordDecision(ctx, rec)
-}
-
-var _ ratelimit.Recorder = timedLimiter{}
 
 // Unwrap returns the store.
 func (t timedLimiter) Unwrap() ratelimit.Limiter { return t.Limiter }
