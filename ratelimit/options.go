@@ -147,56 +147,6 @@ func (c *callStats) snapshot(open bool) Stats {
 	}
 }
 
-// breaker is a circuit breaker: after enough consecutive failures it opens
-// and lets one probe call through per probe interval until one succeeds.
-type breaker struct {
-	failures int
-	probe    time.Duration
-
-	mu        sync.Mutex
-	failed    int
-	open      bool
-	nextProbe time.Time
-	probing   bool
-}
-
-// allow reports whether a call may go to the store now.
-func (b *breaker) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.open {
-		return true
-	}
-	if b.probing || now.Before(b.nextProbe) {
-		return false
-	}
-	b.probing = true
-	return true
-}
-
-// done records a call's result; it reports whether the breaker opened.
-func (b *breaker) done(now time.Time, ok bool) (opened bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.probing = false
-	if ok {
-		b.failed, b.open = 0, false
-		return false
-	}
-	b.failed++
-	if b.failed >= b.failures {
-		opened = !b.open
-		b.open, b.nextProbe = true, now.Add(b.probe)
-	}
-	return opened
-}
-
-func (b *breaker) isOpen() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.open
-}
-
 // recentCache remembers refusals until they expire or an admin change
 // invalidates them.
 type recentCache struct {

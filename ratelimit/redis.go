@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/abusemilter/abusemilter/breaker"
 	"github.com/abusemilter/abusemilter/identity"
 )
 
@@ -146,7 +147,7 @@ type Redis struct {
 	opts    Options
 
 	stats   callStats
-	breaker breaker
+	breaker *breaker.Breaker
 	recent  recentCache
 	events  *eventQueue
 	sub     *subscriber
@@ -226,7 +227,7 @@ func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Du
 	opts = opts.withDefaults()
 	r := &Redis{client: client, prefix: prefix, timeout: timeout, policy: policy, opts: opts, deskWake: make(chan struct{}, 1)}
 	_, r.cluster = client.(*redis.ClusterClient)
-	r.breaker = breaker{failures: opts.BreakerFailures, probe: opts.BreakerProbe}
+	r.breaker = breaker.New(opts.BreakerFailures, opts.BreakerProbe)
 	r.events = newEventQueue(opts.OnEvent, &r.stats)
 	r.recent.unconfirmedMax = opts.RecentUnsubscribedMax
 	r.sub = startSubscriber(r)
@@ -237,7 +238,7 @@ func NewRedisClient(client redis.UniversalClient, prefix string, timeout time.Du
 func (r *Redis) Client() redis.UniversalClient { return r.client }
 
 // Stats returns the call counters.
-func (r *Redis) Stats() Stats { return r.stats.snapshot(r.breaker.isOpen()) }
+func (r *Redis) Stats() Stats { return r.stats.snapshot(r.breaker.IsOpen()) }
 
 // Subscribed reports whether the subscription to admin changes is confirmed
 // now (see Redis); while it is not, Recent serves a refusal for at most
@@ -351,7 +352,7 @@ func newCallID() string {
 func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
 	subs, _, exempt := r.policy.subjects(req)
 	start := time.Now()
-	if !r.breaker.allow(start) {
+	if !r.breaker.Allow(start) {
 		r.stats.calls.Add(1)
 		r.stats.errors.Add(1)
 		r.stats.failFast.Add(1)
@@ -362,7 +363,7 @@ func (r *Redis) CheckAndCharge(ctx context.Context, req Request) (Decision, erro
 	d, err := r.call(ctx, req, subs, r.recent.generation())
 	elapsed := time.Since(start)
 	r.stats.observe(elapsed, err)
-	if r.breaker.done(time.Now(), err == nil) {
+	if r.breaker.Done(time.Now(), err == nil) {
 		r.stats.opens.Add(1)
 	}
 	if err != nil {

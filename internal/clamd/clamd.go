@@ -26,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/abusemilter/abusemilter/breaker"
 )
 
 // ErrUnavailable wraps every error that means clamd did not give a verdict:
@@ -99,7 +101,7 @@ type Client struct {
 	mu   sync.Mutex
 	idle []*conn
 
-	breaker breaker
+	breaker *breaker.Breaker
 	stats   struct{ scans, found, errors, failFast, opens, truncated atomic.Uint64 }
 }
 
@@ -148,7 +150,7 @@ func New(opts Options) (*Client, error) {
 		opts.BreakerProbe = DefaultBreakerProbe
 	}
 	c := &Client{opts: opts, network: network, target: addr}
-	c.breaker = breaker{failures: opts.BreakerFailures, probe: opts.BreakerProbe}
+	c.breaker = breaker.New(opts.BreakerFailures, opts.BreakerProbe)
 	return c, nil
 }
 
@@ -159,7 +161,7 @@ func (c *Client) Address() string { return c.opts.Address }
 func (c *Client) Stats() Stats {
 	return Stats{
 		Scans: c.stats.scans.Load(), Found: c.stats.found.Load(), Errors: c.stats.errors.Load(),
-		FailFast: c.stats.failFast.Load(), BreakerOpen: c.breaker.isOpen(), BreakerOpens: c.stats.opens.Load(),
+		FailFast: c.stats.failFast.Load(), BreakerOpen: c.breaker.IsOpen(), BreakerOpens: c.stats.opens.Load(),
 		Truncated: c.stats.truncated.Load(),
 	}
 }
@@ -302,7 +304,7 @@ type Scan struct {
 // NewScan starts a scan: it takes a connection and sends INSTREAM. With the
 // breaker open it fails at once with an error wrapping ErrUnavailable.
 func (c *Client) NewScan(ctx context.Context) (*Scan, error) {
-	if !c.breaker.allow(time.Now()) {
+	if !c.breaker.Allow(time.Now()) {
 		c.stats.failFast.Add(1)
 		c.stats.errors.Add(1)
 		return nil, fmt.Errorf("%w: %s: circuit breaker open after repeated failures", ErrUnavailable, c.opts.Address)
@@ -325,7 +327,7 @@ func (c *Client) NewScan(ctx context.Context) (*Scan, error) {
 // failed counts a scan without a verdict and tells the breaker.
 func (c *Client) failed() {
 	c.stats.errors.Add(1)
-	if c.breaker.done(time.Now(), false) {
+	if c.breaker.Done(time.Now(), false) {
 		c.stats.opens.Add(1)
 	}
 }
@@ -388,7 +390,7 @@ func (s *Scan) Finish(ctx context.Context) (Result, error) {
 	if res.Signature != "" {
 		s.c.stats.found.Add(1)
 	}
-	s.c.breaker.done(time.Now(), true)
+	s.c.breaker.Done(time.Now(), true)
 	return res, nil
 }
 
@@ -446,53 +448,4 @@ func stripID(line string) string {
 		}
 	}
 	return line
-}
-
-// breaker is a circuit breaker: after enough consecutive failures it opens
-// and lets one probe scan through per probe interval until one succeeds.
-type breaker struct {
-	failures int
-	probe    time.Duration
-
-	mu        sync.Mutex
-	failed    int
-	open      bool
-	nextProbe time.Time
-	probing   bool
-}
-
-func (b *breaker) allow(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.open {
-		return true
-	}
-	if b.probing || now.Before(b.nextProbe) {
-		return false
-	}
-	b.probing = true
-	return true
-}
-
-// done records a scan's outcome; it reports whether the breaker opened.
-func (b *breaker) done(now time.Time, ok bool) (opened bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.probing = false
-	if ok {
-		b.failed, b.open = 0, false
-		return false
-	}
-	b.failed++
-	if b.failed >= b.failures {
-		opened = !b.open
-		b.open, b.nextProbe = true, now.Add(b.probe)
-	}
-	return opened
-}
-
-func (b *breaker) isOpen() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.open
 }
