@@ -256,7 +256,7 @@ func (in *inspector) entity(h header, r io.Reader, depth int) {
 		if depth >= 50 {
 			return
 		}
-		br := bufio.NewReaderSize(decode(h.encoding, r), 4<<10)
+		br := bufio.NewReaderSize(DecodeTransfer(h.encoding, r), 4<<10)
 		nh, err := readHeader(br)
 		if err != nil {
 			return
@@ -270,7 +270,7 @@ func (in *inspector) entity(h header, r io.Reader, depth int) {
 			return // a text body: nothing to inspect
 		}
 		in.report.Parts++
-		in.file(file{name: name, path: orUnnamed(name), declared: ctype, depth: 0}, decode(h.encoding, r))
+		in.file(file{name: name, path: orUnnamed(name), declared: ctype, depth: 0}, DecodeTransfer(h.encoding, r))
 	}
 }
 
@@ -281,8 +281,10 @@ func orUnnamed(name string) string {
 	return name
 }
 
-// decode undoes a Content-Transfer-Encoding.
-func decode(cte string, r io.Reader) io.Reader {
+// DecodeTransfer undoes a Content-Transfer-Encoding (base64, tolerant of
+// folding and stray bytes, or quoted-printable) as r streams; any other
+// encoding is returned as it is. The complaint reader uses it too.
+func DecodeTransfer(cte string, r io.Reader) io.Reader {
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64":
 		return base64.NewDecoder(base64.StdEncoding, &base64Filter{r: r})

@@ -20,18 +20,18 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
-	"mime/quotedprintable"
 	"net/mail"
 	"net/textproto"
 	"regexp"
 	"strings"
+
+	"github.com/abusemilter/abusemilter/attachment"
 )
 
 // ErrNotMail is returned for input that is not a mail message at all.
@@ -118,7 +118,7 @@ func (p *parser) walk(h textproto.MIMEHeader, body io.Reader, depth int) {
 	if err != nil {
 		ct = "text/plain"
 	}
-	body = decode(h.Get("Content-Transfer-Encoding"), body)
+	body = attachment.DecodeTransfer(h.Get("Content-Transfer-Encoding"), body)
 	switch {
 	case strings.HasPrefix(ct, "multipart/"):
 		if ct == "multipart/report" && depth == 0 {
@@ -228,35 +228,6 @@ func headerBlock(b []byte) textproto.MIMEHeader {
 		return textproto.MIMEHeader{}
 	}
 	return h
-}
-
-// decode undoes a Content-Transfer-Encoding.
-func decode(cte string, r io.Reader) io.Reader {
-	switch strings.ToLower(strings.TrimSpace(cte)) {
-	case "base64":
-		return base64.NewDecoder(base64.StdEncoding, &stripSpace{r: r})
-	case "quoted-printable":
-		return quotedprintable.NewReader(r)
-	}
-	return r
-}
-
-// stripSpace drops line breaks and spaces (base64 bodies are folded).
-type stripSpace struct{ r io.Reader }
-
-func (s *stripSpace) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	j := 0
-	for _, c := range p[:n] {
-		if c != '\r' && c != '\n' && c != ' ' && c != '\t' {
-			p[j] = c
-			j++
-		}
-	}
-	if j == 0 && n > 0 && err == nil {
-		return s.Read(p)
-	}
-	return j, err
 }
 
 // trimID returns a Message-ID without white space and angle brackets.
