@@ -50,12 +50,9 @@ func runComplaints(ctx context.Context, o complaintsOptions, out io.Writer) erro
 	if (o.Account == "") == !o.Unattributed {
 		return cli.Usagef("complaints: give an ACCOUNT or --unattributed (not both)")
 	}
-	account := ""
-	if o.Account != "" {
-		var err error
-		if account, err = accountName(o.Account); err != nil {
-			return err
-		}
+	account, err := optionalAccountName(o.Account)
+	if err != nil {
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

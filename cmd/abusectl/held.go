@@ -85,12 +85,9 @@ func stillHeld(r ratelimit.MessageRecord) bool {
 }
 
 func runHeld(ctx context.Context, o heldOptions, out io.Writer) error {
-	account := ""
-	if o.Account != "" {
-		var err error
-		if account, err = accountName(o.Account); err != nil {
-			return err
-		}
+	account, err := optionalAccountName(o.Account)
+	if err != nil {
+		return err
 	}
 	admin, err := o.Env.store(ctx)
 	if err != nil {

@@ -50,6 +50,15 @@ is locked and the error says so. acct:carol@example.com locks it anyway.`,
 	return cmd
 }
 
+// optionalAccountName is accountName for an optional argument: "" stays
+// "" (every account).
+func optionalAccountName(arg string) (string, error) {
+	if arg == "" {
+		return "", nil
+	}
+	return accountName(arg)
+}
+
 // accountName reads an account argument: a bare name or acct:NAME.
 func accountName(arg string) (string, error) {
 	s, err := parseSubject(arg)
