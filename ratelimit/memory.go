@@ -33,6 +33,8 @@ type Memory struct {
 
 	dk       memDesk // guarded by mu, made on first use (desk)
 	deskOnce sync.Once
+
+	camp memCampaigns // campaign counting, locked apart (memory_campaign.go)
 }
 
 // counterKey names the counter of one window of a subject's dimension.
