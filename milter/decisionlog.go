@@ -135,6 +135,9 @@ func (b *backend) logDecision(stage string, env *scoring.Envelope, v scoring.Ver
 	if v.RecordError != "" {
 		fields = append(fields, zap.String("record_error", v.RecordError))
 	}
+	if v.CampaignError != "" {
+		fields = append(fields, zap.String("campaign_error", v.CampaignError))
+	}
 	if b.msg.bodyTruncated {
 		fields = append(fields, zap.Int64("body_bytes", b.msg.bodySize))
 	}

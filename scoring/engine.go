@@ -65,6 +65,8 @@ type Options struct {
 	OnRulePanic func(rule string, value any)
 	// Malware sets what antivirus verdicts do (malware.go).
 	Malware MalwareOptions
+	// Campaigns sets campaign detection across accounts (campaign.go).
+	Campaigns CampaignOptions
 }
 
 // DefaultDNSBudget bounds the DNS time the rules spend on one message when
@@ -79,6 +81,8 @@ type Engine struct {
 	limiter ratelimit.Limiter
 	rules   []Rule
 	lex     *lexicon
+	// campaignRules run once the store counted the message's fingerprints.
+	campaignRules []Rule
 }
 
 // NewEngine builds an engine over an account directory and a limiter. A nil
@@ -115,7 +119,8 @@ func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options)
 	if rules == nil {
 		rules = DefaultRules()
 	}
-	var active []Rule
+	opts.Campaigns = opts.Campaigns.withDefaults()
+	var active, campaign []Rule
 	for _, r := range rules {
 		if opts.Disabled[r.ID] {
 			continue
@@ -123,9 +128,13 @@ func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options)
 		if s, ok := opts.Scores[r.ID]; ok {
 			r.Score = s
 		}
+		if isCampaignRule(r.ID) {
+			campaign = append(campaign, r)
+			continue
+		}
 		active = append(active, r)
 	}
-	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active, lex: newLexicon(&opts.Settings)}
+	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active, campaignRules: campaign, lex: newLexicon(&opts.Settings)}
 }
 
 // Mode returns the engine's mode.
@@ -199,7 +208,10 @@ func (e *Engine) CheckRecipient(n int) Verdict {
 
 // CheckMessage runs at end of message: the rules, then (for a message they
 // accept) the one check-and-charge call to the rate store, or (for one they
-// reject) the strike. id is the identity from CheckSender.
+// reject) the strike. id is the identity from CheckSender. With campaigns
+// on, the store counts the message's fingerprints while the rules run (one
+// more call, in parallel), and the campaign rules run on its answer; a
+// store that fails there only leaves them out (Verdict.CampaignError).
 func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, id Identity) Verdict {
 	if id.Account == nil {
 		id = e.Identify(env)
@@ -208,14 +220,27 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 			return v
 		}
 	}
-	findings, score := e.Evaluate(ctx, env, msg, id.Account)
+	c, cancel := e.newCheck(ctx, env, msg, id.Account)
+	defer cancel()
+	call := e.startCampaign(ctx, c)
+	findings, score := e.evaluate(c, e.rules, nil, 0)
+	var campaignErr error
+	if call != nil {
+		if c.campaign, campaignErr = call.wait(ctx, &e.opts.Campaigns); campaignErr == nil {
+			findings, score = e.evaluate(c, e.campaignRules, findings, score)
+		}
+	}
 	var rec *ratelimit.MessageRecord
 	if e.opts.Records {
 		if _, ok := e.limiter.(ratelimit.Recorder); ok {
 			rec = newRecord(env, msg, id)
 		}
 	}
-	return e.settle(ctx, env, msg.Get("Message-Id"), id, findings, score, rec)
+	v := e.settle(ctx, env, msg.Get("Message-Id"), id, findings, score, rec)
+	if campaignErr != nil {
+		v.CampaignError = campaignErr.Error()
+	}
+	return v
 }
 
 // Settle is the second half of CheckMessage, for findings and a score the
@@ -269,21 +294,34 @@ func (e *Engine) settle(ctx context.Context, env *Envelope, messageID string, id
 }
 
 // Evaluate runs the rules only and returns their findings (sorted by score,
-// highest first) and the total score.
+// highest first) and the total score. The campaign rules, which need the
+// store, are left out.
 func (e *Engine) Evaluate(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) ([]Finding, float64) {
+	c, cancel := e.newCheck(ctx, env, msg, acct)
+	defer cancel()
+	return e.evaluate(c, e.rules, nil, 0)
+}
+
+// newCheck prepares what the rules see of a message; cancel ends its DNS
+// budget.
+func (e *Engine) newCheck(ctx context.Context, env *Envelope, msg *Message, acct *identity.Account) (c *Check, cancel context.CancelFunc) {
 	now := env.Time
 	if now.IsZero() {
 		now = e.opts.Now()
 	}
-	c := &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: now, Resolver: e.opts.Resolver, Settings: &e.opts.Settings, lex: e.lex}
+	c = &Check{Ctx: ctx, Env: env, Msg: msg, Account: acct, Now: now, Resolver: e.opts.Resolver, Settings: &e.opts.Settings, lex: e.lex}
+	cancel = func() {}
 	if e.opts.Settings.DNSBudget > 0 {
-		var cancel context.CancelFunc
 		c.Ctx, cancel = context.WithTimeout(ctx, e.opts.Settings.DNSBudget)
-		defer cancel()
 	}
-	var findings []Finding
-	var total float64
-	for _, r := range e.rules {
+	return c, cancel
+}
+
+// evaluate runs rules on c, adding their findings to those given, and
+// returns them all sorted (decisive first, then by score, highest first)
+// with the total.
+func (e *Engine) evaluate(c *Check, rules []Rule, findings []Finding, total float64) ([]Finding, float64) {
+	for _, r := range rules {
 		reason, fired := e.runRule(r, c)
 		if !fired {
 			continue
@@ -410,5 +448,6 @@ func DefaultRules() []Rule {
 	rules = append(rules, impersonationRules()...)
 	rules = append(rules, forgedHeaderRules()...)
 	rules = append(rules, bulkRules()...)
+	rules = append(rules, campaignRules()...)
 	return append(rules, malwareRules()...)
 }

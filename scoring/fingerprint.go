@@ -522,7 +522,8 @@ func (l *linkSet) add(scheme string, rest []byte) {
 	if l.seen == nil {
 		l.seen = make(map[string]bool, 8)
 	}
-	if !urlShorteners[reg] && !urlShorteners[host] && len(l.domains) < maxLinkFingerprints {
+	shortener := urlShorteners[reg] || urlShorteners[host]
+	if !shortener && len(l.domains) < maxLinkFingerprints {
 		if k := FingerprintDomain + reg; !l.seen[k] {
 			l.seen[k] = true
 			l.domains = append(l.domains, k)
@@ -531,7 +532,7 @@ func (l *linkSet) add(scheme string, rest []byte) {
 	if len(l.urls) >= maxLinkFingerprints {
 		return
 	}
-	norm := NormalizeURL(scheme, host, rest[hostEnd:])
+	norm := normalizeURL(scheme, host, rest[hostEnd:], shortener)
 	k := FingerprintURL + hex64(fnv64([]byte(norm)))
 	if !l.seen[k] {
 		l.seen[k] = true
@@ -555,12 +556,13 @@ func validHost(h string) bool {
 	return true
 }
 
-// NormalizeURL writes a link as its campaign fingerprint sees it: scheme,
+// normalizeURL writes a link as its campaign fingerprint sees it: scheme,
 // lowercase host and path, without query or fragment, with every path
 // segment that looks like a per-recipient token (one with a digit and at
 // least six bytes, or any of more than 24) written "*", and without a
-// final "/". path starts after the host ("/a/b?x=1#y", or empty).
-func NormalizeURL(scheme, host string, path []byte) string {
+// final "/". path starts after the host ("/a/b?x=1#y", or empty). A
+// shortener's path is its target's name: it is kept as written.
+func normalizeURL(scheme, host string, path []byte, shortener bool) string {
 	if k := bytes.IndexAny(path, "?#"); k >= 0 {
 		path = path[:k]
 	}
@@ -574,6 +576,10 @@ func NormalizeURL(scheme, host string, path []byte) string {
 			continue
 		}
 		b.WriteByte('/')
+		if shortener {
+			b.Write(seg)
+			continue
+		}
 		if len(seg) > 24 || len(seg) >= 6 && bytes.ContainsAny(seg, "0123456789") {
 			b.WriteByte('*')
 			continue

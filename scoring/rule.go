@@ -60,6 +60,7 @@ type Check struct {
 	urls       []string
 	urlsParsed bool
 	attach     *attachment.Report // the attachments, inspected from the sample on first use
+	campaign   *campaignCounts    // the store's counts of the fingerprints (campaign rules only)
 }
 
 // From returns the addresses of the first From header. When the header

@@ -103,6 +103,9 @@ type Verdict struct {
 	// RecordError is set when the abuse desk's record of a held or refused
 	// message could not be written (the verdict stands).
 	RecordError string
+	// CampaignError is set when the store could not count the message's
+	// campaign fingerprints: the campaign rules were left out.
+	CampaignError string
 }
 
 // Reply returns the full SMTP reply line, e.g. "550 5.7.1 Rejected ...".
