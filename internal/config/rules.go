@@ -32,6 +32,8 @@ type RulesConfig struct {
 	// directory (the application adds the directory's own): lookalikes of
 	// them are scored.
 	CustomerDomains []string `yaml:"customer_domains"`
+	// Campaigns sets campaign detection across accounts (campaigns.go).
+	Campaigns CampaignsConfig `yaml:"campaigns"`
 }
 
 // DNSConfig tunes the resolver rules use.
@@ -49,7 +51,7 @@ type DNSConfig struct {
 
 // DefaultRules returns the built-in rule settings.
 func DefaultRules() RulesConfig {
-	return RulesConfig{RejectThreshold: 10}
+	return RulesConfig{RejectThreshold: 10, Campaigns: DefaultCampaigns()}
 }
 
 // DefaultDNS returns the built-in DNS settings.
@@ -99,6 +101,7 @@ func (c *Config) validateRules(e *errorList) {
 		}
 	}
 	c.validateActions(e, known)
+	c.validateCampaigns(e)
 	e.duration("dns.budget", c.DNS.Budget)
 	e.duration("dns.positive_ttl", c.DNS.PositiveTTL)
 	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)

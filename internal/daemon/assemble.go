@@ -147,6 +147,7 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		Disabled:        disabled,
 		Scores:          cfg.Rules.Scores,
 		Malware:         malwareOptions(cfg.Antivirus),
+		Campaigns:       cfg.Rules.Campaigns.Options(),
 		Settings: scoring.RuleSettings{
 			OwnMTAs:         cfg.Rules.OwnMTAs,
 			ProtectedBrands: cfg.Rules.ProtectedBrands,
