@@ -155,7 +155,7 @@ func (e *Engine) startCampaign(ctx context.Context, c *Check) *campaignCall {
 		return nil
 	}
 	co := &e.opts.Campaigns
-	call := &campaignCall{fps: c.campaignFingerprints(co.ExemptDomains)}
+	call := &campaignCall{fps: c.campaignFingerprints(e.campaignExempt)}
 	for _, b := range call.fps.Bands {
 		call.list = append(call.list, ratelimit.Fingerprint{Key: b, Window: co.Body.Window})
 	}

@@ -82,7 +82,8 @@ type Engine struct {
 	rules   []Rule
 	lex     *lexicon
 	// campaignRules run once the store counted the message's fingerprints.
-	campaignRules []Rule
+	campaignRules  []Rule
+	campaignExempt domainSet // link domains the fingerprints leave out
 }
 
 // NewEngine builds an engine over an account directory and a limiter. A nil
@@ -134,7 +135,8 @@ func NewEngine(dir *identity.Directory, limiter ratelimit.Limiter, opts Options)
 		}
 		active = append(active, r)
 	}
-	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active, campaignRules: campaign, lex: newLexicon(&opts.Settings)}
+	return &Engine{opts: opts, dir: dir, limiter: limiter, rules: active, lex: newLexicon(&opts.Settings),
+		campaignRules: campaign, campaignExempt: newDomainSet(opts.Campaigns.ExemptDomains)}
 }
 
 // Mode returns the engine's mode.

@@ -49,7 +49,7 @@ const (
 // Bounds of the fingerprint work on one message.
 const (
 	minFingerprintWords = 8    // fewer words: no body fingerprint (too common)
-	maxFingerprintWords = 4096 // words of the body looked at
+	maxFingerprintWords = 1024 // words of the body looked at
 	maxLinkFingerprints = 8    // distinct link domains, and distinct URLs
 	maxPartText         = 256 << 10
 	greetingMaxWords    = 6 // a line this short starting with a greeting is left out
@@ -87,9 +87,35 @@ func DefaultCampaignExemptDomains() []string {
 	}
 }
 
+// domainSet is a set of domains that also holds their subdomains.
+type domainSet map[string]bool
+
+// newDomainSet makes a set of lowercase domain names.
+func newDomainSet(domains []string) domainSet {
+	s := make(domainSet, len(domains))
+	for _, d := range domains {
+		s[strings.ToLower(strings.Trim(d, ". "))] = true
+	}
+	return s
+}
+
+// has reports whether host is in the set or under one of its domains.
+func (s domainSet) has(host string) bool {
+	for {
+		if s[host] {
+			return true
+		}
+		dot := strings.IndexByte(host, '.')
+		if dot < 0 {
+			return false
+		}
+		host = host[dot+1:]
+	}
+}
+
 // campaignFingerprints computes the fingerprints of the message of c;
-// exempt lists the link domains (and their subdomains) to leave out.
-func (c *Check) campaignFingerprints(exempt []string) Fingerprints {
+// exempt holds the link domains (and their subdomains) to leave out.
+func (c *Check) campaignFingerprints(exempt domainSet) Fingerprints {
 	var fp Fingerprints
 	var mh minHash
 	mh.reset()
@@ -322,8 +348,10 @@ func (m *minHash) addText(text []byte) {
 			return
 		}
 		m.line = m.line[:0]
-		for _, tok := range bytes.Fields(line) {
-			if bytes.Contains(tok, []byte("://")) || bytes.IndexByte(tok, '@') >= 0 || hasPrefixFold(tok, "www.") {
+		for rest := line; len(rest) > 0; {
+			var tok []byte
+			tok, rest = nextField(rest)
+			if len(tok) == 0 || bytes.Contains(tok, []byte("://")) || bytes.IndexByte(tok, '@') >= 0 || hasPrefixFold(tok, "www.") {
 				continue
 			}
 			for w := range wordsOf(tok) {
@@ -337,6 +365,24 @@ func (m *minHash) addText(text []byte) {
 			m.addWord(h)
 		}
 	}
+}
+
+// nextField splits the first whitespace-separated field off b (bytes.Fields
+// without the slice).
+func nextField(b []byte) (field, rest []byte) {
+	i := 0
+	for i < len(b) && isSpaceByte(b[i]) {
+		i++
+	}
+	j := i
+	for j < len(b) && !isSpaceByte(b[j]) {
+		j++
+	}
+	return b[i:j], b[j:]
+}
+
+func isSpaceByte(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'
 }
 
 // wordsOf yields the words of a token that hold no digit: runs of ASCII
@@ -384,7 +430,9 @@ func (m *minHash) addWord(h uint64) {
 	}
 	sh := mix64(m.window[0] ^ rotl(m.window[1], 21) ^ rotl(m.window[2], 42))
 	for i := range m.mins {
-		if v := mix64(sh ^ minHashSeeds[i]); v < m.mins[i] {
+		// (sh ^ seed) * odd multiplier: a permutation of the 64-bit values
+		// per slot, cheap enough for every shingle; sh is mixed already.
+		if v := (sh ^ minHashSeeds[i]) * (minHashSeeds[i] | 1); v < m.mins[i] {
 			m.mins[i] = v
 		}
 	}
@@ -454,7 +502,7 @@ func hex64(x uint64) string {
 
 // linkSet collects the link fingerprints of a message, each once.
 type linkSet struct {
-	exempt  []string
+	exempt  domainSet
 	domains []string
 	urls    []string
 	text    map[string]string
@@ -512,11 +560,11 @@ func (l *linkSet) add(scheme string, rest []byte) {
 	if host == "" || !validHost(host) {
 		return
 	}
-	if _, ok := hostMatches(host, l.exempt); ok {
+	if l.exempt.has(host) {
 		return
 	}
 	reg := registrable(host)
-	if _, ok := hostMatches(reg, l.exempt); ok {
+	if reg != host && l.exempt.has(reg) {
 		return
 	}
 	if l.seen == nil {

@@ -21,7 +21,7 @@ func fingerprintsOf(t testing.TB, ctype, body string, extra ...string) Fingerpri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return (&Check{Msg: msg}).campaignFingerprints(append(DefaultCampaignExemptDomains(), extra...))
+	return (&Check{Msg: msg}).campaignFingerprints(newDomainSet(append(DefaultCampaignExemptDomains(), extra...)))
 }
 
 func sharedBands(a, b Fingerprints) int {
@@ -206,4 +206,10 @@ func TestFingerprintLinksExempt(t *testing.T) {
 	if want := []string{"dom:evil.example"}; !slices.Equal(fp.Domains, want) {
 		t.Errorf("with partner.example exempt: domains %q, want %q", fp.Domains, want)
 	}
+}
+
+// MessageFingerprints returns a message's campaign fingerprints with the
+// built-in exempt domains (benchmarks in package scoring_test).
+func MessageFingerprints(msg *Message) Fingerprints {
+	return (&Check{Msg: msg}).campaignFingerprints(newDomainSet(DefaultCampaignExemptDomains()))
 }
