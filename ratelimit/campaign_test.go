@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +213,82 @@ func TestCampaignClusterSpreads(t *testing.T) {
 	}
 	if holding < 2 {
 		t.Fatalf("12 fingerprints on %d of 3 masters, want them spread", holding)
+	}
+}
+
+// typicalFingerprints are a message's fingerprints as scoring sends them
+// for a typical newsletter: six body bands, two link domains, three URLs.
+func typicalFingerprints(i int) []ratelimit.Fingerprint {
+	var fps []ratelimit.Fingerprint
+	for b := range 6 {
+		fps = append(fps, fp(fmt.Sprintf("body:%016x", (i%500)*6+b), time.Hour))
+	}
+	fps = append(fps, fp(fmt.Sprintf("dom:shop%d.example", i%200), time.Hour), fp("dom:cdn.example", time.Hour))
+	for u := range 3 {
+		fps = append(fps, fp(fmt.Sprintf("url:%016x", (i%300)*3+u), time.Hour))
+	}
+	return fps
+}
+
+// BenchmarkRedisObserveCampaign measures the campaign call per message
+// (typicalFingerprints, 1000 accounts) on one redis-server and on a
+// three-master Cluster, with many sessions at once; it reports the
+// memory per fingerprint key (MEMORY USAGE, single node).
+func BenchmarkRedisObserveCampaign(b *testing.B) {
+	for _, topo := range []string{"single", "cluster"} {
+		b.Run(topo, func(b *testing.B) {
+			ro := ratelimit.RedisOptions{KeyPrefix: "am:"}
+			var srv *redistest.Server
+			if topo == "single" {
+				srv = redistest.Start(b)
+				ro.URL = "redis://" + srv.Addr()
+			} else {
+				ro.Addrs, ro.Cluster = redistest.Addrs(redistest.StartCluster(b, 3)), true
+			}
+			r := newRedis(b, ro, ratelimit.Policy{}, ratelimit.Options{})
+			var n atomic.Int64
+			cpu0, ds0 := 0.0, 0.0
+			if srv != nil {
+				cpu0, ds0 = redisCPU(b, srv), redisDataset(b, srv)
+			}
+			b.SetParallelism(8)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(n.Add(1))
+					if _, err := r.ObserveCampaign(context.Background(), "acct"+strconv.Itoa(i%1000), typicalFingerprints(i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.StopTimer()
+			if srv != nil {
+				b.ReportMetric((redisCPU(b, srv)-cpu0)*1e6/float64(b.N), "redis-cpu-us/op")
+				keys, err := srv.Do("DBSIZE")
+				if err != nil {
+					b.Fatal(err)
+				}
+				nkeys, _ := strconv.ParseFloat(strings.TrimSpace(keys), 64)
+				b.ReportMetric((redisDataset(b, srv)-ds0)/nkeys, "dataset-B/key")
+				// A body band shared by every account that sent the same
+				// body: memory per key, by its number of accounts.
+				for _, accts := range []int{1, 10, ratelimit.CampaignMaxAccounts} {
+					key := fmt.Sprintf("bytes:%d", accts)
+					for a := range accts {
+						if _, err := r.ObserveCampaign(context.Background(), fmt.Sprintf("customer-account-%04d", a), []ratelimit.Fingerprint{fp("body:"+key, time.Hour)}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					v, err := srv.Do("MEMORY", "USAGE", "am:{fp:body:"+key+"}")
+					if err != nil {
+						b.Fatal(err)
+					}
+					var bytes float64
+					fmt.Sscan(v, &bytes)
+					b.ReportMetric(bytes, fmt.Sprintf("B/key@%daccts", accts))
+				}
+			}
+		})
 	}
 }

@@ -41,6 +41,10 @@
 //     its fail mode to every error. A Redis that lost its data simply starts
 //     counting from zero: nobody is locked.
 //
+// Campaigns: both stores also implement CampaignCounter, which counts per
+// message fingerprint the distinct accounts that sent it within a window
+// (campaign.go): one more call per message, made beside the rules.
+//
 // See Redis for the key layout and for what Cluster changes.
 package ratelimit
 

@@ -145,31 +145,31 @@ type campaignCall struct {
 	err    error
 }
 
-// startCampaign computes the message's fingerprints and starts counting
-// them in the store, unless campaigns are off, the store cannot count
-// them, the account is a forwarder (it resubmits other people's mail) or
-// the message has none. It returns nil then.
+// startCampaign starts, on a goroutine of its own, computing the message's
+// fingerprints and counting them in the store, unless campaigns are off,
+// the store cannot count them or the account is a forwarder (it resubmits
+// other people's mail); it returns nil then. The goroutine only reads the
+// message, as the rules do meanwhile.
 func (e *Engine) startCampaign(ctx context.Context, c *Check) *campaignCall {
 	counter, ok := e.limiter.(ratelimit.CampaignCounter)
 	if !ok || !e.opts.Campaigns.Enabled || len(e.campaignRules) == 0 || c.Account == nil || c.Account.Forwarder {
 		return nil
 	}
-	co := &e.opts.Campaigns
-	call := &campaignCall{fps: c.campaignFingerprints(e.campaignExempt)}
-	for _, b := range call.fps.Bands {
-		call.list = append(call.list, ratelimit.Fingerprint{Key: b, Window: co.Body.Window})
-	}
-	for _, l := range append(call.fps.Domains, call.fps.URLs...) {
-		call.list = append(call.list, ratelimit.Fingerprint{Key: l, Window: co.LinkDomain.Window})
-	}
-	if len(call.list) == 0 {
-		return nil
-	}
-	call.done = make(chan struct{})
-	account := c.Account.Name
+	call := &campaignCall{done: make(chan struct{})}
+	msg, account := c.Msg, c.Account.Name
 	go func() {
 		defer close(call.done)
-		call.counts, call.err = counter.ObserveCampaign(ctx, account, call.list)
+		call.fps = messageFingerprints(msg, e.campaignExempt)
+		co := &e.opts.Campaigns
+		for _, b := range call.fps.Bands {
+			call.list = append(call.list, ratelimit.Fingerprint{Key: b, Window: co.Body.Window})
+		}
+		for _, l := range append(call.fps.Domains, call.fps.URLs...) {
+			call.list = append(call.list, ratelimit.Fingerprint{Key: l, Window: co.LinkDomain.Window})
+		}
+		if len(call.list) > 0 {
+			call.counts, call.err = counter.ObserveCampaign(ctx, account, call.list)
+		}
 	}()
 	return call
 }

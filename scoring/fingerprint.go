@@ -113,14 +113,15 @@ func (s domainSet) has(host string) bool {
 	}
 }
 
-// campaignFingerprints computes the fingerprints of the message of c;
-// exempt holds the link domains (and their subdomains) to leave out.
-func (c *Check) campaignFingerprints(exempt domainSet) Fingerprints {
+// messageFingerprints computes the fingerprints of a message; exempt holds
+// the link domains (and their subdomains) to leave out. It only reads the
+// message (the engine runs it beside the rules).
+func messageFingerprints(msg *Message, exempt domainSet) Fingerprints {
 	var fp Fingerprints
 	var mh minHash
 	mh.reset()
 	links := linkSet{exempt: exempt}
-	forTextParts(c.Msg, func(text []byte, isHTML bool) {
+	forTextParts(msg, func(text []byte, isHTML bool) {
 		links.find(text)
 		if isHTML {
 			text = stripTags(text)

@@ -21,7 +21,7 @@ func fingerprintsOf(t testing.TB, ctype, body string, extra ...string) Fingerpri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return (&Check{Msg: msg}).campaignFingerprints(newDomainSet(append(DefaultCampaignExemptDomains(), extra...)))
+	return messageFingerprints(msg, newDomainSet(append(DefaultCampaignExemptDomains(), extra...)))
 }
 
 func sharedBands(a, b Fingerprints) int {
@@ -211,5 +211,5 @@ func TestFingerprintLinksExempt(t *testing.T) {
 // MessageFingerprints returns a message's campaign fingerprints with the
 // built-in exempt domains (benchmarks in package scoring_test).
 func MessageFingerprints(msg *Message) Fingerprints {
-	return (&Check{Msg: msg}).campaignFingerprints(newDomainSet(DefaultCampaignExemptDomains()))
+	return messageFingerprints(msg, newDomainSet(DefaultCampaignExemptDomains()))
 }
