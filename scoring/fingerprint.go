@@ -235,7 +235,7 @@ func isBoundary(t []byte, boundaries []string) bool {
 	}
 	t = bytes.TrimRight(t[2:], " \t")
 	for _, b := range boundaries {
-		if bytes.HasPrefix(t, []byte(b)) && (len(t) == len(b) || string(t[len(b):]) == "--") {
+		if len(t) >= len(b) && string(t[:len(b)]) == b && (len(t) == len(b) || string(t[len(b):]) == "--") {
 			return true
 		}
 	}

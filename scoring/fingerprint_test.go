@@ -213,3 +213,32 @@ func TestFingerprintLinksExempt(t *testing.T) {
 func MessageFingerprints(msg *Message) Fingerprints {
 	return messageFingerprints(msg, newDomainSet(DefaultCampaignExemptDomains()))
 }
+
+// FuzzFingerprints: any body, under any Content-Type, gives fingerprints
+// without panicking, the same twice, within the bounds, and leaves the
+// message as it was (the rules read it meanwhile).
+func FuzzFingerprints(f *testing.F) {
+	f.Add(campaigntest.ContentType, campaigntest.Campaign("Maria", "a8f3k2x9q1", "maria@dest.example"))
+	f.Add("text/plain", campaigntest.Distinct(1))
+	f.Add("text/html", "<p>Hi <b>there</b>,</p><style>x{}</style><a href='http://[::1]:80/x'>y</a> &amp; https://evil.example/a/b?c#d")
+	f.Add(`multipart/mixed; boundary="a"`, "--a\r\nContent-Type: multipart/alternative;\r\n boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8=\r\n--b--\r\n--a--\r\n")
+	f.Fuzz(func(t *testing.T, ctype, body string) {
+		msg := &Message{Headers: []Header{{Name: "Content-Type", Value: ctype}, {Name: "Content-Transfer-Encoding", Value: "quoted-printable"}}, Body: []byte(body)}
+		exempt := newDomainSet(DefaultCampaignExemptDomains())
+		a, b := messageFingerprints(msg, exempt), messageFingerprints(msg, exempt)
+		if !slices.Equal(a.Bands, b.Bands) || !slices.Equal(a.Domains, b.Domains) || !slices.Equal(a.URLs, b.URLs) {
+			t.Fatalf("not deterministic: %+v and %+v", a, b)
+		}
+		if string(msg.Body) != body {
+			t.Fatal("the body was changed")
+		}
+		if len(a.Bands) != 0 && len(a.Bands) != fingerprintBands || len(a.Domains) > maxLinkFingerprints || len(a.URLs) > maxLinkFingerprints {
+			t.Fatalf("out of bounds: %+v", a)
+		}
+		for _, k := range append(append(a.Bands, a.Domains...), a.URLs...) {
+			if strings.ContainsAny(k, "{} \r\n") {
+				t.Fatalf("fingerprint %q cannot be a Redis hash tag", k)
+			}
+		}
+	})
+}
