@@ -12,13 +12,14 @@ import (
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
-// newStoreFixture is newFixture serving the held queue, complaints and
-// refusals from its real in-memory store through StoreDesk (not the test
-// memDesk).
+// newStoreFixture is newFixture serving the held queue, complaints,
+// refusals and the sending history from its real in-memory store through
+// StoreDesk (not the test memDesk).
 func newStoreFixture(t *testing.T) *fixture {
 	t.Helper()
 	return newFixture(t, func(o *Options) {
-		o.Desk, o.History = &StoreDesk{Admin: o.Admin, Wait: 10 * time.Second}, nil
+		d := &StoreDesk{Admin: o.Admin, Wait: 10 * time.Second}
+		o.Desk, o.History = d, d
 	})
 }
 
