@@ -200,3 +200,48 @@ func TestAuditLog(t *testing.T) {
 		})
 	}
 }
+
+// TestSentHistoryBounded: an account that sends every hour for 60 hours
+// keeps at most HistoryHours hours of history (the Redis hash's fields,
+// the memory store's map), the hash's TTL outlives the newest hour by at
+// most 49 hours, and every hour kept reads back.
+func TestSentHistoryBounded(t *testing.T) {
+	pol := ratelimit.Policy{Limits: ratelimit.Limits{ratelimit.AccountMessages: {rate(100, time.Hour)}}}
+	srv := redistest.Start(t)
+	var clk testClock
+	startOfHour(&clk)
+	r := newRedis(t, ratelimit.RedisOptions{URL: "redis://" + srv.Addr(), KeyPrefix: "hist:"}, pol, ratelimit.Options{ClockOffset: clk.offset})
+	m := ratelimit.NewMemoryOptions(pol, nil, ratelimit.Options{ClockOffset: clk.offset})
+	t.Cleanup(func() { m.Close() })
+	ctx := context.Background()
+	for h := range 60 {
+		for _, s := range []ratelimit.Limiter{r, m} {
+			if d, err := s.CheckAndCharge(ctx, msg("alice", "alice@example.com")); err != nil || !d.Allowed {
+				t.Fatalf("hour %d: %+v, %v", h, d, err)
+			}
+		}
+		clk.advance(time.Hour)
+	}
+	clk.advance(-time.Hour) // back in the last hour sent in
+	key := "hist:{acct:alice}:sent"
+	if n, err := r.Client().HLen(ctx, key).Result(); err != nil || n != ratelimit.HistoryHours {
+		t.Errorf("HLEN %s = %d, %v; want %d", key, n, err, ratelimit.HistoryHours)
+	}
+	if ttl, err := r.Client().PTTL(ctx, key).Result(); err != nil || ttl <= 0 || ttl > 49*time.Hour {
+		t.Errorf("PTTL %s = %s, %v; want at most 49h", key, ttl, err)
+	}
+	if n := ratelimit.SentHoursKept(m, "alice"); n != ratelimit.HistoryHours {
+		t.Errorf("the memory store keeps %d hours, want %d", n, ratelimit.HistoryHours)
+	}
+	for name, s := range map[string]store{"redis": r, "memory": m} {
+		h, err := s.SentPerHour(ctx, "alice", ratelimit.HistoryHours)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range h {
+			if c.Sent != 1 {
+				t.Errorf("%s: hour %d of %d (%s) sent %d, want 1", name, i, len(h), c.Start, c.Sent)
+			}
+		}
+	}
+}
