@@ -220,6 +220,20 @@ type Admin interface {
 	// Complaints lists an account's complaints within the retention, newest
 	// first; account "" lists the unattributed ones.
 	Complaints(ctx context.Context, account string) ([]Complaint, error)
+
+	// The console's history (see history.go).
+
+	// SentPerHour returns the messages an account sent in each of the last
+	// hours clock hours of the store's clock (1 to HistoryHours), oldest
+	// first, the last being the current hour.
+	SentPerHour(ctx context.Context, account string, hours int) ([]HourCount, error)
+	// Decisions returns the decision records (held, deferred, rejected) of
+	// an account's newest messages still kept ("": of every account), newest
+	// first, at most limit (0 or more than the index keeps: all it keeps).
+	Decisions(ctx context.Context, account string, limit int) ([]MessageRecord, error)
+	// AuditLog returns a page of the audit log of every subject, newest
+	// first.
+	AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 }
 
 // checkOverride validates an override request.

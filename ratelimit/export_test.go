@@ -25,3 +25,11 @@ func AttributionValue(rec MessageRecord, instance string, at time.Time, usage []
 func AttributionKey(prefix, messageID string) string {
 	return prefix + "mid:" + idKey(NormalizeMessageID(messageID))
 }
+
+// SentHoursKept is how many hours of an account's sending history the
+// in-memory store holds, for TestSentHistoryBounded.
+func SentHoursKept(m *Memory, account string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.hist.sent[account])
+}

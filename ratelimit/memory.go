@@ -32,6 +32,7 @@ type Memory struct {
 	events *eventQueue
 
 	dk       memDesk // guarded by mu, made on first use (desk)
+	hist     memHistory
 	deskOnce sync.Once
 
 	camp memCampaigns // campaign counting, locked apart (memory_campaign.go)
@@ -151,6 +152,7 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.counters, k)
 		}
 	}
+	m.sweepSent(nowUS)
 }
 
 // strike adds a strike (one per Message-ID per window) and locks at the
@@ -241,6 +243,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 	for _, s := range subs {
 		if m.exemptionOf(s.subj, now) != nil {
 			m.attribute(req, nil, now)
+			m.countSent(subs, now.UnixMicro())
 			return Decision{Allowed: true, Exempt: true}
 		}
 	}
@@ -329,6 +332,7 @@ func (m *Memory) checkAndCharge(req Request) Decision {
 		usageEvents(m.events, m.opts.UsageThresholds, c.subj, u, c.cost, now)
 	}
 	m.attribute(req, d.Usage, now)
+	m.countSent(subs, nowUS)
 	return d
 }
 

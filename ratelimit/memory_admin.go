@@ -17,6 +17,7 @@ func (m *Memory) record(s Subject, by, action, detail string, now time.Time) {
 		a = a[:auditKeep]
 	}
 	m.audit[s] = a
+	m.hist.log = pushCapped(m.hist.log, a[0], AuditLogKeep)
 }
 
 // configured returns the configured rates of a subject's dimension (an

@@ -89,6 +89,7 @@ func (m *Memory) RecordDecision(_ context.Context, rec MessageRecord) error {
 	}
 	m.mu.Lock()
 	m.putRecord(rec, m.policy.Desk.retention(), true)
+	m.indexDecision(rec)
 	m.mu.Unlock()
 	if rec.Held {
 		m.events.emit(Event{Kind: EventHeld, Subject: Account(rec.Account), Record: &rec, At: now})

@@ -23,8 +23,9 @@ import (
 var checkSource string
 
 // checkScript is the one call per message; refundScript takes back the
-// charges of a call (Cluster only, see Redis): per counter key, ARGV holds
-// the bucket the call charged and its cost. A bucket already gone (it left
+// charges of a call (Cluster only, see Redis): per counter key (or the
+// account's sending history, which has no "n"), ARGV holds the bucket
+// the call charged and its cost. A bucket already gone (it left
 // the window and was deleted, which took it off n) is left alone, one
 // emptied is deleted, and nothing goes below zero.
 var (
@@ -41,7 +42,7 @@ for i, key in ipairs(KEYS) do
     elseif back > 0 then
       redis.call('HINCRBY', key, field, -back)
     end
-    if back > 0 then
+    if back > 0 and v[2] then
       redis.call('HINCRBY', key, 'n', -math.min(back, tonumber(v[2]) or 0))
     end
   end
@@ -108,6 +109,16 @@ type RedisOptions struct {
 //     (MEMORY USAGE) with one account, 40 more per account. Each
 //     fingerprint has a hash tag of its own: on Cluster they spread over
 //     the slots, never in an account's.
+//   - PREFIX{acct:name}:sent, a hash: messages sent per clock hour, field
+//     "<hour>" (server microseconds / 3600e6), the last 48 hours (see
+//     history.go): about 500 bytes (MEMORY USAGE 472 for 48 hours, 64 for
+//     one) for an account that sends every hour; one HINCRBY per message.
+//   - PREFIX{acct:name}:decisions, a list: the queue ids of the account's
+//     newest 50 decision records (held, deferred, rejected): about 950
+//     bytes when full, only for accounts with such messages within the
+//     retention; PREFIX decisions, the newest 2000 of every account.
+//   - PREFIX{audit}:log, a list: the audit log of every subject (JSON,
+//     newest first, the newest 10000), in a slot of its own.
 //   - PREFIX{acct:name}:strikes (sorted set), :lock (hash), :audit (list),
 //     PREFIX{kind:name}:override (hash of "LIMIT:WINDOW_US,...|UNTIL_US" per
 //     SUFFIX) and :exempt (JSON string).
@@ -534,7 +545,11 @@ func (r *Redis) followUp(req Request, subs []scriptSubject, callID string, reps 
 			if rep.status != "ok" {
 				continue
 			}
-			if keys, args := r.refundArgs(subs[rep.subject].subj, rep); len(keys) > 0 {
+			keys, args := r.refundArgs(subs[rep.subject].subj, rep)
+			if addStrike {
+				keys, args = r.refundSent(keys, args, subs[rep.subject].subj, rep)
+			}
+			if len(keys) > 0 {
 				refundScript.Eval(ctx, pipe, keys, args...)
 			}
 		}

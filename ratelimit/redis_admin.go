@@ -32,12 +32,18 @@ type storedExemption struct {
 	Until  int64  `json:"until_us,omitempty"`
 }
 
-// storedAudit is one JSON entry of an audit list.
+// storedAudit is one JSON entry of an audit list (Subject: in the audit
+// log of every subject, Subject.String).
 type storedAudit struct {
-	At     int64  `json:"at_us"`
-	By     string `json:"by"`
-	Action string `json:"action"`
-	Detail string `json:"detail,omitempty"`
+	At      int64  `json:"at_us"`
+	By      string `json:"by"`
+	Action  string `json:"action"`
+	Detail  string `json:"detail,omitempty"`
+	Subject string `json:"subject,omitempty"`
+}
+
+func (a storedAudit) entry(s Subject) AuditEntry {
+	return AuditEntry{At: usToTime(a.At), By: a.By, Action: a.Action, Subject: s, Detail: a.Detail}
 }
 
 func ttlFor(d time.Duration) time.Duration {
@@ -54,26 +60,35 @@ func timeOrZero(us int64) time.Time {
 	return usToTime(us)
 }
 
-// audit queues an audit entry for a subject on pipe.
-func (r *Redis) audit(ctx context.Context, pipe redis.Pipeliner, s Subject, by, action, detail string, now time.Time) {
-	b, _ := json.Marshal(storedAudit{At: now.UnixMicro(), By: by, Action: action, Detail: detail})
+// audit queues an audit entry for a subject on pipe, in the subject's
+// list and in the audit log of every subject. On Cluster a transaction
+// cannot reach the log's slot: when tx is set there, the log's entry is
+// returned instead, for save to write once the transaction is saved.
+func (r *Redis) audit(ctx context.Context, pipe redis.Pipeliner, tx bool, s Subject, by, action, detail string, now time.Time) []byte {
+	b, _ := json.Marshal(storedAudit{At: now.UnixMicro(), By: by, Action: action, Detail: detail, Subject: s.String()})
 	key := r.base(s) + ":audit"
 	pipe.LPush(ctx, key, b)
 	pipe.LTrim(ctx, key, 0, auditKeep-1)
 	pipe.PExpire(ctx, key, openLockTTL)
+	if tx && r.cluster {
+		return b
+	}
+	r.pushAuditLog(ctx, pipe, b)
+	return nil
 }
 
-// save runs the transaction of an admin change of s, then emits ev (when
-// set) and announces the change (see Redis). what names the change in
-// errors.
-func (r *Redis) save(ctx context.Context, pipe redis.Pipeliner, s Subject, what string, ev *Event) error {
+// save runs the transaction of an admin change of s, writes logged (the
+// audit log's entry audit returned, if any), then emits ev (when set) and
+// announces the change (see Redis). what names the change in errors.
+func (r *Redis) save(ctx context.Context, pipe redis.Pipeliner, logged []byte, s Subject, what string, ev *Event) error {
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	logErr := r.logAudit(ctx, what, logged)
 	if ev != nil {
 		r.events.emit(*ev)
 	}
-	return r.announce(ctx, s, what)
+	return errors.Join(r.announce(ctx, s, what), logErr)
 }
 
 // Status implements Admin.
@@ -153,7 +168,7 @@ func (r *Redis) Status(ctx context.Context, s Subject) (Status, error) {
 	for _, v := range audit.Val() {
 		var a storedAudit
 		if json.Unmarshal([]byte(v), &a) == nil {
-			st.Audit = append(st.Audit, AuditEntry{At: usToTime(a.At), By: a.By, Action: a.Action, Subject: s, Detail: a.Detail})
+			st.Audit = append(st.Audit, a.entry(s))
 		}
 	}
 	return st, nil
@@ -456,8 +471,8 @@ func (r *Redis) Lock(ctx context.Context, account, reason, by string, d time.Dur
 	pipe.Del(ctx, key)
 	pipe.HSet(ctx, key, "reason", reason, "by", by, "at", now.UnixMicro(), "until", until)
 	pipe.PExpire(ctx, key, ttlFor(d))
-	r.audit(ctx, pipe, s, by, "lock", lockDetail(reason, d), now)
-	return r.save(ctx, pipe, s, fmt.Sprintf("lock account %q", account), &Event{Kind: EventLock, Subject: s, Lock: &l, At: now})
+	logged := r.audit(ctx, pipe, true, s, by, "lock", lockDetail(reason, d), now)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("lock account %q", account), &Event{Kind: EventLock, Subject: s, Lock: &l, At: now})
 }
 
 // Unlock implements Admin. It also clears the account's strikes, so that
@@ -472,8 +487,8 @@ func (r *Redis) Unlock(ctx context.Context, account, by string) error {
 	s := Account(account)
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, r.base(s)+":lock", r.base(s)+":strikes")
-	r.audit(ctx, pipe, s, by, "unlock", "", now)
-	return r.save(ctx, pipe, s, fmt.Sprintf("unlock account %q", account), &Event{Kind: EventUnlock, Subject: s, At: now})
+	logged := r.audit(ctx, pipe, true, s, by, "unlock", "", now)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("unlock account %q", account), &Event{Kind: EventUnlock, Subject: s, At: now})
 }
 
 // Reset implements Admin.
@@ -520,8 +535,8 @@ func (r *Redis) Reset(ctx context.Context, s Subject, dim Dimension, by string) 
 	}
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, keys...)
-	r.audit(ctx, pipe, s, by, "reset", string(dim), now)
-	return r.save(ctx, pipe, s, fmt.Sprintf("reset %s", s), nil)
+	logged := r.audit(ctx, pipe, true, s, by, "reset", string(dim), now)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("reset %s", s), nil)
 }
 
 // SetOverride implements Admin.
@@ -537,9 +552,10 @@ func (r *Redis) SetOverride(ctx context.Context, s Subject, dim Dimension, rates
 	}
 	key := r.base(s) + ":override"
 	pipe := r.client.TxPipeline()
+	var logged []byte
 	if rates == nil {
 		pipe.HDel(ctx, key, dim.logSuffix())
-		r.audit(ctx, pipe, s, by, "override-remove", string(dim), now)
+		logged = r.audit(ctx, pipe, true, s, by, "override-remove", string(dim), now)
 	} else {
 		var until int64
 		if d > 0 {
@@ -548,9 +564,9 @@ func (r *Redis) SetOverride(ctx context.Context, s Subject, dim Dimension, rates
 		pipe.HSet(ctx, key, dim.logSuffix(), formatRates(rates)+"|"+formatInt(until))
 		// The key lives as long as its longest override: never shorten it.
 		pipe.PExpire(ctx, key, openLockTTL)
-		r.audit(ctx, pipe, s, by, "override", overrideDetail(dim, rates, d), now)
+		logged = r.audit(ctx, pipe, true, s, by, "override", overrideDetail(dim, rates, d), now)
 	}
-	return r.save(ctx, pipe, s, fmt.Sprintf("override %s for %s", dim, s), nil)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("override %s for %s", dim, s), nil)
 }
 
 // Exempt implements Admin.
@@ -568,8 +584,8 @@ func (r *Redis) Exempt(ctx context.Context, s Subject, reason string, d time.Dur
 	v, _ := json.Marshal(e)
 	pipe := r.client.TxPipeline()
 	pipe.Set(ctx, r.base(s)+":exempt", v, ttlFor(d))
-	r.audit(ctx, pipe, s, by, "exempt", lockDetail(reason, d), now)
-	return r.save(ctx, pipe, s, fmt.Sprintf("exempt %s", s), nil)
+	logged := r.audit(ctx, pipe, true, s, by, "exempt", lockDetail(reason, d), now)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("exempt %s", s), nil)
 }
 
 // Unexempt implements Admin.
@@ -582,8 +598,8 @@ func (r *Redis) Unexempt(ctx context.Context, s Subject, by string) error {
 	}
 	pipe := r.client.TxPipeline()
 	pipe.Del(ctx, r.base(s)+":exempt")
-	r.audit(ctx, pipe, s, by, "unexempt", "", now)
-	return r.save(ctx, pipe, s, fmt.Sprintf("unexempt %s", s), nil)
+	logged := r.audit(ctx, pipe, true, s, by, "unexempt", "", now)
+	return r.save(ctx, pipe, logged, s, fmt.Sprintf("unexempt %s", s), nil)
 }
 
 // Exemptions implements Admin.

@@ -180,6 +180,10 @@ func (r *Redis) AddComplaint(ctx context.Context, c Complaint, by string) (Compl
 	if res.Duplicate {
 		return res, nil
 	}
+	// the audit log of every subject lies in a slot of its own: written
+	// after the script, which wrote the account's entry
+	logged, _ := json.Marshal(storedAudit{At: num(1), By: by, Action: "complaint", Detail: complaintDetail(c), Subject: s.String()})
+	logErr := r.logAudit(ctx, fmt.Sprintf("complaint %s about %q", c.ID, c.Account), logged)
 	r.recent.invalidate(s)
 	r.events.emit(Event{Kind: EventComplaint, Subject: s, Complaint: &c, Complaints: res.Complaints, Strikes: res.Strikes, At: now})
 	if newly := str(5); newly != "" {
@@ -197,7 +201,7 @@ func (r *Redis) AddComplaint(ctx context.Context, c Complaint, by string) (Compl
 	if res.WouldLock {
 		r.events.emit(Event{Kind: EventWouldLock, Subject: s, Strikes: res.Strikes, At: now})
 	}
-	return res, nil
+	return res, logErr
 }
 
 // complaintDetail is the audit log's line of a complaint.

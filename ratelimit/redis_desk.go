@@ -78,6 +78,7 @@ func (r *Redis) RecordDecision(ctx context.Context, rec MessageRecord) error {
 	if rec.MessageID != "" {
 		pipe.Set(ctx, r.midKey(rec.MessageID), b, ttl)
 	}
+	r.indexDecision(ctx, pipe, rec)
 	if rec.Held && rec.QueueID != "" {
 		at := float64(rec.At.UnixMicro())
 		old := formatInt(rec.At.Add(-ttl).UnixMicro())
@@ -247,7 +248,7 @@ func (r *Redis) ActOnHeld(ctx context.Context, action DeskAction, sel HeldSelect
 		b, _ := json.Marshal(req)
 		pipe.LPush(ctx, r.deskList(req.Instance), b)
 		pipe.PExpire(ctx, r.deskList(req.Instance), r.policy.Desk.retention())
-		r.audit(ctx, pipe, Account(req.Account), by, string(action)+"-request", "queue id "+req.QueueID+" on "+req.Instance, now)
+		r.audit(ctx, pipe, false, Account(req.Account), by, string(action)+"-request", "queue id "+req.QueueID+" on "+req.Instance, now)
 		reqs = append(reqs, req)
 		instances[req.Instance] = true
 	}
@@ -373,7 +374,7 @@ func (r *Redis) CompleteDeskRequest(ctx context.Context, o DeskOutcome) error {
 	}
 	ob, _ := json.Marshal(o)
 	pipe.Set(ctx, r.deskDone(req.ID), ob, deskOutcomeTTL)
-	r.audit(ctx, pipe, Account(req.Account), req.By, string(req.Action), outcomeDetail(o), o.At)
+	r.audit(ctx, pipe, false, Account(req.Account), req.By, string(req.Action), outcomeDetail(o), o.At)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("outcome of %s %s: %w", req.Action, req.QueueID, err)
 	}

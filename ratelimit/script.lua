@@ -145,6 +145,27 @@ local function desk_record(checks)
 end
 -- ===== end of the abuse desk's section ==================================
 
+-- ===== the console's sending history (history.go) =======================
+-- A message allowed is counted in its hour, field "<hour>" (microseconds
+-- / 3600e6) of the account's hash :sent, beside its counters (same hash
+-- tag, hence slot): one HINCRBY. The hour's first message also drops the
+-- hours that left the 48 kept and sets the TTL (49 h).
+local function count_sent()
+  if not acct then return end
+  local key = string.sub(acct.msgs, 1, -5) .. 'sent'
+  local hour = idiv(now, 3600000000)
+  if redis.call('HINCRBY', key, int(hour), 1) == 1 then
+    local stale = {}
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      local h = tonumber(f)
+      if not h or h <= hour - 48 then stale[#stale + 1] = f end
+    end
+    if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+    redis.call('PEXPIRE', key, 49 * 3600000)
+  end
+end
+-- ===== end of the sending history =======================================
+
 -- the lock: an expired one is removed
 local function read_lock()
   if not acct or not admin then return nil end
@@ -212,6 +233,7 @@ if admin then
   for _, s in ipairs(subjects) do
     if redis.call('EXISTS', s.exempt) == 1 then
       desk_record({})
+      count_sent()
       return {'exempt', now, 0, 0, 0, s.index}
     end
   end
@@ -392,6 +414,7 @@ if acct and acct.seen_window and #rcpts > 0 then
 end
 
 desk_record(checks)
+count_sent()
 local out = {'ok', now, 0, 0, 0}
 for _, c in ipairs(checks) do
   for _, v in ipairs({c.s.index, c.dim, c.limit, c.window, c.used + c.cost, c.cost}) do

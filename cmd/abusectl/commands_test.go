@@ -311,3 +311,56 @@ func TestSubjectsOfEveryKind(t *testing.T) {
 		t.Errorf("status client:nonsense: %v, want a usage error", err)
 	}
 }
+
+// TestAuditPrintsTheLogOfEverySubject: audit lists every change of every
+// subject newest first, by one actor or of one subject when asked, a page
+// at a time; a bad --limit is a usage error.
+func TestAuditPrintsTheLogOfEverySubject(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(runLock(ctx, lockOptions{Env: f.env, Account: "bob", Reason: "ticket 4711"}, &out))
+	must(runExempt(ctx, exemptOptions{Env: f.env, Action: "add", Subject: "news@shop.example", Reason: "newsletter"}, &out))
+	must(f.env.admin.Lock(ctx, "carol", "by hand", "someone-else", 0))
+	must(runUnlock(ctx, unlockOptions{Env: f.env, Account: "bob"}, &out))
+	audit := func(o auditOptions) []auditLogEntryJSON {
+		t.Helper()
+		var b bytes.Buffer
+		o.Env, o.JSON = f.env, true
+		if o.Limit == 0 {
+			o.Limit = 50
+		}
+		must(runAudit(ctx, o, &b))
+		var v auditLogJSON
+		must(json.Unmarshal(b.Bytes(), &v))
+		return v.Entries
+	}
+	var got []string
+	for _, e := range audit(auditOptions{}) {
+		got = append(got, e.By+" "+e.Action+" "+e.Subject)
+	}
+	want := []string{testUser + " unlock acct:bob", "someone-else lock acct:carol", testUser + " exempt sender:news@shop.example", testUser + " lock acct:bob"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("audit log\n%q\nwant\n%q", got, want)
+	}
+	if mine := audit(auditOptions{Actor: testUser, Offset: 1, Limit: 1}); len(mine) != 1 || mine[0].Action != "exempt" {
+		t.Errorf("--actor --offset 1 --limit 1: %+v, want the exemption", mine)
+	}
+	if bob := audit(auditOptions{Subject: "bob"}); len(bob) != 2 || !strings.Contains(bob[1].Detail, "ticket 4711") {
+		t.Errorf("--subject bob: %+v, want its lock and unlock", bob)
+	}
+	out.Reset()
+	must(runAudit(ctx, auditOptions{Env: f.env, Limit: 50}, &out))
+	if !strings.Contains(out.String(), "sender:news@shop.example") || !strings.HasPrefix(out.String(), "WHEN") {
+		t.Errorf("audit table:\n%s", out.String())
+	}
+	if err := runAudit(ctx, auditOptions{Env: f.env}, &out); exitCode(err) != exitUsage {
+		t.Errorf("--limit 0: %v, want a usage error", err)
+	}
+}

@@ -414,6 +414,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"account page", browserAccountPage},
 		{"held queue", browserHeldQueue},
 		{"unlock", browserUnlock},
+		{"audit log", browserAuditLog},
 		{"scripts off", browserScriptsOff},
 	} {
 		t.Logf("step: %s", step.name)
@@ -454,6 +455,11 @@ func browserOverview(d *desk) {
 	if cards := strings.Join(strings.Fields(d.text(".cards")), " "); !strings.Contains(cards, "1 locked") {
 		t.Errorf("cards: %q", cards)
 	}
+	// The refusals per hour by clause, from the store's index of recent
+	// decisions: the two forged messages and the one held.
+	if refusals := d.text("#refusals figcaption"); !strings.Contains(refusals, "impersonation (2)") || !strings.Contains(refusals, "policy (1)") {
+		t.Errorf("the overview's refusal chart: %q, want impersonation (2) and policy (1)", refusals)
+	}
 	// The script refreshes the overview in place (CSP allows it: it is
 	// the console's own file).
 	d.do("wait for a refresh", chromedp.WaitReady(chromedp.CSS("#live[data-refreshed]")))
@@ -484,6 +490,25 @@ func browserAccountPage(d *desk) {
 	limits := d.text("#limits")
 	if !strings.Contains(limits, "ACCOUNT_MSG_RATE") || !strings.Contains(limits, "1/3 (33%)") {
 		t.Errorf("the usage of alice: %q", limits)
+	}
+	// The 24-hour sending chart: the message accepted is a bar of this
+	// hour, drawn from the store's per-hour history.
+	if n := d.eval(`String(document.querySelectorAll("#sending figure svg[role=img] rect").length)`); n != "1" {
+		t.Errorf("the sending chart has %s bars, want 1: %q", n, d.text("#sending"))
+	}
+	if bar := d.eval(`document.querySelector("#sending figure svg[role=img] rect title").textContent`); !strings.HasSuffix(bar, "UTC: messages 1") {
+		t.Errorf("the sending chart's bar: %q, want this hour's 1 message", bar)
+	}
+	// The recent refusals: the two forged messages with their rule and
+	// reply, and the message held after the lock.
+	refusals := d.text("#refusals")
+	for _, want := range []string{"reject", "FROM_DOMAIN_NOT_OWNED", "hold", "ACCOUNT_LOCKED", "example.com>"} {
+		if !strings.Contains(refusals, want) {
+			t.Errorf("the recent refusals lack %q: %q", want, refusals)
+		}
+	}
+	if n := d.eval(`String(document.querySelectorAll("#refusals tbody tr").length)`); n != "3" {
+		t.Errorf("%s recent refusals, want 3 (two rejected, one held): %q", n, refusals)
 	}
 	d.screenshot("console-account")
 	// The same page on a phone.
@@ -570,6 +595,24 @@ func browserUnlock(d *desk) {
 	if st := d.status("alice"); st.Limits[0].Used != 2 {
 		t.Errorf("after one more message alice has used %d", st.Limits[0].Used)
 	}
+}
+
+// browserAuditLog opens the audit page: the log of every subject lists
+// the console user's unlock and release, newest first, after the
+// daemon's outcome of the release.
+func browserAuditLog(d *desk) {
+	t := d.t
+	d.do("open the audit log", chromedp.Navigate(d.url+"/audit"), chromedp.WaitVisible(chromedp.CSS("main table")))
+	var rows []string
+	for _, r := range strings.Split(d.eval(`Array.from(document.querySelectorAll("main tbody tr")).map(r => Array.from(r.cells).slice(1, 4).map(c => c.textContent).join(" ")).join("\n")`), "\n") {
+		rows = append(rows, r)
+	}
+	want := []string{"desk (console) unlock acct:alice", "desk (console) release acct:alice", "desk (console) release-request acct:alice"}
+	if len(rows) < len(want) || strings.Join(rows[:len(want)], "|") != strings.Join(want, "|") {
+		t.Errorf("the audit log, newest first: %q, want it to start with %q", rows, want)
+	}
+	d.screenshot("console-audit")
+	d.do("back to alice", chromedp.Navigate(d.url+"/account?s=acct%3Aalice"), chromedp.WaitVisible(chromedp.CSS("#lock")))
 }
 
 // browserScriptsOff locks alice with scripts disabled: forms and pages

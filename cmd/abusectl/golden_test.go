@@ -162,6 +162,10 @@ func TestGoldenOutputs(t *testing.T) {
 		{"exempt-list.json", func(out *bytes.Buffer) error {
 			return runExempt(ctx, exemptOptions{Env: e, Action: "list", JSON: true}, out)
 		}},
+		{"audit.txt", func(out *bytes.Buffer) error { return runAudit(ctx, auditOptions{Env: e, Limit: 50}, out) }},
+		{"audit-alice.json", func(out *bytes.Buffer) error {
+			return runAudit(ctx, auditOptions{Env: e, Subject: "alice", Limit: 2, JSON: true}, out)
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer

@@ -191,9 +191,10 @@ func (f *fixture) send(t testing.TB, login, fromHeader string, n int) verdict {
 		_ = s.Abort()
 		return verdict{a.SMTPCode, a.SMTPText}
 	}
+	qid := fmt.Sprintf("4C%05X", msgSeq.Add(1)) // each message its own queue id, as Postfix gives
 	for i := range n {
 		rc := fmt.Sprintf("rcpt%d@dest.example", i)
-		if err := s.Macros(gomilter.CodeRcpt, "{rcpt_addr}", rc, "i", "QID"); err != nil {
+		if err := s.Macros(gomilter.CodeRcpt, "{rcpt_addr}", rc, "i", qid); err != nil {
 			t.Fatal(err)
 		}
 		if a, err = s.Rcpt(rc, nil); err != nil {

@@ -174,6 +174,7 @@ colour only on a terminal and never with NO_COLOR set.
 		newLockCommand(g), newUnlockCommand(g), newResetCommand(g), newOverrideCommand(g), newExemptCommand(g),
 		newServeCommand(g), newUserCommand(g),
 		newHeldCommand(g), newReleaseCommand(g), newPurgeCommand(g), newComplaintCommand(g), newComplaintsCommand(g), newWhyCommand(g),
+		newAuditCommand(g),
 	)
 	cli.Setup(root, stdout, stderr)
 	root.SetUsageTemplate(usageTemplate)

@@ -114,11 +114,12 @@ func consoleSection(cmd *cobra.Command, o serveOptions, cfg *config.Config) (con
 }
 
 // deskFor returns the console's held queue, complaints and decision
-// records (console.StoreDesk: the store's desk API, as abusectl held,
-// release, purge, complaints and why use it), and per-hour sending (nil:
-// the store keeps no per-hour history; the console says it is not
-// available).
-var deskFor = func(admin ratelimit.Admin) (console.Desk, console.History) { return console.NewStoreDesk(admin), nil }
+// records, and per-hour sending: console.StoreDesk, the store's desk and
+// history API, as abusectl held, release, purge, complaints and why use it.
+var deskFor = func(admin ratelimit.Admin) (console.Desk, console.History) {
+	d := console.NewStoreDesk(admin)
+	return d, d
+}
 
 func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions, out io.Writer) error {
 	// The store first: serve needs the config's redis section like every

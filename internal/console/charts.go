@@ -160,11 +160,15 @@ func refusalChart(refs []Refusal, now time.Time) chart {
 	return stacked(series, names, hours, now, "Refusals per hour by clause, last 24 hours")
 }
 
+// ruleOf names a refusal's series: its clause, else its rule.
 func ruleOf(r Refusal) string {
-	if r.Rule == "" {
-		return "unknown"
+	switch {
+	case r.Clause != "":
+		return r.Clause
+	case r.Rule != "":
+		return r.Rule
 	}
-	return r.Rule
+	return "unknown"
 }
 
 // sendingChart draws an account's messages per hour.

@@ -121,13 +121,15 @@ type RefusalFilter struct {
 
 // Refusal is the record behind one refused or held message.
 type Refusal struct {
-	At       time.Time
-	Account  string
-	QueueID  string
-	Action   string // defer, reject, hold
-	Rule     string // the clause or rule that decided
-	Reason   string
-	Findings []Finding
+	At        time.Time
+	Account   string
+	QueueID   string
+	MessageID string // without angle brackets
+	Action    string // defer, reject, hold
+	Rule      string // the rule that decided (its clause when none is named)
+	Clause    string // the policy clause that decided
+	Reason    string // the reply sent
+	Findings  []Finding
 }
 
 // Unavailable is the Desk and History of a store that has none: every

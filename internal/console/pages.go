@@ -3,9 +3,12 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -491,84 +494,80 @@ func (s *Server) complaintsPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "complaints", v)
 }
 
-type auditRow struct {
-	ratelimit.AuditEntry
-	Subject string
-}
+// auditPageSize is how many entries one page of the audit log shows.
+const auditPageSize = 100
 
 type auditView struct {
 	frame
 	Subject string
-	Entries []auditRow
-	Scope   string
+	Actor   string
+	Page    int
+	Entries []ratelimit.AuditEntry
+	// Newer and Older are the links to the pages around this one ("":
+	// none).
+	Newer, Older string
 }
 
-// auditPage shows the audit log: of one subject (?s=), or of every
-// subject in view: the locked accounts, the exempt subjects and the
-// busiest accounts of the day (the store keeps the log per subject).
+// auditPage shows the audit log of every subject (ratelimit.Admin.AuditLog),
+// newest first, a page at a time (?page=, from 1), of one subject (?s=)
+// and by one actor (?actor=) when asked.
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 	se := sessionOf(r)
-	v := auditView{}
+	v := auditView{Page: 1}
 	v.frame = s.frameFor(r, se, "audit", "Audit log")
-	ctx := r.Context()
-	var subjects []ratelimit.Subject
-	if q := r.URL.Query().Get("s"); q != "" {
-		subj, err := parseSubjectInput(q)
+	q := r.URL.Query()
+	var query ratelimit.AuditQuery
+	if in := q.Get("s"); in != "" {
+		subj, err := parseSubjectInput(in)
 		if err != nil {
 			s.badRequest(w, r, se, err.Error())
 			return
 		}
-		v.Subject = subj.String()
-		subjects = append(subjects, subj)
-	} else {
-		seen := map[string]bool{}
-		addS := func(subj ratelimit.Subject) {
-			if !seen[subj.String()] && len(subjects) < 100 {
-				seen[subj.String()] = true
-				subjects = append(subjects, subj)
-			}
-		}
-		locked, err := s.o.Admin.Locked(ctx)
-		if err != nil {
-			s.storeFailed(w, r, err)
+		v.Subject, query.Subject = subj.String(), subj
+	}
+	actor, err := plainText("the actor", q.Get("actor"), maxSubject)
+	if err != nil {
+		s.badRequest(w, r, se, err.Error())
+		return
+	}
+	v.Actor, query.Actor = actor, actor
+	if p := q.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > ratelimit.AuditLogKeep/auditPageSize {
+			s.badRequest(w, r, se, fmt.Sprintf("page %q: want a number from 1 to %d", p, ratelimit.AuditLogKeep/auditPageSize))
 			return
 		}
-		for _, l := range locked {
-			addS(ratelimit.Account(l.Account))
-		}
-		ex, err := s.o.Admin.Exemptions(ctx)
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return
-		}
-		for _, e := range ex {
-			addS(e.Subject)
-		}
-		for _, by := range []ratelimit.TopBy{ratelimit.TopStrikes, ratelimit.TopMessages} {
-			top, err := s.o.Admin.Top(ctx, by, 24*time.Hour, 20)
-			if err != nil {
-				s.logStoreError("top", err)
-				continue
-			}
-			for _, t := range top {
-				addS(t.Subject)
-			}
-		}
-		v.Scope = "the locked accounts, the exempt subjects and the day's busiest and most struck subjects"
+		v.Page = n
 	}
-	for _, subj := range subjects {
-		st, err := s.o.Admin.Status(ctx, subj)
-		if err != nil {
-			s.storeFailed(w, r, err)
-			return
-		}
-		for _, a := range st.Audit {
-			v.Entries = append(v.Entries, auditRow{AuditEntry: a, Subject: subj.String()})
-		}
+	// one entry more than the page tells whether an older page exists
+	query.Offset, query.Limit = (v.Page-1)*auditPageSize, auditPageSize+1
+	entries, err := s.o.Admin.AuditLog(r.Context(), query)
+	if err != nil {
+		s.storeFailed(w, r, err)
+		return
 	}
-	sort.SliceStable(v.Entries, func(i, j int) bool { return v.Entries[i].At.After(v.Entries[j].At) })
-	if len(v.Entries) > 500 {
-		v.Entries = v.Entries[:500]
+	link := func(page int) string {
+		u := url.Values{}
+		if v.Subject != "" {
+			u.Set("s", v.Subject)
+		}
+		if v.Actor != "" {
+			u.Set("actor", v.Actor)
+		}
+		if page > 1 {
+			u.Set("page", strconv.Itoa(page))
+		}
+		if len(u) == 0 {
+			return "/audit"
+		}
+		return "/audit?" + u.Encode()
 	}
+	if len(entries) > auditPageSize {
+		entries, v.Older = entries[:auditPageSize], link(v.Page+1)
+	}
+	if v.Page > 1 {
+		v.Newer = link(v.Page - 1)
+	}
+	v.Entries = entries
 	s.render(w, r, "audit", v)
 }

@@ -10,16 +10,16 @@ import (
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
-// StoreDesk is the Desk of a ratelimit store: the held queue, release and
-// purge, complaints and decision records, read and acted on through the
-// same ratelimit.Admin functions abusectl uses (held, release, purge,
-// complaints, why).
+// StoreDesk is the Desk and History of a ratelimit store: the held queue,
+// release and purge, complaints, decision records and the sending history,
+// read and acted on through the same ratelimit.Admin functions abusectl
+// uses (held, release, purge, complaints, why).
 //
 // What the store's records keep bounds what it shows: a held message's
 // record keeps its envelope, header From, Subject and Message-ID and the
 // findings, not its other header fields (HeldMessage's Headers are those
-// three); the store lists held records and fetches any other decision
-// record by id only, so Refusals are the records of held messages; and
+// three); the store lists the recent decision records from its bounded
+// indexes (an account's newest 50, every account's newest 2000); and
 // complaints are listed per account, so the attributed complaints of
 // "every account" are those of the accounts in view (locked, with held
 // mail, or among the busiest by strikes or messages).
@@ -30,7 +30,12 @@ type StoreDesk struct {
 	Wait time.Duration
 }
 
-// NewStoreDesk returns the Desk of a store.
+var (
+	_ Desk    = (*StoreDesk)(nil)
+	_ History = (*StoreDesk)(nil)
+)
+
+// NewStoreDesk returns the Desk and History of a store.
 func NewStoreDesk(admin ratelimit.Admin) *StoreDesk { return &StoreDesk{Admin: admin} }
 
 func (d *StoreDesk) wait() time.Duration {
@@ -262,13 +267,13 @@ func (d *StoreDesk) accountsInView(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Refusals implements Desk with the records the store can list: those of
-// held messages (a deferred or rejected message's record is fetched by
-// queue id or Message-ID only, with "abusectl why").
+// Refusals implements Desk with the store's index of recent decision
+// records (ratelimit.Admin.Decisions): an account's newest 50 held,
+// deferred or rejected messages, or every account's newest 2000.
 func (d *StoreDesk) Refusals(ctx context.Context, f RefusalFilter) ([]Refusal, error) {
-	recs, err := d.Admin.Held(ctx, f.Account)
+	recs, err := d.Admin.Decisions(ctx, f.Account, 0)
 	if err != nil {
-		return nil, fmt.Errorf("held messages of %q: %w", f.Account, err)
+		return nil, fmt.Errorf("recent decisions of %q: %w", f.Account, err)
 	}
 	var out []Refusal
 	for _, r := range recs {
@@ -276,17 +281,37 @@ func (d *StoreDesk) Refusals(ctx context.Context, f RefusalFilter) ([]Refusal, e
 			continue
 		}
 		action := r.Action
-		if action == "" {
+		if action == "" && r.Held {
 			action = "hold"
 		}
 		rule := r.Rule
 		if rule == "" {
 			rule = r.Clause
 		}
-		out = append(out, Refusal{At: r.At, Account: r.Account, QueueID: r.QueueID, Action: action,
-			Rule: rule, Reason: r.Reply, Findings: findingsOf(r)})
+		out = append(out, Refusal{At: r.At, Account: r.Account, QueueID: r.QueueID, MessageID: r.MessageID, Action: action,
+			Rule: rule, Clause: r.Clause, Reason: r.Reply, Findings: findingsOf(r)})
 		if f.Limit > 0 && len(out) == f.Limit {
 			break
+		}
+	}
+	return out, nil
+}
+
+// SentPerHour implements History with the store's sending history
+// (ratelimit.Admin.SentPerHour), its hours placed by their start on the
+// console's clock: an hour the store has not reached, or no longer keeps,
+// is zero.
+func (d *StoreDesk) SentPerHour(ctx context.Context, account string, hours int, now time.Time) ([]int64, error) {
+	got, err := d.Admin.SentPerHour(ctx, account, min(max(hours, 1), ratelimit.HistoryHours))
+	if err != nil {
+		return nil, fmt.Errorf("sending history of %q: %w", account, err)
+	}
+	out := make([]int64, hours)
+	end := now.Truncate(time.Hour)
+	for _, h := range got {
+		i := hours - 1 - int(end.Sub(h.Start.Truncate(time.Hour))/time.Hour)
+		if i >= 0 && i < hours {
+			out[i] = h.Sent
 		}
 	}
 	return out, nil

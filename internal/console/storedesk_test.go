@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,13 +13,14 @@ import (
 	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
-// newStoreFixture is newFixture serving the held queue, complaints and
-// refusals from its real in-memory store through StoreDesk (not the test
-// memDesk).
+// newStoreFixture is newFixture serving the held queue, complaints,
+// refusals and the sending history from its real in-memory store through
+// StoreDesk (not the test memDesk).
 func newStoreFixture(t *testing.T) *fixture {
 	t.Helper()
 	return newFixture(t, func(o *Options) {
-		o.Desk, o.History = &StoreDesk{Admin: o.Admin, Wait: 10 * time.Second}, nil
+		d := &StoreDesk{Admin: o.Admin, Wait: 10 * time.Second}
+		o.Desk, o.History = d, d
 	})
 }
 
@@ -224,5 +226,130 @@ func TestStoreDeskComplaints(t *testing.T) {
 	}
 	if body := b.get("/account?s=acct:alice").Body.String(); !strings.Contains(body, "fbl@isp.example") {
 		t.Error("the account page does not list alice's complaint")
+	}
+}
+
+// TestStoreDeskHistory: through the real store, the account page draws
+// the messages the account sent per hour (real bars, the total) and lists
+// its recent refusals with rule, clause, reason and ids; the overview's
+// chart counts the refusal by clause; payloads in the account's name, the
+// reason and the rule come back escaped; a viewer sees all of it but may
+// not act.
+func TestStoreDeskHistory(t *testing.T) {
+	f := newStoreFixture(t)
+	ctx := context.Background()
+	const payload = `<script>alert(1)</script>`
+	acct := "eve" + payload
+	f.charge(acct, 3)
+	f.advance(time.Hour)
+	f.charge(acct, 2)
+	if err := f.store.RecordDecision(ctx, ratelimit.MessageRecord{QueueID: "4DEF1", MessageID: "<m1@mail.example>", Account: acct,
+		Sender: "eve@example.com", Action: "defer", Rule: "RATE_" + payload, Clause: "limits", Reply: "4.7.1 " + payload}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser("192.0.2.1:1000")
+	b.mustLogin("view", viewerPassword)
+	page := "/account?s=" + url.QueryEscape("acct:"+acct)
+	w := b.get(page)
+	body := w.Body.String()
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", page, w.Code, body)
+	}
+	if strings.Contains(body, "<script>alert") {
+		t.Fatalf("the payload comes back unescaped:\n%s", body)
+	}
+	sending := section(t, body, "sending")
+	if strings.Contains(sending, "not available") || strings.Count(sending, "<rect class=\"s0\"") != 2+1 { // two bars and the legend's swatch
+		t.Errorf("sending chart: want two bars\n%s", sending)
+	}
+	hour := f.clock().Truncate(time.Hour)
+	for _, want := range []string{hour.Add(-time.Hour).UTC().Format("15:04") + " UTC: messages 3", hour.UTC().Format("15:04") + " UTC: messages 2", "messages (5)"} {
+		if !strings.Contains(sending, want) {
+			t.Errorf("sending chart lacks %q\n%s", want, sending)
+		}
+	}
+	refusals := section(t, body, "refusals")
+	for _, want := range []string{"<td>defer</td>", "<code>RATE_&lt;script&gt;alert(1)&lt;/script&gt;</code>", "<td>limits</td>",
+		"4.7.1 &lt;script&gt;alert(1)&lt;/script&gt;", "<code>4DEF1</code>", "&lt;m1@mail.example&gt;"} {
+		if !strings.Contains(refusals, want) {
+			t.Errorf("recent refusals lack %q\n%s", want, refusals)
+		}
+	}
+	if over := b.get("/").Body.String(); !strings.Contains(over, "limits (1)") {
+		t.Errorf("the overview's refusal chart does not count the refusal by its clause\n%s", over)
+	}
+	for _, action := range []string{"lock", "unlock", "reset"} {
+		if w := b.post("/account/"+action, url.Values{"s": {"acct:" + acct}, "reason": {"x"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
+			t.Errorf("viewer %s: %d, want 403", action, w.Code)
+		}
+	}
+}
+
+// section returns the <section id="id"> of a page.
+func section(t *testing.T, body, id string) string {
+	t.Helper()
+	i := strings.Index(body, `<section id="`+id+`"`)
+	if i < 0 {
+		t.Fatalf("no section %q in\n%s", id, body)
+	}
+	j := strings.Index(body[i:], "</section>")
+	return body[i : i+j]
+}
+
+// TestStoreDeskAuditLog: the audit page lists every subject's entries
+// from the store's audit log, newest first, the console user's actions
+// under their name, by pages of 100 with links, filtered by subject and
+// actor; an actor's name comes back escaped.
+func TestStoreDeskAuditLog(t *testing.T) {
+	f := newStoreFixture(t)
+	ctx := context.Background()
+	const payload = `<img src=x onerror=alert(1)>`
+	if err := f.store.Exempt(ctx, ratelimit.Sender("news@shop.example"), "newsletter", 0, "root"+payload); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 110 {
+		if err := f.store.Lock(ctx, fmt.Sprintf("acct%03d", i), "test", "root", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := f.browser("192.0.2.1:1000")
+	op.mustLogin("op", opPassword)
+	if w := op.post("/account/unlock", url.Values{"s": {"acct:acct109"}, "confirm": {"yes"}}); w.Code != http.StatusOK && w.Code != http.StatusSeeOther {
+		t.Fatalf("unlock: %d\n%s", w.Code, w.Body.String())
+	}
+	b := f.browser("192.0.2.2:1000")
+	b.mustLogin("view", viewerPassword)
+	first := b.get("/audit").Body.String()
+	if n := strings.Count(first, "<tr><td><time"); n != auditPageSize {
+		t.Errorf("first page: %d entries, want %d", n, auditPageSize)
+	}
+	if !strings.Contains(first, "<td>op (console)</td><td>unlock</td>") || strings.Index(first, "unlock") > strings.Index(first, "acct108") {
+		t.Errorf("first page: want the console user's unlock first\n%s", first)
+	}
+	if !strings.Contains(first, `href="/audit?page=2"`) || strings.Contains(first, "Newer") {
+		t.Errorf("first page: want a link to the older page only")
+	}
+	second := b.get("/audit?page=2").Body.String()
+	if n := strings.Count(second, "<tr><td><time"); n != 12 || !strings.Contains(second, "sender:news@shop.example") {
+		t.Errorf("second page: %d entries, want the last 12 with the exemption\n%s", n, second)
+	}
+	if strings.Contains(second, payload) || !strings.Contains(second, "root&lt;img src=x onerror=alert(1)&gt;") {
+		t.Errorf("the actor's name is not escaped\n%s", second)
+	}
+	if !strings.Contains(second, `href="/audit"`) || strings.Contains(second, "page=3") {
+		t.Errorf("second page: want a link to the newer page only")
+	}
+	mine := b.get("/audit?actor=" + url.QueryEscape("op (console)")).Body.String()
+	if n := strings.Count(mine, "<tr><td><time"); n != 1 {
+		t.Errorf("by op (console): %d entries, want 1", n)
+	}
+	one := b.get("/audit?s=acct005").Body.String()
+	if n := strings.Count(one, "<tr><td><time"); n != 1 || !strings.Contains(one, "acct:acct005") {
+		t.Errorf("of acct005: %d entries, want its lock", n)
+	}
+	for _, bad := range []string{"/audit?page=0", "/audit?page=x", "/audit?actor=%00"} {
+		if w := b.get(bad); w.Code != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", bad, w.Code)
+		}
 	}
 }
