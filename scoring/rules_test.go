@@ -347,7 +347,7 @@ func TestScoresAndDisableFromConfig(t *testing.T) {
 func TestConfiguredBrandsReplaceDefaults(t *testing.T) {
 	accts := testAccounts(t)
 	settings := testSettings()
-	settings.ProtectedBrands = []string{"bigbank.com"}
+	settings.ProtectedBrands = []scoring.Brand{{Domain: "bigbank.com"}}
 	e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: settings})
 	env := &scoring.Envelope{AuthLogin: "hosting", MailFrom: "x@hosting.example", Rcpts: []string{"b@example.net"}}
 	if v := decide(t, e, env, message("Alerts <a@bigbamk.com>", "", "hi\n"), accts["hosting"]); !hasRule(v, scoring.RuleLookalikeBrand) {

@@ -1,0 +1,220 @@
+package scoring
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// Brand names written with look-alike characters: "PаyPal" with a
+// Cyrillic а, "Micr0soft", "Ｐａｙｐａｌ", "P a y P a l". Text is folded
+// (invisible format characters dropped, NFKC: fullwidth forms, mathematical
+// alphanumerics, ligatures and circled letters read as the plain letters),
+// cut into words, and each word reduced to its skeleton (skeletonOf: the
+// Unicode TR39 confusables skeleton, digit and symbol swaps, i read as l).
+// A brand name matches a run of whole words whose skeletons, joined, are
+// the name's skeleton; words are joined only when the letters are spaced
+// out ("P a y P a l"), when the run has as many words as the name, or when
+// one of them is written with look-alike characters. Names of fewer than
+// five skeleton letters (DHL, UPS, HSBC) match one word only, and only a
+// word with a character other than the Latin letters: "DHI" is not DHL,
+// "DНL" with a Cyrillic Н is.
+
+// smallCapitals are the Latin small capital letters that the TR39 table
+// leaves as they are (ᴘᴀʏᴘᴀʟ).
+var smallCapitals = strings.NewReplacer(
+	"ᴀ", "a", "ʙ", "b", "ᴄ", "c", "ᴅ", "d", "ᴇ", "e", "ꜰ", "f", "ɢ", "g", "ʜ", "h", "ɪ", "i",
+	"ᴊ", "j", "ᴋ", "k", "ʟ", "l", "ᴍ", "m", "ɴ", "n", "ᴏ", "o", "ᴘ", "p", "ʀ", "r", "ꜱ", "s",
+	"ᴛ", "t", "ᴜ", "u", "ᴠ", "v", "ᴡ", "w", "ʏ", "y", "ᴢ", "z",
+)
+
+// acrossWords reads letter pairs that a word break may have split
+// ("r n" joined is "rn", which reads as m) as skeletonOf reads them.
+var acrossWords = strings.NewReplacer("rn", "m", "vv", "w")
+
+// foldVisible returns s as it looks: invisible format characters (zero
+// width space and joiners, soft hyphen, byte order mark, bidi controls:
+// the Unicode Cf category) removed, compatibility forms folded (NFKC) and
+// small capitals read as letters.
+func foldVisible(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, s)
+	return smallCapitals.Replace(norm.NFKC.String(s))
+}
+
+// isNameRune reports whether r belongs to a word of a name: letters,
+// digits, combining marks, enclosed letters (ⓟ), the symbols that stand in
+// for letters (P@yPal, Micro$oft, |inkedIn), and invisible format
+// characters, which hide inside a word without splitting it.
+func isNameRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Mn, r) || unicode.Is(unicode.Cf, r) ||
+		r >= 0x249C && r <= 0x24E9 || r == '@' || r == '$' || r == '|'
+}
+
+// nameWord is one word of a text: its byte span, skeleton, and whether it
+// is written in plain Latin letters only.
+type nameWord struct {
+	start, end int
+	skeleton   string
+	runes      int
+	latin      bool
+}
+
+// maxNameWords bounds the words of one text compared with brand names.
+const maxNameWords = 400
+
+// nameWords cuts text into words (runs of isNameRune), at most
+// maxNameWords.
+func nameWords(s string) []nameWord {
+	var out []nameWord
+	start := -1
+	flush := func(end int) {
+		if start < 0 {
+			return
+		}
+		w := s[start:end]
+		latin := true
+		for i := 0; i < len(w); i++ {
+			if c := w[i] | 0x20; c < 'a' || c > 'z' {
+				latin = false
+				break
+			}
+		}
+		f := foldVisible(w)
+		out = append(out, nameWord{start: start, end: end, skeleton: skeletonOf(f), runes: utf8.RuneCountInString(f), latin: latin})
+		start = -1
+	}
+	for i, r := range s {
+		if isNameRune(r) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		flush(i)
+		if len(out) >= maxNameWords {
+			return out
+		}
+	}
+	flush(len(s))
+	return out
+}
+
+// plainWords returns the words of a run as written, lowercase, separated
+// by one space.
+func plainWords(s string, run []nameWord) string {
+	var b strings.Builder
+	for k, w := range run {
+		if k > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strings.ToLower(s[w.start:w.end]))
+	}
+	return b.String()
+}
+
+// brandSpelling is one name of a protected brand, prepared for comparison.
+type brandSpelling struct {
+	brand    int    // index in lexicon.brands
+	written  string // as the brand writes it, e.g. "PayPal"
+	plain    string // lowercase, words separated by one space
+	joined   string // plain without spaces ("bankofamerica")
+	words    int
+	skeleton string // the skeletons of its words, joined
+}
+
+// minJoinedSkeleton is the shortest name skeleton matched across words or
+// on a word of plain Latin letters.
+const minJoinedSkeleton = 5
+
+// prepareSpellings indexes the brands' names by skeleton.
+func prepareSpellings(brands []Brand) (map[string][]brandSpelling, int) {
+	idx := make(map[string][]brandSpelling)
+	longest := 0
+	for i, b := range brands {
+		for _, n := range b.Names {
+			words := nameWords(n)
+			if len(words) == 0 {
+				continue
+			}
+			var skel strings.Builder
+			for _, w := range words {
+				skel.WriteString(w.skeleton)
+			}
+			sp := brandSpelling{brand: i, written: n, plain: plainWords(n, words), words: len(words),
+				skeleton: acrossWords.Replace(skel.String())}
+			sp.joined = strings.ReplaceAll(sp.plain, " ", "")
+			if utf8.RuneCountInString(sp.skeleton) < 3 {
+				continue // too short to tell from chance
+			}
+			idx[sp.skeleton] = append(idx[sp.skeleton], sp)
+			longest = max(longest, len(sp.skeleton))
+		}
+	}
+	return idx, longest
+}
+
+// confusableName is a brand name found written with look-alike characters.
+type confusableName struct {
+	brand   Brand
+	written string // the brand's own spelling
+	seen    string // the text as written, bounded
+}
+
+// confusableBrand returns the first protected brand whose name s writes
+// with look-alike characters, invisible characters or spaced-out letters,
+// skipping brands for which skip reports true (the sender's own). A name
+// written plainly ("PayPal", "PAYPAL", "Bank of America") is no hit: the
+// plain claims are BRAND_DISPLAY_NAME's.
+func (lx *lexicon) confusableBrand(s string, skip func(Brand) bool) (confusableName, bool) {
+	if len(lx.spellings) == 0 || s == "" {
+		return confusableName{}, false
+	}
+	words := nameWords(s)
+	var joined strings.Builder
+	for i := range words {
+		joined.Reset()
+		for j := i; j < len(words); j++ {
+			joined.WriteString(words[j].skeleton)
+			if joined.Len() > lx.longestName {
+				break
+			}
+			for _, sp := range lx.spellings[acrossWords.Replace(joined.String())] {
+				run := words[i : j+1]
+				if !spellingMatches(s, run, sp) || (skip != nil && skip(lx.brands[sp.brand])) {
+					continue
+				}
+				return confusableName{brand: lx.brands[sp.brand], written: sp.written, seen: truncate(s, 60)}, true
+			}
+		}
+	}
+	return confusableName{}, false
+}
+
+// spellingMatches decides whether a run of words whose skeleton is the
+// name's is a disguised spelling of it (see the comment at the top).
+func spellingMatches(s string, run []nameWord, sp brandSpelling) bool {
+	latin := true
+	short := true
+	for _, w := range run {
+		latin = latin && w.latin
+		short = short && w.runes <= 2
+	}
+	nameLen := utf8.RuneCountInString(sp.skeleton)
+	if nameLen < minJoinedSkeleton && (len(run) > 1 || latin) {
+		return false
+	}
+	if len(run) > 1 && !short && len(run) != sp.words && latin {
+		return false
+	}
+	// The plain spelling, in any case and with any separators between
+	// its words, is no disguise.
+	as := plainWords(s, run)
+	return as != sp.plain && as != sp.joined
+}
