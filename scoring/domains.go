@@ -154,7 +154,7 @@ type lexicon struct {
 	spellings   map[string][]brandSpelling
 	longestName int
 	brandLex    []lexEntry
-	customers []lexEntry
+	customers   []lexEntry
 	// customerIndex finds lookalikes among customers without a scan.
 	customerIndex *lexIndex
 	ownMTAs       []string
