@@ -5,6 +5,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/mtibben/confusables"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -33,6 +34,15 @@ var smallCapitals = strings.NewReplacer(
 // acrossWords reads letter pairs that a word break may have split
 // ("r n" joined is "rn", which reads as m) as skeletonOf reads them.
 var acrossWords = strings.NewReplacer("rn", "m", "vv", "w")
+
+// readPairs is acrossWords.Replace without its cost when there is nothing
+// to replace (nearly always).
+func readPairs(s string) string {
+	if !strings.Contains(s, "rn") && !strings.Contains(s, "vv") {
+		return s
+	}
+	return acrossWords.Replace(s)
+}
 
 // foldVisible returns s as it looks: invisible format characters (zero
 // width space and joiners, soft hyphen, byte order mark, bidi controls:
@@ -86,8 +96,14 @@ func nameWords(s string) []nameWord {
 				break
 			}
 		}
-		f := foldVisible(w)
-		out = append(out, nameWord{start: start, end: end, skeleton: skeletonOf(f), runes: utf8.RuneCountInString(f), latin: latin})
+		if latin {
+			out = append(out, nameWord{start: start, end: end, skeleton: latinSkeleton(w), runes: len(w), latin: true})
+		} else {
+			// The skeleton of the word as written first: lowercasing would
+			// turn a Cyrillic Н (H) into н, which looks like no Latin letter.
+			f := confusables.Skeleton(foldVisible(w))
+			out = append(out, nameWord{start: start, end: end, skeleton: skeletonOf(f), runes: utf8.RuneCountInString(f)})
+		}
 		start = -1
 	}
 	for i, r := range s {
@@ -104,6 +120,19 @@ func nameWords(s string) []nameWord {
 	}
 	flush(len(s))
 	return out
+}
+
+// latinSkeleton is the skeleton of a word of plain Latin letters, the
+// same as the full mapping gives (TestLatinSkeleton) without its cost: i
+// reads as l, rn as m, vv as w.
+func latinSkeleton(w string) string {
+	return readPairs(strings.Map(func(r rune) rune {
+		r |= 0x20
+		if r == 'i' {
+			return 'l'
+		}
+		return r
+	}, w))
 }
 
 // plainWords returns the words of a run as written, lowercase, separated
@@ -164,7 +193,7 @@ func prepareSpellings(brands []Brand) (map[string][]brandSpelling, int) {
 type confusableName struct {
 	brand   Brand
 	written string // the brand's own spelling
-	seen    string // the text as written, bounded
+	seen    string // the matched words as written, bounded
 }
 
 // confusableBrand returns the first protected brand whose name s writes
@@ -185,12 +214,12 @@ func (lx *lexicon) confusableBrand(s string, skip func(Brand) bool) (confusableN
 			if joined.Len() > lx.longestName {
 				break
 			}
-			for _, sp := range lx.spellings[acrossWords.Replace(joined.String())] {
+			for _, sp := range lx.spellings[readPairs(joined.String())] {
 				run := words[i : j+1]
 				if !spellingMatches(s, run, sp) || (skip != nil && skip(lx.brands[sp.brand])) {
 					continue
 				}
-				return confusableName{brand: lx.brands[sp.brand], written: sp.written, seen: truncate(s, 60)}, true
+				return confusableName{brand: lx.brands[sp.brand], written: sp.written, seen: cutText(s[run[0].start:run[len(run)-1].end], 60)}, true
 			}
 		}
 	}
@@ -217,4 +246,41 @@ func spellingMatches(s string, run []nameWord, sp brandSpelling) bool {
 	// its words, is no disguise.
 	as := plainWords(s, run)
 	return as != sp.plain && as != sp.joined
+}
+
+// Bounds of the lead text: the first lines of the body that
+// BRAND_CONFUSABLE_NAME reads.
+const (
+	leadLines    = 8
+	leadLineLen  = 200
+	leadTextSize = 1 << 10
+)
+
+// leadText returns the first non-empty lines of the message's first body
+// text part (HTML read as its visible text), quoted lines left out.
+func (c *Check) leadText() string {
+	for _, part := range c.textParts() {
+		if part.name != "" {
+			continue
+		}
+		text := part.text
+		if part.html {
+			text = analyseHTML(text).text
+		}
+		var b strings.Builder
+		n := 0
+		for line := range strings.Lines(text) {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, ">") {
+				continue
+			}
+			b.WriteString(cutText(line, leadLineLen))
+			b.WriteByte('\n')
+			if n++; n >= leadLines || b.Len() >= leadTextSize {
+				break
+			}
+		}
+		return b.String()
+	}
+	return ""
 }

@@ -60,6 +60,9 @@ type Check struct {
 	urls       []string
 	urlsParsed bool
 	attach     *attachment.Report // the attachments, inspected from the sample on first use
+	parts      []textPart         // the text parts of the sample, decoded on first use
+	partsRead  bool
+	phish      *phishSigns // the phishing link signs, found on first use
 }
 
 // From returns the addresses of the first From header. When the header
