@@ -52,7 +52,7 @@ func phishingRules() []Rule {
 			Check:          sign(func(p *phishSigns) string { return p.password }),
 		},
 		{
-			ID: RuleDangerousLink, Clause: Phishing, Score: 4,
+			ID: RuleDangerousLink, Clause: Phishing, Score: 3,
 			Summary:        "An HTML link, source or form action uses the javascript:, vbscript: or data: scheme (a data:text/html page, a script run on click). Inline images (data:image/... on <img>) and the do-nothing javascript:void(0) do not count.",
 			FalsePositives: "HTML exported from web pages with script links left in.",
 			Check:          sign(func(p *phishSigns) string { return p.dangerous }),
@@ -171,13 +171,35 @@ func textMismatch(anchors []htmlAnchor) string {
 }
 
 // linkHost returns the lowercase host of an http or https link, or
-// fallback when the link is not one (relative, mailto:, tel:, ...).
+// fallback when the link is not one (relative, mailto:, tel:, ...) or its
+// host is no host name.
 func linkHost(href, fallback string) string {
 	u, err := url.Parse(strings.TrimSpace(href))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return fallback
 	}
-	return strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	h := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if !isHostName(h) {
+		return fallback
+	}
+	return h
+}
+
+// isHostName reports whether h is a dotted name of letters, digits and
+// hyphens (Unicode letters allowed) or an IP address.
+func isHostName(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if !strings.Contains(h, ".") || strings.HasPrefix(h, ".") || strings.Contains(h, "..") {
+		return false
+	}
+	for _, r := range h {
+		if !(r == '.' || r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // domainInText returns the host that a link's visible text shows when the
@@ -191,20 +213,18 @@ func domainInText(s string) string {
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]
 	}
-	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		s = s[at+1:]
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i] // the path, which may hold an address (?e=jm@example.com)
 	}
-	if i := strings.IndexAny(s, "/?#:"); i >= 0 {
-		s = s[:i]
+	if at := strings.LastIndexByte(s, '@'); at >= 0 {
+		s = s[at+1:] // an e-mail address, or user info before the host
+	}
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		s = s[:i] // a port
 	}
 	s = strings.TrimSuffix(s, ".")
-	if !strings.Contains(s, ".") || strings.HasPrefix(s, ".") || strings.Contains(s, "..") {
+	if !isHostName(s) {
 		return ""
-	}
-	for _, r := range s {
-		if !(r == '.' || r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
-			return ""
-		}
 	}
 	if _, err := netip.ParseAddr(s); err == nil {
 		return s

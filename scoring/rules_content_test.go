@@ -82,6 +82,8 @@ func linkTextMismatchCases() []ruleCase {
 		{name: "ESP redirector", raw: htmlMessage("News", `<a href="https://example.us1.list-manage.com/track/click?u=1">www.example.org</a>`), fire: false, reason: ""},
 		{name: "mailto target", raw: htmlMessage("Notice", `<a href="mailto:someone@example.net">someone@example.org</a>`), fire: false, reason: ""},
 		{name: "plain text only", raw: message(aliceFrom, "", "Visit www.example.org or http://evil.example.net/\n"), fire: false, reason: ""},
+		{name: "address in the shown link's query", raw: htmlMessage("News", `<a href="http://opt-out.example.org/?e=bob@example.net">http://opt-out.example.org/?e=bob@example.net</a>`)},
+		{name: "target host with a stray character", raw: htmlMessage("News", "<a href=\"http://www.example.org\u00a0uk/\">http://www.example.org</a>")},
 		{name: "file name text", raw: htmlMessage("Notice", `<a href="https://files.example.net/r.pdf">report.pdf</a>`), fire: false, reason: ""},
 	})
 }
