@@ -14,10 +14,21 @@ import (
 // textPart is one decoded text part of the body sample: a text/plain or
 // text/html body part, or an attached HTML file.
 type textPart struct {
-	html bool
+	isHTML bool
 	// name is the file name of an attachment ("" for a body part).
 	name string
 	text string
+	// facts is the analysis of an HTML part, made on first use (html).
+	facts *htmlFacts
+}
+
+// html returns the analysis of an HTML part, once per part.
+func (p *textPart) html() *htmlFacts {
+	if p.facts == nil {
+		f := analyseHTML(p.text)
+		p.facts = &f
+	}
+	return p.facts
 }
 
 // Bounds of the text read from one body sample.
@@ -89,7 +100,7 @@ func readTextParts(ctype, cte string, body []byte) []textPart {
 		} else if name == "" {
 			name = "(unnamed)"
 		}
-		out = append(out, textPart{html: isHTML, name: name, text: string(b)})
+		out = append(out, textPart{isHTML: isHTML, name: name, text: string(b)})
 	}
 	walk(ctype, cte, "", bytes.NewReader(body), 0)
 	return out
@@ -177,12 +188,21 @@ func analyseHTML(src string) htmlFacts {
 			if blockTags[tag] {
 				text.WriteByte('\n')
 			}
-			attrs := map[string]string{}
+			var href, action, typ string
+			var hasHref bool
 			for hasAttr {
 				var k, v []byte
 				k, v, hasAttr = z.TagAttr()
-				if _, seen := attrs[string(k)]; !seen {
-					attrs[string(k)] = string(v)
+				switch string(k) {
+				case "href":
+					href, hasHref = string(v), true
+				case "action":
+					action = string(v)
+				case "type":
+					typ = string(v)
+				}
+				if f.dangerous == "" && mayBeScript(v) {
+					f.dangerous = dangerousAttr(tag, string(k), string(v))
 				}
 			}
 			switch tag {
@@ -191,17 +211,17 @@ func analyseHTML(src string) htmlFacts {
 					skip++
 				}
 			case "a":
-				if href, ok := attrs["href"]; ok && len(f.anchors) < maxAnchors && tt == html.StartTagToken {
+				if hasHref && len(f.anchors) < maxAnchors && tt == html.StartTagToken {
 					f.anchors = append(f.anchors, htmlAnchor{href: strings.TrimSpace(href)})
 					anchor = len(f.anchors) - 1
 				}
 			case "form":
 				formAction = "-"
-				if a := strings.TrimSpace(attrs["action"]); a != "" {
+				if a := strings.TrimSpace(action); a != "" {
 					formAction = a
 				}
 			case "input":
-				if strings.EqualFold(strings.TrimSpace(attrs["type"]), "password") && f.password == "" {
+				if strings.EqualFold(strings.TrimSpace(typ), "password") && f.password == "" {
 					switch {
 					case formAction == "":
 						f.password = "the page"
@@ -211,9 +231,6 @@ func analyseHTML(src string) htmlFacts {
 						f.password = "a form posting to " + truncate(linkHost(formAction, formAction), 60)
 					}
 				}
-			}
-			if f.dangerous == "" {
-				f.dangerous = dangerousAttr(tag, attrs)
 			}
 		}
 	}
@@ -226,40 +243,49 @@ var blockTags = map[string]bool{
 }
 
 // linkAttrs are the attributes that hold a link a click or a load follows.
-var linkAttrs = []string{"href", "src", "action", "formaction", "data"}
+var linkAttrs = map[string]bool{"href": true, "src": true, "action": true, "formaction": true, "data": true}
 
-// dangerousAttr returns the first link attribute of a tag with a
-// javascript:, vbscript: or data: scheme, as written (bounded), or "".
-// Inline images (data:image/... on img) are common in HTML mail and do
-// not count, nor does the do-nothing "javascript:void(0)".
-func dangerousAttr(tag string, attrs map[string]string) string {
-	for _, a := range linkAttrs {
-		v, ok := attrs[a]
-		if !ok {
+// mayBeScript is a cheap first test for dangerousAttr: whether an
+// attribute value's first visible character can start one of its schemes.
+func mayBeScript(v []byte) bool {
+	for _, c := range v {
+		if c <= ' ' {
 			continue
 		}
-		// Browsers ignore whitespace and control characters inside a
-		// scheme ("java\tscript:").
-		s := strings.ToLower(strings.Map(func(r rune) rune {
-			if r <= ' ' {
-				return -1
-			}
-			return r
-		}, v))
-		switch {
-		case strings.HasPrefix(s, "javascript:"):
-			if rest := strings.TrimSuffix(strings.TrimPrefix(s, "javascript:"), ";"); rest == "" || rest == "void(0)" || rest == "void0" {
-				continue
-			}
-		case strings.HasPrefix(s, "vbscript:"):
-		case strings.HasPrefix(s, "data:"):
-			if tag == "img" && strings.HasPrefix(s, "data:image/") {
-				continue
-			}
-		default:
-			continue
-		}
-		return truncate("<"+tag+" "+a+"=\""+strings.Join(strings.Fields(v), " ")+"\">", 80)
+		c |= 0x20
+		return c == 'j' || c == 'v' || c == 'd'
 	}
-	return ""
+	return false
+}
+
+// dangerousAttr returns a link attribute with a javascript:, vbscript:
+// or data: scheme, as written (bounded), or "". Inline images
+// (data:image/... on img) are common in HTML mail and do not count, nor
+// does the do-nothing "javascript:void(0)".
+func dangerousAttr(tag, attr, v string) string {
+	if !linkAttrs[attr] {
+		return ""
+	}
+	// Browsers ignore whitespace and control characters inside a scheme
+	// ("java\tscript:").
+	s := strings.ToLower(strings.Map(func(r rune) rune {
+		if r <= ' ' {
+			return -1
+		}
+		return r
+	}, v))
+	switch {
+	case strings.HasPrefix(s, "javascript:"):
+		if rest := strings.TrimSuffix(strings.TrimPrefix(s, "javascript:"), ";"); rest == "" || rest == "void(0)" || rest == "void0" {
+			return ""
+		}
+	case strings.HasPrefix(s, "vbscript:"):
+	case strings.HasPrefix(s, "data:"):
+		if tag == "img" && strings.HasPrefix(s, "data:image/") {
+			return ""
+		}
+	default:
+		return ""
+	}
+	return truncate("<"+tag+" "+attr+"=\""+strings.Join(strings.Fields(v), " ")+"\">", 80)
 }

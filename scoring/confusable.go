@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"bytes"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -82,7 +83,7 @@ const maxNameWords = 400
 // nameWords cuts text into words (runs of isNameRune), at most
 // maxNameWords.
 func nameWords(s string) []nameWord {
-	var out []nameWord
+	out := make([]nameWord, 0, min(maxNameWords, len(s)/6+1))
 	start := -1
 	flush := func(end int) {
 		if start < 0 {
@@ -206,15 +207,19 @@ func (lx *lexicon) confusableBrand(s string, skip func(Brand) bool) (confusableN
 		return confusableName{}, false
 	}
 	words := nameWords(s)
-	var joined strings.Builder
+	joined := make([]byte, 0, lx.longestName+16)
 	for i := range words {
-		joined.Reset()
+		joined = joined[:0]
 		for j := i; j < len(words); j++ {
-			joined.WriteString(words[j].skeleton)
-			if joined.Len() > lx.longestName {
+			joined = append(joined, words[j].skeleton...)
+			if len(joined) > lx.longestName {
 				break
 			}
-			for _, sp := range lx.spellings[readPairs(joined.String())] {
+			key := joined
+			if bytes.Contains(key, []byte("rn")) || bytes.Contains(key, []byte("vv")) {
+				key = []byte(readPairs(string(key)))
+			}
+			for _, sp := range lx.spellings[string(key)] {
 				run := words[i : j+1]
 				if !spellingMatches(s, run, sp) || (skip != nil && skip(lx.brands[sp.brand])) {
 					continue
@@ -259,13 +264,15 @@ const (
 // leadText returns the first non-empty lines of the message's first body
 // text part (HTML read as its visible text), quoted lines left out.
 func (c *Check) leadText() string {
-	for _, part := range c.textParts() {
+	parts := c.textParts()
+	for i := range parts {
+		part := &parts[i]
 		if part.name != "" {
 			continue
 		}
 		text := part.text
-		if part.html {
-			text = analyseHTML(text).text
+		if part.isHTML {
+			text = part.html().text
 		}
 		var b strings.Builder
 		n := 0

@@ -154,7 +154,10 @@ type lexicon struct {
 	spellings   map[string][]brandSpelling
 	longestName int
 	brandLex    []lexEntry
-	customers   []lexEntry
+	// brandIndex finds lookalikes among brandLex without a scan (link
+	// hosts: up to maxURLHosts per message).
+	brandIndex *lexIndex
+	customers  []lexEntry
 	// customerIndex finds lookalikes among customers without a scan.
 	customerIndex *lexIndex
 	ownMTAs       []string
@@ -171,6 +174,7 @@ func newLexicon(s *RuleSettings) *lexicon {
 		lx.brandNames = append(lx.brandNames, lower)
 	}
 	lx.spellings, lx.longestName = prepareSpellings(lx.brands)
+	lx.brandIndex = newLexIndex(lx.brandLex)
 	for _, d := range s.CustomerDomains {
 		lx.customers = append(lx.customers, newLexEntry(d))
 	}

@@ -69,7 +69,7 @@ func phishingRules() []Rule {
 				}
 				phrase := credentialPhrase(DecodeHeader(unfold(c.Msg.Get("Subject"))))
 				if phrase == "" {
-					phrase = credentialPhrase(p.text)
+					phrase = credentialPhrase(c.visibleText())
 				}
 				if phrase == "" {
 					return "", false
@@ -84,8 +84,6 @@ func phishingRules() []Rule {
 // the phishing rules: each is a reason, "" when not seen.
 type phishSigns struct {
 	mismatch, lookalike, password, dangerous string
-	// text is the visible text of the body sample's text parts, bounded.
-	text string
 }
 
 // firstSign names the first link sign seen, for CONTENT_CREDENTIAL_REQUEST.
@@ -111,20 +109,13 @@ func (c *Check) phishing() *phishSigns {
 	}
 	p := &phishSigns{}
 	c.phish = p
-	var text strings.Builder
-	for _, part := range c.textParts() {
-		if !part.html {
-			if part.name == "" && text.Len() < maxPhishText {
-				text.WriteString(part.text)
-				text.WriteByte('\n')
-			}
+	parts := c.textParts()
+	for i := range parts {
+		part := &parts[i]
+		if !part.isHTML {
 			continue
 		}
-		f := analyseHTML(part.text)
-		if part.name == "" && text.Len() < maxPhishText {
-			text.WriteString(f.text)
-			text.WriteByte('\n')
-		}
+		f := part.html()
 		where := "the HTML body"
 		if part.name != "" {
 			where = fmt.Sprintf("attached HTML file %q", boundedText(part.name, 60))
@@ -139,9 +130,28 @@ func (c *Check) phishing() *phishSigns {
 			p.mismatch = textMismatch(f.anchors)
 		}
 	}
-	p.text = text.String()
 	p.lookalike = c.lookalikeLink()
 	return p
+}
+
+// visibleText returns the text of the body parts (HTML as its visible
+// text), at most about maxPhishText bytes.
+func (c *Check) visibleText() string {
+	var text strings.Builder
+	parts := c.textParts()
+	for i := range parts {
+		part := &parts[i]
+		if part.name != "" || text.Len() >= maxPhishText {
+			continue
+		}
+		if part.isHTML {
+			text.WriteString(part.html().text)
+		} else {
+			text.WriteString(part.text)
+		}
+		text.WriteByte('\n')
+	}
+	return text.String()
 }
 
 // textMismatch returns a reason for the first anchor whose text shows a
@@ -268,7 +278,7 @@ func (c *Check) lookalikeLink() string {
 			continue
 		}
 		p := c.domain(host)
-		if ref, how, ok := p.lookalikeOf(c.lex.brandLex); ok {
+		if ref, how, ok := p.lookalikeIn(c.lex.brandIndex); ok {
 			return fmt.Sprintf("link to %q imitates %q (%s)", boundedText(host, 80), ref.domain, how)
 		}
 		if ix := c.lex.customerIndex; ix != nil {
