@@ -5,6 +5,7 @@ import (
 	"mime/quotedprintable"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/abusemilter/abusemilter/scoring"
 )
@@ -161,4 +162,27 @@ func phishingRuleCases() []ruleCase {
 		out = append(out, cases...)
 	}
 	return out
+}
+
+// TestPhishingClauseHolds: rules.actions {phishing: hold} holds a message
+// whose only finding is a phishing sign, naming the clause and the rule;
+// without it the message is accepted (the sign alone rejects nothing).
+func TestPhishingClauseHolds(t *testing.T) {
+	accts := testAccounts(t)
+	raw := htmlMessage("Notice", `<p><a href="http://login.evil-host.ru/pp">www.paypal.com</a></p>`)
+	env := func() *scoring.Envelope {
+		return &scoring.Envelope{AuthLogin: "alice", MailFrom: "alice@example.com", Rcpts: []string{"bob@example.net"}}
+	}
+	plain := decide(t, testEngine(t, nil), env(), raw, accts["alice"])
+	if plain.Action != scoring.Accept || !hasRule(plain, scoring.RuleLinkTextMismatch) {
+		t.Fatalf("without an action: %s, findings %v", plain.Reply(), plain.Findings)
+	}
+	e := scoring.NewEngine(nil, nil, scoring.Options{
+		Now: func() time.Time { return testNow }, Settings: testSettings(),
+		Actions: map[string]scoring.Action{string(scoring.Phishing): scoring.Hold},
+	})
+	v := decide(t, e, env(), raw, accts["alice"])
+	if v.Action != scoring.Hold || v.Clause != scoring.Phishing || v.Rule != scoring.RuleLinkTextMismatch {
+		t.Errorf("with phishing: hold: %v %s %s (%s)", v.Action, v.Clause, v.Rule, v.Reply())
+	}
 }

@@ -107,3 +107,21 @@ func TestProtectedBrandProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestPhishingClauseAction: the phishing clause and its rules can be given
+// an action (the guide recommends holding them); a misspelt clause is
+// refused.
+func TestPhishingClauseAction(t *testing.T) {
+	doc := "rules:\n  actions:\n    phishing: hold\n    BRAND_CONFUSABLE_NAME: hold\n    CONTENT_PASSWORD_FORM: reject\n"
+	c, err := Parse([]byte(doc), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rules.Actions["phishing"] != "hold" || c.Rules.Actions["CONTENT_PASSWORD_FORM"] != "reject" {
+		t.Errorf("actions = %v", c.Rules.Actions)
+	}
+	_, err = Parse([]byte("rules:\n  actions:\n    phising: hold\n"), "test.yaml")
+	if err == nil || !strings.Contains(err.Error(), `rules.actions.phising (line 3): unknown rule or clause "phising"`) {
+		t.Errorf("misspelt clause: %v", err)
+	}
+}
