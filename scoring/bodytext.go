@@ -45,7 +45,7 @@ const (
 func (c *Check) textParts() []textPart {
 	if !c.partsRead {
 		c.partsRead = true
-		c.parts = readTextParts(c.Msg.Get("Content-Type"), c.Msg.Get("Content-Transfer-Encoding"), c.Msg.Body)
+		c.parts = readTextParts(unfold(c.Msg.Get("Content-Type")), unfold(c.Msg.Get("Content-Transfer-Encoding")), c.Msg.Body)
 	}
 	return c.parts
 }
@@ -61,7 +61,9 @@ func readTextParts(ctype, cte string, body []byte) []textPart {
 		mt, params := "text/plain", map[string]string{}
 		if strings.TrimSpace(ctype) != "" {
 			var err error
-			if mt, params, err = mime.ParseMediaType(ctype); err != nil {
+			if mt, params, err = mime.ParseMediaType(ctype); err != nil && mt == "" {
+				// (a bad parameter still gives the type; a bad type gives
+				// nothing, so read it as written)
 				mt, _, _ = strings.Cut(strings.ToLower(strings.TrimSpace(ctype)), ";")
 			}
 		}
@@ -83,7 +85,8 @@ func readTextParts(ctype, cte string, body []byte) []textPart {
 		lname := strings.ToLower(name)
 		isHTML := mt == "text/html" || mt == "application/xhtml+xml" ||
 			strings.HasSuffix(lname, ".html") || strings.HasSuffix(lname, ".htm") || strings.HasSuffix(lname, ".shtml")
-		attached := name != "" || strings.HasPrefix(strings.ToLower(strings.TrimSpace(disp)), "attachment")
+		d := strings.ToLower(strings.TrimSpace(disp))
+		attached := strings.HasPrefix(d, "attachment") || name != "" && !strings.HasPrefix(d, "inline")
 		if !isHTML && (mt != "text/plain" || attached) {
 			return
 		}

@@ -75,6 +75,7 @@ func linkTextMismatchCases() []ruleCase {
 		{name: "www text, other target", raw: htmlMessage("Notice", `<p><a href="http://login.evil-host.ru/pp">www.paypal.com</a></p>`), fire: true, reason: `"www.paypal.com" leads to "login.evil-host.ru"`},
 		{name: "url text, other target", raw: htmlMessage("Notice", `<a href='https://203.0.113.9/x'>https://secure.examplebank.com/login</a>`), fire: true, reason: "203.0.113.9"},
 		{name: "address text, web target", raw: htmlMessage("Notice", `<a href="https://collect.evil-host.net/">support@example.org</a>`), fire: true, reason: "example.org"},
+		{name: "folded Content-Type header", fire: true, reason: "evil-host.net", raw: strings.Replace(htmlMessage("Notice", `<a href="http://evil-host.net/a">www.example.org</a>`), "Content-Type: text/html; charset=utf-8", "Content-Type: text/html;\n\tcharset=\"utf-8\"", 1)},
 		{name: "in quoted-printable alternative", raw: alternative("Notice", "see link", `<a href="http://evil-host.net/a">https://www.example.org/account</a>`), fire: true, reason: "evil-host.net"},
 		// near misses
 		{name: "same registrable domain", raw: htmlMessage("Notice", `<a href="https://click.example.org/t/1">www.example.org</a>`), fire: false, reason: ""},
