@@ -18,6 +18,8 @@ type textPart struct {
 	// name is the file name of an attachment ("" for a body part).
 	name string
 	text string
+	// cut says a plain text part was read only in part (plainLeadBytes).
+	cut bool
 	// facts is the analysis of an HTML part, made on first use (html).
 	facts *htmlFacts
 }
@@ -37,23 +39,43 @@ const (
 	maxPartText  = 128 << 10
 	maxTextTotal = 512 << 10
 	maxMIMEDepth = 5
+	// plainLeadBytes is what textParts reads of a plain text part: the
+	// first lines are all most rules need (allTextParts reads the rest).
+	plainLeadBytes = 4 << 10
 )
 
 // textParts returns the text parts of the body sample, decoded (transfer
-// encoding and charset), once per message. A part cut off by the sample
-// is kept as far as it goes.
+// encoding and charset), once per message: HTML parts whole, plain text
+// parts their first plainLeadBytes. A part cut off by the sample is kept
+// as far as it goes.
 func (c *Check) textParts() []textPart {
 	if !c.partsRead {
 		c.partsRead = true
-		c.parts = readTextParts(unfold(c.Msg.Get("Content-Type")), unfold(c.Msg.Get("Content-Transfer-Encoding")), c.Msg.Body)
+		c.parts = c.readTextParts(plainLeadBytes)
 	}
 	return c.parts
 }
 
+// allTextParts is textParts with plain text parts read whole (not kept:
+// few messages need it).
+func (c *Check) allTextParts() []textPart {
+	parts := c.textParts()
+	for _, p := range parts {
+		if p.cut {
+			return c.readTextParts(maxPartText)
+		}
+	}
+	return parts
+}
+
+func (c *Check) readTextParts(plainMax int) []textPart {
+	return readTextParts(unfold(c.Msg.Get("Content-Type")), unfold(c.Msg.Get("Content-Transfer-Encoding")), c.Msg.Body, plainMax)
+}
+
 // readTextParts walks a body (tolerantly: a malformed or truncated
 // structure ends the walk, keeping what was read) and returns its text
-// parts within the bounds above.
-func readTextParts(ctype, cte string, body []byte) []textPart {
+// parts within the bounds above, plain text parts up to plainMax bytes.
+func readTextParts(ctype, cte string, body []byte, plainMax int) []textPart {
 	var out []textPart
 	total := 0
 	var walk func(ctype, cte, disp string, r io.Reader, depth int)
@@ -96,14 +118,20 @@ func readTextParts(ctype, cte string, body []byte) []textPart {
 				rd = d
 			}
 		}
-		b, _ := io.ReadAll(io.LimitReader(rd, int64(min(maxPartText, maxTextTotal-total))))
+		limit := min(maxPartText, maxTextTotal-total)
+		if !isHTML {
+			limit = min(limit, plainMax)
+		}
+		b, _ := io.ReadAll(io.LimitReader(rd, int64(limit+1)))
+		cut := len(b) > limit
+		b = b[:min(len(b), limit)]
 		total += len(b)
 		if !attached {
 			name = ""
 		} else if name == "" {
 			name = "(unnamed)"
 		}
-		out = append(out, textPart{isHTML: isHTML, name: name, text: string(b)})
+		out = append(out, textPart{isHTML: isHTML, name: name, text: string(b), cut: cut && !isHTML})
 	}
 	walk(ctype, cte, "", bytes.NewReader(body), 0)
 	return out

@@ -68,22 +68,32 @@ func isNameRune(r rune) bool {
 		r >= 0x249C && r <= 0x24E9 || r == '@' || r == '$' || r == '|'
 }
 
-// nameWord is one word of a text: its byte span, skeleton, and whether it
-// is written in plain Latin letters only.
+// nameWord is one word of a text: its byte span, its skeleton (a span of
+// nameText.skel), and whether it is written in plain Latin letters only.
 type nameWord struct {
 	start, end int
-	skeleton   string
+	sk0, sk1   int
 	runes      int
 	latin      bool
 }
+
+// nameText is a text cut into words, their skeletons side by side in one
+// buffer (no allocation per word).
+type nameText struct {
+	words []nameWord
+	skel  []byte
+}
+
+// skeleton returns a word's skeleton.
+func (t *nameText) skeleton(w nameWord) []byte { return t.skel[w.sk0:w.sk1] }
 
 // maxNameWords bounds the words of one text compared with brand names.
 const maxNameWords = 400
 
 // nameWords cuts text into words (runs of isNameRune), at most
 // maxNameWords.
-func nameWords(s string) []nameWord {
-	out := make([]nameWord, 0, min(maxNameWords, len(s)/6+1))
+func nameWords(s string) nameText {
+	t := nameText{words: make([]nameWord, 0, min(maxNameWords, len(s)/6+1)), skel: make([]byte, 0, len(s))}
 	start := -1
 	flush := func(end int) {
 		if start < 0 {
@@ -97,14 +107,18 @@ func nameWords(s string) []nameWord {
 				break
 			}
 		}
+		nw := nameWord{start: start, end: end, sk0: len(t.skel), runes: len(w), latin: latin}
 		if latin {
-			out = append(out, nameWord{start: start, end: end, skeleton: latinSkeleton(w), runes: len(w), latin: true})
+			t.skel = appendLatinSkeleton(t.skel, w)
 		} else {
 			// The skeleton of the word as written first: lowercasing would
 			// turn a Cyrillic Н (H) into н, which looks like no Latin letter.
 			f := confusables.Skeleton(foldVisible(w))
-			out = append(out, nameWord{start: start, end: end, skeleton: skeletonOf(f), runes: utf8.RuneCountInString(f)})
+			t.skel = append(t.skel, skeletonOf(f)...)
+			nw.runes = utf8.RuneCountInString(f)
 		}
+		nw.sk1 = len(t.skel)
+		t.words = append(t.words, nw)
 		start = -1
 	}
 	for i, r := range s {
@@ -115,26 +129,37 @@ func nameWords(s string) []nameWord {
 			continue
 		}
 		flush(i)
-		if len(out) >= maxNameWords {
-			return out
+		if len(t.words) >= maxNameWords {
+			return t
 		}
 	}
 	flush(len(s))
-	return out
+	return t
 }
 
-// latinSkeleton is the skeleton of a word of plain Latin letters, the
-// same as the full mapping gives (TestLatinSkeleton) without its cost: i
-// reads as l, rn as m, vv as w.
-func latinSkeleton(w string) string {
-	return readPairs(strings.Map(func(r rune) rune {
-		r |= 0x20
-		if r == 'i' {
-			return 'l'
+// appendLatinSkeleton appends the skeleton of a word of plain Latin
+// letters, the same as the full mapping gives (TestLatinSkeleton) without
+// its cost: lowercase, i read as l, rn as m, vv as w.
+func appendLatinSkeleton(dst []byte, w string) []byte {
+	for i := 0; i < len(w); i++ {
+		c := w[i] | 0x20
+		switch {
+		case c == 'i':
+			c = 'l'
+		case c == 'n' && len(dst) > 0 && dst[len(dst)-1] == 'r' && i > 0:
+			dst[len(dst)-1] = 'm'
+			continue
+		case c == 'v' && len(dst) > 0 && dst[len(dst)-1] == 'v' && i > 0:
+			dst[len(dst)-1] = 'w'
+			continue
 		}
-		return r
-	}, w))
+		dst = append(dst, c)
+	}
+	return dst
 }
+
+// latinSkeleton is appendLatinSkeleton as a string.
+func latinSkeleton(w string) string { return string(appendLatinSkeleton(nil, w)) }
 
 // plainWords returns the words of a run as written, lowercase, separated
 // by one space.
@@ -163,31 +188,46 @@ type brandSpelling struct {
 // on a word of plain Latin letters.
 const minJoinedSkeleton = 5
 
-// prepareSpellings indexes the brands' names by skeleton.
-func prepareSpellings(brands []Brand) (map[string][]brandSpelling, int) {
+// prepareSpellings indexes the brands' names by skeleton, and returns
+// every prefix of their skeletons (a run of words that is no prefix
+// cannot become a name) and the longest skeleton's length.
+func prepareSpellings(brands []Brand) (map[string][]brandSpelling, map[string]bool, int) {
 	idx := make(map[string][]brandSpelling)
+	prefixes := make(map[string]bool)
 	longest := 0
 	for i, b := range brands {
 		for _, n := range b.Names {
-			words := nameWords(n)
-			if len(words) == 0 {
+			t := nameWords(n)
+			if len(t.words) == 0 {
 				continue
 			}
-			var skel strings.Builder
-			for _, w := range words {
-				skel.WriteString(w.skeleton)
+			var skel []byte
+			for _, w := range t.words {
+				skel = append(skel, t.skeleton(w)...)
 			}
-			sp := brandSpelling{brand: i, written: n, plain: plainWords(n, words), words: len(words),
-				skeleton: acrossWords.Replace(skel.String())}
+			sp := brandSpelling{brand: i, written: n, plain: plainWords(n, t.words), words: len(t.words),
+				skeleton: readPairs(string(skel))}
 			sp.joined = strings.ReplaceAll(sp.plain, " ", "")
 			if utf8.RuneCountInString(sp.skeleton) < 3 {
 				continue // too short to tell from chance
 			}
 			idx[sp.skeleton] = append(idx[sp.skeleton], sp)
 			longest = max(longest, len(sp.skeleton))
+			for k := 1; k <= len(sp.skeleton); k++ {
+				p := sp.skeleton[:k]
+				prefixes[p] = true
+				// A word may end in the first letter of a pair that the
+				// next one completes ("r n" is m, "v v" is w).
+				switch p[k-1] {
+				case 'm':
+					prefixes[p[:k-1]+"r"] = true
+				case 'w':
+					prefixes[p[:k-1]+"v"] = true
+				}
+			}
 		}
 	}
-	return idx, longest
+	return idx, prefixes, longest
 }
 
 // confusableName is a brand name found written with look-alike characters.
@@ -206,18 +246,19 @@ func (lx *lexicon) confusableBrand(s string, skip func(Brand) bool) (confusableN
 	if len(lx.spellings) == 0 || s == "" {
 		return confusableName{}, false
 	}
-	words := nameWords(s)
+	t := nameWords(s)
+	words := t.words
 	joined := make([]byte, 0, lx.longestName+16)
 	for i := range words {
 		joined = joined[:0]
 		for j := i; j < len(words); j++ {
-			joined = append(joined, words[j].skeleton...)
-			if len(joined) > lx.longestName {
-				break
-			}
+			joined = append(joined, t.skeleton(words[j])...)
 			key := joined
 			if bytes.Contains(key, []byte("rn")) || bytes.Contains(key, []byte("vv")) {
 				key = []byte(readPairs(string(key)))
+			}
+			if len(key) > lx.longestName || !lx.namePrefixes[string(key)] {
+				break
 			}
 			for _, sp := range lx.spellings[string(key)] {
 				run := words[i : j+1]

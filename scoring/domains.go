@@ -151,9 +151,10 @@ type lexicon struct {
 	brandNames [][]string
 	// spellings finds brand names by skeleton (confusable.go);
 	// longestName is the longest skeleton's length in bytes.
-	spellings   map[string][]brandSpelling
-	longestName int
-	brandLex    []lexEntry
+	spellings    map[string][]brandSpelling
+	namePrefixes map[string]bool
+	longestName  int
+	brandLex     []lexEntry
 	// brandIndex finds lookalikes among brandLex without a scan (link
 	// hosts: up to maxURLHosts per message).
 	brandIndex *lexIndex
@@ -173,7 +174,7 @@ func newLexicon(s *RuleSettings) *lexicon {
 		}
 		lx.brandNames = append(lx.brandNames, lower)
 	}
-	lx.spellings, lx.longestName = prepareSpellings(lx.brands)
+	lx.spellings, lx.namePrefixes, lx.longestName = prepareSpellings(lx.brands)
 	lx.brandIndex = newLexIndex(lx.brandLex)
 	for _, d := range s.CustomerDomains {
 		lx.customers = append(lx.customers, newLexEntry(d))

@@ -138,7 +138,7 @@ func (c *Check) phishing() *phishSigns {
 // text), at most about maxPhishText bytes.
 func (c *Check) visibleText() string {
 	var text strings.Builder
-	parts := c.textParts()
+	parts := c.allTextParts()
 	for i := range parts {
 		part := &parts[i]
 		if part.name != "" || text.Len() >= maxPhishText {

@@ -136,6 +136,9 @@ func credentialRequestCases() []ruleCase {
 		{name: "phrase and mismatch", raw: htmlMessage("Notice", lure), fire: true, reason: `asks "verify your account", with CONTENT_LINK_TEXT_MISMATCH`},
 		{name: "subject phrase and password form", raw: htmlMessage("Confirm your password", `<form><input type=password></form>`), fire: true, reason: "CONTENT_PASSWORD_FORM"},
 		{name: "suspended and lookalike link", raw: message(aliceFrom, "", "Your account has been suspended. Restore access: https://paypa1.com/restore\n"), fire: true, reason: "account has been suspended"},
+		{name: "phrase deep in a long plain part", fire: true, reason: "update your billing", raw: alternative("Notice",
+			strings.Repeat("An ordinary line of text about the weather.\n", 150)+"Please update your billing details.\n",
+			`<p>See below.</p><a href="http://login.evil-host.ru/">www.paypal.com</a>`)},
 		{name: "German", raw: htmlMessage("Hinweis", `<p>Bitte bestätigen Sie Ihr Konto.</p><a href="data:text/html,x">Weiter</a>`), fire: true, reason: "bestätigen sie ihr konto"},
 		// near misses
 		{name: "phrase alone", raw: htmlMessage("Notice", `<p>Please verify your account on our website.</p><a href="https://www.example.org/">www.example.org</a>`), fire: false, reason: ""},
