@@ -158,9 +158,6 @@ func appendLatinSkeleton(dst []byte, w string) []byte {
 	return dst
 }
 
-// latinSkeleton is appendLatinSkeleton as a string.
-func latinSkeleton(w string) string { return string(appendLatinSkeleton(nil, w)) }
-
 // plainWords returns the words of a run as written, lowercase, separated
 // by one space.
 func plainWords(s string, run []nameWord) string {
