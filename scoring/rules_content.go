@@ -121,7 +121,7 @@ func (c *Check) phishing() *phishSigns {
 			where = fmt.Sprintf("attached HTML file %q", boundedText(part.name, 60))
 		}
 		if p.password == "" && f.password != "" {
-			p.password = fmt.Sprintf("password field in %s of %s", f.password, where)
+			p.password = fmt.Sprintf("password field in %s, in %s", f.password, where)
 		}
 		if p.dangerous == "" && f.dangerous != "" {
 			p.dangerous = fmt.Sprintf("%s in %s", boundedText(f.dangerous, 80), where)

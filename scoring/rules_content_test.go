@@ -105,7 +105,7 @@ func linkLookalikeCases() []ruleCase {
 
 func passwordFormCases() []ruleCase {
 	return withRule(scoring.RulePasswordForm, []ruleCase{
-		{name: "form in HTML body", raw: htmlMessage("Notice", `<form action="https://collect.example.net/p" method=post><input name=u><input type="password" name=p></form>`), fire: true, reason: `a form posting to collect.example.net of the HTML body`},
+		{name: "form in HTML body", raw: htmlMessage("Notice", `<form action="https://collect.example.net/p" method=post><input name=u><input type="password" name=p></form>`), fire: true, reason: `password field in a form posting to collect.example.net, in the HTML body`},
 		{name: "uppercase, unquoted", raw: htmlMessage("Notice", `<FORM><INPUT TYPE=PASSWORD NAME=pw></FORM>`), fire: true, reason: "password field in a form"},
 		{name: "attached HTML file", raw: withHTMLAttachment("statement.html", `<html><body><form action="http://x.example.net/"><input type='password'></form></body></html>`), fire: true, reason: `attached HTML file "statement.html"`},
 		// near misses
