@@ -47,7 +47,7 @@ func phishingRules() []Rule {
 		},
 		{
 			ID: RulePasswordForm, Clause: Phishing, Score: 6,
-			Summary:        "An HTML body part or attached HTML file (in the body sample) has a password field (<input type=password>): a page that collects a password where it is read, which no legitimate sender mails.",
+			Summary:        "An HTML body part or attached HTML file (in the body sample) has a password field (<input type=password>): a page that collects a password where it is read, which no legitimate sender mails. An attached file with such a form also fires ATTACH_HTML_FORM (malware clause): together they reach the reject threshold.",
 			FalsePositives: "Hardly any: web designers mailing a login-page template; the word \"password\" in text and forms without a password field do not count.",
 			Check:          sign(func(p *phishSigns) string { return p.password }),
 		},
