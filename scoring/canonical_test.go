@@ -136,7 +136,7 @@ func TestIDNBrandsAndCustomers(t *testing.T) {
 	shop, _ := identity.NewAccount("shop", []string{"shop.example"})
 	for _, brand := range []string{"bücher.de", "XN--BCHER-KVA.de.", "Bücher.DE"} {
 		e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: scoring.RuleSettings{
-			ProtectedBrands: []string{brand}, CustomerDomains: []string{"Bäckerei.example."},
+			ProtectedBrands: []scoring.Brand{{Domain: brand}}, CustomerDomains: []string{"Bäckerei.example."},
 		}})
 		for _, tt := range []struct {
 			from string

@@ -12,38 +12,41 @@ import (
 )
 
 // Brand is a protected brand: the domain it sends from, the names it is
-// known by in display names, and other domains of its own that its mail
-// comes from (the brand's corporate or mail domains), which are the
-// brand's and no lookalike of it.
+// known by in display names, subjects and text, and other domains of its
+// own that its mail comes from (the brand's corporate or mail domains),
+// which are the brand's and no lookalike of it.
 type Brand struct {
-	Domain  string
-	Names   []string // lowercase words or phrases, e.g. "paypal"
+	Domain string
+	// Names are written as the brand writes them ("PayPal", "HSBC",
+	// "Bank of America"); they are compared without regard to case.
+	Names   []string
 	Related []string // canonical domains, e.g. "yahoo-inc.com" for Yahoo
 }
 
 // DefaultBrands is the built-in list of protected brands used when the
-// config names none: the most impersonated senders in phishing reports.
+// config names none: the most impersonated senders in phishing reports,
+// each with the names it is written as.
 func DefaultBrands() []Brand {
 	b := func(domain string, names ...string) Brand { return Brand{Domain: domain, Names: names} }
 	related := func(br Brand, domains ...string) Brand { br.Related = domains; return br }
-	yahoo := related(b("yahoo.com", "yahoo"), "yahoo-inc.com")
+	yahoo := related(b("yahoo.com", "Yahoo"), "yahoo-inc.com")
 	return []Brand{
-		b("paypal.com", "paypal"), b("apple.com", "apple", "apple support", "icloud"), b("icloud.com"),
-		related(b("microsoft.com", "microsoft", "office 365", "microsoft 365", "outlook", "onedrive", "sharepoint"), "microsoftonline.com"),
-		b("outlook.com"), b("office.com"), b("live.com"), b("hotmail.com", "hotmail"),
-		related(b("google.com", "google", "gmail"), "googlemail.com"), b("gmail.com"), b("youtube.com", "youtube"),
-		b("amazon.com", "amazon", "amazon.com"), b("facebook.com", "facebook"), b("instagram.com", "instagram"),
-		b("whatsapp.com", "whatsapp"), b("netflix.com", "netflix"), b("linkedin.com", "linkedin"),
-		b("dhl.com", "dhl", "dhl express"), b("fedex.com", "fedex"), b("ups.com", "ups"), b("usps.com", "usps"),
-		b("ebay.com", "ebay"), b("chase.com", "chase bank", "jpmorgan chase"), b("wellsfargo.com", "wells fargo"),
-		b("bankofamerica.com", "bank of america"), b("citibank.com", "citibank"),
-		b("americanexpress.com", "american express", "amex"), b("visa.com"), b("mastercard.com", "mastercard"),
-		b("dropbox.com", "dropbox"), b("docusign.com", "docusign", "docusign.net"), b("docusign.net"),
-		b("adobe.com", "adobe", "adobe sign"), yahoo, b("aol.com"),
-		b("twitter.com", "twitter"), b("spotify.com", "spotify"), b("steampowered.com", "steam support"),
-		b("steamcommunity.com"), b("coinbase.com", "coinbase"), b("binance.com", "binance"),
-		b("booking.com", "booking.com"), b("airbnb.com", "airbnb"), b("stripe.com", "stripe"),
-		b("intuit.com", "intuit", "quickbooks", "turbotax"), b("github.com", "github"), b("irs.gov", "internal revenue service", "irs"),
+		b("paypal.com", "PayPal"), b("apple.com", "Apple", "Apple Support", "iCloud"), b("icloud.com"),
+		related(b("microsoft.com", "Microsoft", "Office 365", "Microsoft 365", "Outlook", "OneDrive", "SharePoint"), "microsoftonline.com"),
+		b("outlook.com"), b("office.com"), b("live.com"), b("hotmail.com", "Hotmail"),
+		related(b("google.com", "Google", "Gmail"), "googlemail.com"), b("gmail.com"), b("youtube.com", "YouTube"),
+		b("amazon.com", "Amazon", "Amazon.com"), b("facebook.com", "Facebook"), b("instagram.com", "Instagram"),
+		b("whatsapp.com", "WhatsApp"), b("netflix.com", "Netflix"), b("linkedin.com", "LinkedIn"),
+		b("dhl.com", "DHL", "DHL Express"), b("fedex.com", "FedEx"), b("ups.com", "UPS"), b("usps.com", "USPS"),
+		b("ebay.com", "eBay"), b("chase.com", "Chase Bank", "JPMorgan Chase"), b("wellsfargo.com", "Wells Fargo"),
+		b("bankofamerica.com", "Bank of America"), b("citibank.com", "Citibank"), b("hsbc.com", "HSBC", "HSBC Bank"),
+		b("americanexpress.com", "American Express", "Amex"), b("visa.com"), b("mastercard.com", "Mastercard"),
+		b("dropbox.com", "Dropbox"), b("docusign.com", "DocuSign", "docusign.net"), b("docusign.net"),
+		b("adobe.com", "Adobe", "Adobe Sign"), yahoo, b("aol.com"),
+		b("twitter.com", "Twitter"), b("spotify.com", "Spotify"), b("steampowered.com", "Steam Support"),
+		b("steamcommunity.com"), b("coinbase.com", "Coinbase"), b("binance.com", "Binance"),
+		b("booking.com", "Booking.com"), b("airbnb.com", "Airbnb"), b("stripe.com", "Stripe"),
+		b("intuit.com", "Intuit", "QuickBooks", "TurboTax"), b("github.com", "GitHub"), b("irs.gov", "Internal Revenue Service", "IRS"),
 	}
 }
 
@@ -143,9 +146,19 @@ type lexEntry struct {
 // lexicon holds the reference domains a message's domains are compared
 // with, prepared once per engine.
 type lexicon struct {
-	brands    []Brand
-	brandLex  []lexEntry
-	customers []lexEntry
+	brands []Brand
+	// brandNames are the brands' names in lowercase, by brand.
+	brandNames [][]string
+	// spellings finds brand names by skeleton (confusable.go);
+	// longestName is the longest skeleton's length in bytes.
+	spellings    map[string][]brandSpelling
+	namePrefixes map[string]bool
+	longestName  int
+	brandLex     []lexEntry
+	// brandIndex finds lookalikes among brandLex without a scan (link
+	// hosts: up to maxURLHosts per message).
+	brandIndex *lexIndex
+	customers  []lexEntry
 	// customerIndex finds lookalikes among customers without a scan.
 	customerIndex *lexIndex
 	ownMTAs       []string
@@ -155,7 +168,14 @@ func newLexicon(s *RuleSettings) *lexicon {
 	lx := &lexicon{brands: s.Brands()}
 	for _, b := range lx.brands {
 		lx.brandLex = append(lx.brandLex, newLexEntry(b.Domain))
+		lower := make([]string, len(b.Names))
+		for i, n := range b.Names {
+			lower[i] = strings.ToLower(n)
+		}
+		lx.brandNames = append(lx.brandNames, lower)
 	}
+	lx.spellings, lx.namePrefixes, lx.longestName = prepareSpellings(lx.brands)
+	lx.brandIndex = newLexIndex(lx.brandLex)
 	for _, d := range s.CustomerDomains {
 		lx.customers = append(lx.customers, newLexEntry(d))
 	}
@@ -291,8 +311,8 @@ func (lx *lexicon) brandNamed(s string) (Brand, bool) {
 	if s == "" {
 		return Brand{}, false
 	}
-	for _, b := range lx.brands {
-		for _, n := range b.Names {
+	for i, b := range lx.brands {
+		for _, n := range lx.brandNames[i] {
 			if containsWord(s, n) {
 				return b, true
 			}

@@ -451,5 +451,6 @@ func DefaultRules() []Rule {
 	rules = append(rules, forgedHeaderRules()...)
 	rules = append(rules, bulkRules()...)
 	rules = append(rules, campaignRules()...)
+	rules = append(rules, phishingRules()...)
 	return append(rules, malwareRules()...)
 }

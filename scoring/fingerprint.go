@@ -51,7 +51,7 @@ const (
 	minFingerprintWords = 8    // fewer words: no body fingerprint (too common)
 	maxFingerprintWords = 1024 // words of the body looked at
 	maxLinkFingerprints = 8    // distinct link domains, and distinct URLs
-	maxPartText         = 256 << 10
+	maxFingerprintPart  = 256 << 10
 	greetingMaxWords    = 6 // a line this short starting with a greeting is left out
 )
 
@@ -247,7 +247,7 @@ func emitPart(f func([]byte, bool), ctype, cte string, raw []byte) {
 	text := raw
 	switch strings.ToLower(strings.TrimSpace(cte)) {
 	case "base64", "quoted-printable":
-		text, _ = io.ReadAll(io.LimitReader(attachment.DecodeTransfer(cte, bytes.NewReader(raw)), maxPartText))
+		text, _ = io.ReadAll(io.LimitReader(attachment.DecodeTransfer(cte, bytes.NewReader(raw)), maxFingerprintPart))
 	}
 	f(text, ctype == "text/html")
 }

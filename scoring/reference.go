@@ -11,7 +11,7 @@ import (
 // it is decisive, what fires it and when legitimate mail may.
 func RuleReference() string {
 	rules := DefaultRules()
-	order := map[Clause]int{Impersonation: 0, ForgedHeaders: 1, SpamVolume: 2, Malware: 3}
+	order := map[Clause]int{Impersonation: 0, ForgedHeaders: 1, SpamVolume: 2, Phishing: 3, Malware: 4}
 	sort.SliceStable(rules, func(i, j int) bool {
 		if order[rules[i].Clause] != order[rules[j].Clause] {
 			return order[rules[i].Clause] < order[rules[j].Clause]

@@ -61,6 +61,9 @@ type Check struct {
 	urlsParsed bool
 	attach     *attachment.Report // the attachments, inspected from the sample on first use
 	campaign   *campaignCounts    // the store's counts of the fingerprints (campaign rules only)
+	parts      []textPart         // the text parts of the sample, decoded on first use
+	partsRead  bool
+	phish      *phishSigns // the phishing link signs, found on first use
 }
 
 // From returns the addresses of the first From header. When the header
@@ -84,9 +87,10 @@ type RuleSettings struct {
 	// servers: a Received or Authentication-Results header naming them that
 	// the client wrote is forged.
 	OwnMTAs []string
-	// ProtectedBrands are domains whose lookalikes and display-name claims
-	// are decisive (e.g. paypal.com).
-	ProtectedBrands []string
+	// ProtectedBrands are the brands whose lookalike domains and
+	// display-name claims are decisive or scored: a domain (paypal.com)
+	// and the names it is written as (PayPal). Empty means DefaultBrands.
+	ProtectedBrands []Brand
 	// CustomerDomains are the domains of the provider's customers (from the
 	// account directory): lookalikes of them are scored, not decisive, since
 	// two customers may own similar names.
@@ -95,22 +99,36 @@ type RuleSettings struct {
 	DNSBudget time.Duration
 }
 
-// Brands returns the protected brands: the configured domains (each known
-// in display names by its name label when that has at least five
-// letters), or DefaultBrands when none are configured.
+// Brands returns the protected brands: the configured ones, or
+// DefaultBrands when none are configured. A configured brand without names
+// is known by its domain's name label when that has at least five letters
+// (example-bank.com: "example-bank"); shorter labels (hsbc.com) need their
+// names given.
 func (s *RuleSettings) Brands() []Brand {
 	if len(s.ProtectedBrands) == 0 {
 		return DefaultBrands()
 	}
 	brands := make([]Brand, 0, len(s.ProtectedBrands))
-	for _, d := range s.ProtectedBrands {
-		d = identity.CanonicalDomain(strings.Trim(d, ". "))
+	for _, pb := range s.ProtectedBrands {
+		d := identity.CanonicalDomain(strings.Trim(pb.Domain, ". "))
 		if d == "" {
 			continue
 		}
 		b := Brand{Domain: d}
-		if label, _ := domainLabel(registrable(d)); len(label) >= 5 {
-			b.Names = []string{label}
+		for _, n := range pb.Names {
+			if n = strings.Join(strings.Fields(n), " "); n != "" {
+				b.Names = append(b.Names, n)
+			}
+		}
+		if len(b.Names) == 0 {
+			if label, _ := domainLabel(registrable(d)); len(label) >= 5 {
+				b.Names = []string{label}
+			}
+		}
+		for _, r := range pb.Related {
+			if r = identity.CanonicalDomain(strings.Trim(r, ". ")); r != "" {
+				b.Related = append(b.Related, r)
+			}
 		}
 		brands = append(brands, b)
 	}

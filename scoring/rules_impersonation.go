@@ -15,6 +15,7 @@ const (
 	RuleLookalikeCustomer  = "LOOKALIKE_CUSTOMER"
 	RuleBrandInDomain      = "BRAND_IN_DOMAIN"
 	RuleBrandDisplayName   = "BRAND_DISPLAY_NAME"
+	RuleBrandConfusable    = "BRAND_CONFUSABLE_NAME"
 	RuleReplyToDiverts     = "REPLY_TO_DIVERTS_BRAND"
 	RuleDMARCForeign       = "DMARC_FOREIGN_DOMAIN"
 )
@@ -128,6 +129,30 @@ func impersonationRules() []Rule {
 					return fmt.Sprintf("From %q names %s and has no address", truncate(name, 60), b.Domain), true
 				}
 				return fmt.Sprintf("display name %q names %s, From domain is %q", truncate(name, 60), b.Domain, d), true
+			},
+		},
+		{
+			ID: RuleBrandConfusable, Clause: Impersonation, Score: 6,
+			Summary:        "The From display name, the Subject or the first lines of the body write a protected brand's name with look-alike characters: compared after Unicode TR39 skeleton mapping (Cyrillic, Greek, Armenian, Cherokee look-alikes, fullwidth and mathematical letters, small capitals), digit and symbol swaps (Micr0soft, P@yPal), invisible characters (zero-width space and joiners, soft hyphen, bidi controls) and spaced-out letters (\"P a y P a l\", \"P.a.y.P.a.l\") removed. Names match whole words only; names of fewer than five letters (DHL, UPS, HSBC) only as one word with a character other than a Latin letter. The plain spelling in any case is left to BRAND_DISPLAY_NAME, and mail from the brand's own domains does not count.",
+			FalsePositives: "Text that spells a brand with a digit or symbol on purpose (\"Micro$oft\" in a discussion); a customer whose own name merely contains a brand's letters (\"Kapaypalooza Ltd\") does not fire it.",
+			Check: func(c *Check) (string, bool) {
+				if c.lex == nil {
+					return "", false
+				}
+				_, d, _ := c.Author()
+				own := func(b Brand) bool { return d != "" && brandFamily(d, b) }
+				if a, _, ok := c.Author(); ok && a.Name != "" {
+					if m, ok := c.lex.confusableBrand(a.Name, own); ok {
+						return fmt.Sprintf("display name %+q writes %q with look-alike characters", m.seen, m.written), true
+					}
+				}
+				if m, ok := c.lex.confusableBrand(DecodeHeader(unfold(c.Msg.Get("Subject"))), own); ok {
+					return fmt.Sprintf("Subject %+q writes %q with look-alike characters", m.seen, m.written), true
+				}
+				if m, ok := c.lex.confusableBrand(c.leadText(), own); ok {
+					return fmt.Sprintf("body text %+q writes %q with look-alike characters", m.seen, m.written), true
+				}
+				return "", false
 			},
 		},
 		{

@@ -147,6 +147,7 @@ type ruleCase struct {
 	mailFrom   string // default alice@example.com; "<>" for the null sender
 	rcpts      []string
 	raw        string
+	reason     string // when set, the finding's reason must contain it
 }
 
 func rcptList(n int, domains int) []string {
@@ -264,7 +265,7 @@ func ruleCases() []ruleCase {
 		{rule: scoring.RuleURLRawIP, name: "base64 body of the message itself", fire: true, raw: message(aliceFrom, "Content-Transfer-Encoding: base64\n", wrap76(base64.StdEncoding.EncodeToString([]byte("Please log in at http://45.77.12.9/bank now.\n"))))},
 		{rule: scoring.RuleBulkNoUnsubscribe, name: "Precedence bulk without unsubscribe", fire: true, raw: message(aliceFrom, "Precedence: bulk\n", "hi\n")},
 		{rule: scoring.RuleBulkNoUnsubscribe, name: "newsletter with List-Unsubscribe", rcpts: rcptList(25, 2), raw: message(aliceFrom, "Precedence: bulk\nList-Unsubscribe: <https://example.com/u/1>\n", "hi\n")},
-	}, malwareRuleCases()...)
+	}, append(malwareRuleCases(), phishingRuleCases()...)...)
 }
 
 // TestRules runs every rule's firing case and near-misses through the
@@ -295,6 +296,9 @@ func TestRules(t *testing.T) {
 			for _, f := range v.Findings {
 				if f.Rule == tc.rule && f.Reason == "" {
 					t.Errorf("%s fired without a reason", tc.rule)
+				}
+				if f.Rule == tc.rule && !strings.Contains(f.Reason, tc.reason) {
+					t.Errorf("%s reason %q lacks %q", tc.rule, f.Reason, tc.reason)
 				}
 			}
 		})
@@ -347,7 +351,7 @@ func TestScoresAndDisableFromConfig(t *testing.T) {
 func TestConfiguredBrandsReplaceDefaults(t *testing.T) {
 	accts := testAccounts(t)
 	settings := testSettings()
-	settings.ProtectedBrands = []string{"bigbank.com"}
+	settings.ProtectedBrands = []scoring.Brand{{Domain: "bigbank.com"}}
 	e := scoring.NewEngine(nil, nil, scoring.Options{Now: func() time.Time { return testNow }, Settings: settings})
 	env := &scoring.Envelope{AuthLogin: "hosting", MailFrom: "x@hosting.example", Rcpts: []string{"b@example.net"}}
 	if v := decide(t, e, env, message("Alerts <a@bigbamk.com>", "", "hi\n"), accts["hosting"]); !hasRule(v, scoring.RuleLookalikeBrand) {

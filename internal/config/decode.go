@@ -46,6 +46,13 @@ func (w *shapeWalker) add(path string, line int, format string, args ...any) {
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
+// mappingTaker is a type that parses itself from a scalar but may also be
+// written as a mapping of its yaml fields (ProtectedBrand): a mapping is
+// then checked like a section.
+type mappingTaker interface{ takesMapping() }
+
+var mappingTakerType = reflect.TypeOf((*mappingTaker)(nil)).Elem()
+
 // kindName says in words what a field of type t takes.
 func kindName(t reflect.Type) string {
 	switch t {
@@ -53,6 +60,8 @@ func kindName(t reflect.Type) string {
 		return "a duration such as 30s, 10m, 1h or 7d"
 	case reflect.TypeOf(ByteSize{}):
 		return "a size such as 262144, 256KiB or 1MiB"
+	case reflect.TypeOf(ProtectedBrand{}):
+		return "a domain, or a mapping such as {domain: hsbc.com, names: [HSBC]}"
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -103,7 +112,7 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	// Types that parse themselves (durations, sizes) take a scalar; their
 	// own parse errors are reported by Validate with the value as written.
-	if reflect.PointerTo(t).Implements(unmarshalerType) {
+	if reflect.PointerTo(t).Implements(unmarshalerType) && !(n.Kind == yaml.MappingNode && t.Implements(mappingTakerType)) {
 		if n.Kind != yaml.ScalarNode {
 			w.add(path, n.Line, "want %s, got %s", kindName(t), nodeWords(n))
 		}

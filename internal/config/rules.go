@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/scoring"
+	"go.yaml.in/yaml/v3"
 )
 
 // RulesConfig tunes the scoring rules.
@@ -25,15 +26,68 @@ type RulesConfig struct {
 	Scores map[string]float64 `yaml:"scores"`
 	// OwnMTAs are the provider's own mail server names (or domain suffixes).
 	OwnMTAs []string `yaml:"own_mtas"`
-	// ProtectedBrands are domains whose lookalikes are always refused;
-	// empty means the built-in list of big brands (scoring.DefaultBrands).
-	ProtectedBrands []string `yaml:"protected_brands"`
+	// ProtectedBrands are the brands whose lookalike domains are always
+	// refused and whose names in display names, subjects and text are
+	// checked; empty means the built-in list of big brands
+	// (scoring.DefaultBrands). Each entry is a domain or a mapping with the
+	// names the brand is written as.
+	ProtectedBrands []ProtectedBrand `yaml:"protected_brands"`
 	// CustomerDomains are customer domains beyond those of the account
 	// directory (the application adds the directory's own): lookalikes of
 	// them are scored.
 	CustomerDomains []string `yaml:"customer_domains"`
 	// Campaigns sets campaign detection across accounts (campaigns.go).
 	Campaigns CampaignsConfig `yaml:"campaigns"`
+}
+
+// ProtectedBrand is one entry of rules.protected_brands, written either as
+// a domain alone (paypal.com: known by its name label when that has five
+// letters or more) or as a mapping that says how the brand is written:
+//
+//	{domain: hsbc.com, names: [HSBC, "HSBC Bank"]}
+type ProtectedBrand struct {
+	Domain string   `yaml:"domain"`
+	Names  []string `yaml:"names"`
+}
+
+// UnmarshalYAML reads either form. A node of another kind is left to the
+// shape check, which reports it with its line.
+func (b *ProtectedBrand) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*b = ProtectedBrand{Domain: n.Value}
+	case yaml.MappingNode:
+		type long ProtectedBrand // without this method
+		var l long
+		if err := n.Decode(&l); err != nil {
+			return err
+		}
+		*b = ProtectedBrand(l)
+	}
+	return nil
+}
+
+// MarshalYAML writes the short form when the brand has no names.
+func (b ProtectedBrand) MarshalYAML() (any, error) {
+	if len(b.Names) == 0 {
+		return b.Domain, nil
+	}
+	type long ProtectedBrand
+	return long(b), nil
+}
+
+// takesMapping tells the shape check that a ProtectedBrand may also be
+// written as a mapping of its fields.
+func (ProtectedBrand) takesMapping() {}
+
+// ScoringBrands returns rules.protected_brands as the rules take them
+// (nil when none are configured: the built-in list).
+func (r RulesConfig) ScoringBrands() []scoring.Brand {
+	var out []scoring.Brand
+	for _, b := range r.ProtectedBrands {
+		out = append(out, scoring.Brand{Domain: b.Domain, Names: b.Names})
+	}
+	return out
 }
 
 // DNSConfig tunes the resolver rules use.
@@ -93,13 +147,14 @@ func (c *Config) validateRules(e *errorList) {
 	for _, names := range []struct {
 		field string
 		list  []string
-	}{{"rules.own_mtas", c.Rules.OwnMTAs}, {"rules.protected_brands", c.Rules.ProtectedBrands}, {"rules.customer_domains", c.Rules.CustomerDomains}} {
+	}{{"rules.own_mtas", c.Rules.OwnMTAs}, {"rules.customer_domains", c.Rules.CustomerDomains}} {
 		for i, d := range names.list {
 			if d = strings.Trim(strings.TrimSpace(d), "."); d == "" || strings.ContainsAny(d, " @/*") {
 				e.add(fmt.Sprintf("%s[%d]", names.field, i), "%q is not a host or domain name", names.list[i])
 			}
 		}
 	}
+	c.validateBrands(e)
 	c.validateActions(e, known)
 	c.validateCampaigns(e)
 	e.duration("dns.budget", c.DNS.Budget)
@@ -107,5 +162,28 @@ func (c *Config) validateRules(e *errorList) {
 	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)
 	if c.DNS.CacheSize < 0 {
 		e.add("dns.cache_size", "must not be negative, got %d", c.DNS.CacheSize)
+	}
+}
+
+// validateBrands checks rules.protected_brands: every entry names a domain,
+// and its names, when given, are not empty.
+func (c *Config) validateBrands(e *errorList) {
+	for i, b := range c.Rules.ProtectedBrands {
+		path := fmt.Sprintf("rules.protected_brands[%d]", i)
+		if len(b.Names) > 0 || b.Domain == "" {
+			path += ".domain" // the long form, or a mapping without it
+		}
+		if d := strings.Trim(strings.TrimSpace(b.Domain), "."); d == "" || strings.ContainsAny(d, " @/*") {
+			if b.Domain == "" {
+				e.add(path, "missing: each brand needs its domain (hsbc.com, or {domain: hsbc.com, names: [HSBC]})")
+			} else {
+				e.add(path, "%q is not a domain name", b.Domain)
+			}
+		}
+		for j, n := range b.Names {
+			if strings.TrimSpace(n) == "" {
+				e.add(fmt.Sprintf("rules.protected_brands[%d].names[%d]", i, j), "empty name")
+			}
+		}
 	}
 }

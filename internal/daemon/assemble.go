@@ -150,7 +150,7 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 		Campaigns:       cfg.Rules.Campaigns.Options(),
 		Settings: scoring.RuleSettings{
 			OwnMTAs:         cfg.Rules.OwnMTAs,
-			ProtectedBrands: cfg.Rules.ProtectedBrands,
+			ProtectedBrands: cfg.Rules.ScoringBrands(),
 			// The directory's domains (identity.Account.Domains) are to be
 			// appended by the caller that holds the directory.
 			CustomerDomains: append([]string(nil), cfg.Rules.CustomerDomains...),
