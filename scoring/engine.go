@@ -410,5 +410,6 @@ func DefaultRules() []Rule {
 	rules = append(rules, impersonationRules()...)
 	rules = append(rules, forgedHeaderRules()...)
 	rules = append(rules, bulkRules()...)
+	rules = append(rules, classifierRules()...)
 	return append(rules, malwareRules()...)
 }

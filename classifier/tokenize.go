@@ -1,0 +1,562 @@
+package classifier
+
+import (
+	"bytes"
+	"encoding/base64"
+	"slices"
+	"strings"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/abusemilter/abusemilter/scoring"
+)
+
+// TokenizerVersion names the tokenizer below. A model records the version
+// it was trained with and Load refuses a model of another version: the
+// same hashed bucket must mean the same token in training and scoring.
+const TokenizerVersion = 1
+
+// Bounds on the work done per message, so that scoring stays within its
+// time budget whatever the message: the body bytes read (the engine's
+// sample may be larger), the links looked at, and a word's length.
+const (
+	maxBodyScan = 24 << 10
+	maxURLs     = 40
+	maxWordLen  = 24
+	minWordLen  = 2
+)
+
+// Token prefixes say where a token came from, so that "paypal" in the
+// Subject and in a link's host are different features.
+const (
+	pSubject     = 's' // a word of the decoded Subject
+	pFromName    = 'n' // a word of the From display name
+	pFromDomain  = 'f' // the From address's domain and its registrable domain
+	pContentType = 'c' // the media type of the message or of a MIME part
+	pCharset     = 'e' // a charset parameter
+	pEncoding    = 't' // a Content-Transfer-Encoding
+	pMailer      = 'm' // a word of X-Mailer or User-Agent ("-" when neither)
+	pReplyTo     = 'r' // the Reply-To domain ("same" when it is From's)
+	pWord        = 'w' // a word of the body text (HTML tags removed)
+	pTag         = 'g' // an HTML tag name
+	pURLHost     = 'h' // a link's host
+	pURLDomain   = 'd' // a link's registrable domain
+	pURLPath     = 'p' // a link's first path segment
+	pURLKind     = 'k' // a link's kind: IP literal, port, userinfo
+	pShape       = 'x' // the message's shape: no Subject, no MIME-Version
+)
+
+// features fills s.set with the feature buckets of msg's tokens, each
+// once. It hashes bytes where they lie and keeps its state in s, so that
+// it does not allocate per token.
+func features(msg *scoring.Message, s *scratch) {
+	s.reset()
+	t := tokenizer{s: s}
+	t.headers(msg)
+	t.body(msg)
+}
+
+// scratch is the reusable memory of one tokenization: the set of buckets
+// seen (a bitmap and the list of its set bits) and decoding buffers.
+type scratch struct {
+	mask uint64   // buckets - 1
+	bits []uint64 // one bit per bucket
+	set  []uint32 // the buckets whose bit is set, in order of first sight
+
+	line   []byte   // a decoded line
+	bounds []string // the multipart boundaries declared so far
+	b64  []byte // pending base64 text
+	dec  []byte // decoded base64
+}
+
+func newScratch(buckets int) *scratch {
+	return &scratch{mask: uint64(buckets - 1), bits: make([]uint64, (buckets+63)/64)}
+}
+
+// reset empties the set, clearing only the bits that are set.
+func (s *scratch) reset() {
+	for _, b := range s.set {
+		s.bits[b/64] = 0
+	}
+	s.set = s.set[:0]
+	s.bounds = s.bounds[:0]
+}
+
+// bucket maps a token hash to its feature bucket.
+func (s *scratch) bucket(h uint64) uint32 { return uint32((h ^ h>>32) & s.mask) }
+
+// add records the bucket of a token hash.
+func (s *scratch) add(h uint64) {
+	b := s.bucket(h)
+	if w, bit := b/64, uint64(1)<<(b%64); s.bits[w]&bit == 0 {
+		s.bits[w] |= bit
+		s.set = append(s.set, b)
+	}
+}
+
+type tokenizer struct {
+	s *scratch
+	// inTag carries an HTML tag open across a line end; tagName collects
+	// its name.
+	inTag   bool
+	tagName bool
+	nURLs   int
+}
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// hash returns the hash of a prefix and a token, ASCII lowercased.
+func hash(prefix byte, tok []byte) uint64 {
+	h := uint64(fnvOffset)
+	h = (h ^ uint64(prefix)) * fnvPrime
+	for _, c := range tok {
+		h = (h ^ uint64(lower(c))) * fnvPrime
+	}
+	return h
+}
+
+func hashString(prefix byte, tok string) uint64 {
+	h := uint64(fnvOffset)
+	h = (h ^ uint64(prefix)) * fnvPrime
+	for i := 0; i < len(tok); i++ {
+		h = (h ^ uint64(lower(tok[i]))) * fnvPrime
+	}
+	return h
+}
+
+func (t *tokenizer) str(prefix byte, tok string) { t.s.add(hashString(prefix, tok)) }
+
+// isWordByte: letters, digits and every byte of a UTF-8 sequence.
+func isWordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c >= 0x80
+}
+
+// words emits every word of text: runs of word bytes between minWordLen
+// and maxWordLen long; long numbers (order numbers, dates) are left out.
+func (t *tokenizer) words(prefix byte, text []byte) {
+	i := 0
+	for i < len(text) {
+		for i < len(text) && !isWordByte(text[i]) {
+			i++
+		}
+		j, digits := i, 0
+		for j < len(text) && isWordByte(text[j]) {
+			if text[j] >= '0' && text[j] <= '9' {
+				digits++
+			}
+			j++
+		}
+		if n := j - i; n >= minWordLen && n <= maxWordLen && !(digits == n && n > 4) {
+			t.s.add(hash(prefix, text[i:j]))
+		}
+		i = j
+	}
+}
+
+func (t *tokenizer) wordsString(prefix byte, text string) {
+	t.words(prefix, []byte(text))
+}
+
+// headers emits the tokens of the header fields that say something about
+// the content and the sending software; trace fields (Received and the
+// like) are left out, since they describe the path, not the message.
+func (t *tokenizer) headers(msg *scoring.Message) {
+	var subject, from, replyTo, mailer, ctype, cte string
+	var haveSubject, haveMIME bool
+	for _, h := range msg.Headers {
+		switch {
+		case h.Is("Subject"):
+			subject, haveSubject = h.Value, true
+		case h.Is("From"):
+			if from == "" {
+				from = h.Value
+			}
+		case h.Is("Reply-To"):
+			replyTo = h.Value
+		case h.Is("X-Mailer"), h.Is("User-Agent"):
+			mailer = h.Value
+		case h.Is("Content-Type"):
+			ctype = h.Value
+		case h.Is("Content-Transfer-Encoding"):
+			cte = h.Value
+		case h.Is("MIME-Version"):
+			haveMIME = true
+		}
+	}
+	if strings.Contains(subject, "=?") {
+		subject = scoring.DecodeHeader(subject)
+	}
+	t.wordsString(pSubject, subject)
+	if !haveSubject {
+		t.str(pShape, "no-subject")
+	}
+	if !haveMIME {
+		t.str(pShape, "no-mime-version")
+	}
+	name, domain := splitAddress(from)
+	if strings.Contains(name, "=?") {
+		name = scoring.DecodeHeader(name)
+	}
+	t.wordsString(pFromName, name)
+	if name == "" {
+		t.str(pFromName, "-")
+	}
+	t.domain(pFromDomain, domain)
+	if replyTo != "" {
+		_, rd := splitAddress(replyTo)
+		if strings.EqualFold(rd, domain) {
+			rd = "same"
+		}
+		t.str(pReplyTo, rd)
+	}
+	if mailer == "" {
+		t.str(pMailer, "-")
+	}
+	t.wordsString(pMailer, mailer)
+	t.contentType(ctype)
+	if cte != "" {
+		t.str(pEncoding, strings.TrimSpace(cte))
+	}
+}
+
+// splitAddress returns the display name and the domain of the first
+// address of an address header, cheaply and tolerantly: "Name <a@b>",
+// "a@b (Name)" or "a@b".
+func splitAddress(v string) (name, domain string) {
+	addr := v
+	if lt := strings.IndexByte(v, '<'); lt >= 0 {
+		name = v[:lt]
+		addr = v[lt+1:]
+		if gt := strings.IndexByte(addr, '>'); gt >= 0 {
+			addr = addr[:gt]
+		}
+	} else if lp := strings.IndexByte(v, '('); lp >= 0 {
+		addr, name = v[:lp], strings.TrimRight(v[lp+1:], ") \t\n")
+	}
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		domain = strings.TrimRight(strings.TrimSpace(addr[at+1:]), ">.,; \t\n")
+	}
+	return strings.Trim(name, "\" \t\n"), domain
+}
+
+// domain emits a domain and, when it differs, its registrable domain.
+func (t *tokenizer) domain(prefix byte, d string) {
+	if d == "" {
+		t.str(prefix, "-")
+		return
+	}
+	t.str(prefix, d)
+	if r, err := publicsuffix.EffectiveTLDPlusOne(strings.ToLower(d)); err == nil && len(r) != len(d) {
+		t.str(prefix, r)
+	}
+}
+
+// contentType emits the media type and the charset of a Content-Type
+// value, and reports whether the type is text (or absent).
+func (t *tokenizer) contentType(v string) bool {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return true
+	}
+	media, params, _ := strings.Cut(v, ";")
+	media = strings.TrimSpace(media)
+	t.str(pContentType, media)
+	if len(media) >= 10 && strings.EqualFold(media[:10], "multipart/") {
+		t.boundary(params)
+	}
+	if i := indexFold(params, "charset="); i >= 0 {
+		cs := params[i+len("charset="):]
+		if end := strings.IndexAny(cs, "; \t\n"); end >= 0 {
+			cs = cs[:end]
+		}
+		t.str(pCharset, strings.Trim(cs, `"'`))
+	}
+	return len(media) >= 5 && strings.EqualFold(media[:5], "text/") || strings.HasPrefix(strings.ToLower(media), "multipart/")
+}
+
+// indexFold is strings.Index for an ASCII lowercase needle, ignoring case
+// in s.
+func indexFold(s, needle string) int {
+	for i := 0; i+len(needle) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(needle)], needle) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Body scanning states: in the text of a part, in a part's header block,
+// in a part that is not text (skipped).
+const (
+	inText = iota
+	inPartHeader
+	inSkipped
+)
+
+// body emits the tokens of the body sample: the words of its text parts
+// (quoted-printable and base64 decoded, HTML tags taken out and their
+// names emitted), the MIME types of its parts and its links. It is a line
+// scanner, not a MIME parser: it follows boundaries ("--" lines) and part
+// headers, and never fails.
+func (t *tokenizer) body(msg *scoring.Message) {
+	body := msg.Body[:min(len(msg.Body), maxBodyScan)]
+	state := inText
+	qp := strings.EqualFold(strings.TrimSpace(msg.Get("Content-Transfer-Encoding")), "quoted-printable")
+	b64 := strings.EqualFold(strings.TrimSpace(msg.Get("Content-Transfer-Encoding")), "base64")
+	text := isTextType(msg.Get("Content-Type"))
+	if !text {
+		state = inSkipped
+	}
+	// The part header being read: its type and encoding.
+	partText, partQP, partB64 := true, false, false
+	t.s.b64 = t.s.b64[:0]
+	for line := range bytes.Lines(body) {
+		l := bytes.TrimRight(line, "\r\n")
+		if state != inPartHeader && t.isBoundary(l) {
+			t.flushBase64()
+			state, partText, partQP, partB64 = inPartHeader, true, false, false
+			continue
+		}
+		switch state {
+		case inPartHeader:
+			if len(bytes.TrimSpace(l)) == 0 {
+				state, qp, b64 = inText, partQP, partB64
+				if !partText {
+					state = inSkipped
+				}
+				continue
+			}
+			name, value, ok := bytes.Cut(l, []byte(":"))
+			if !ok {
+				continue
+			}
+			switch {
+			case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Type")):
+				partText = t.contentType(string(value))
+			case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Transfer-Encoding")):
+				enc := bytes.TrimSpace(value)
+				partQP = bytes.EqualFold(enc, []byte("quoted-printable"))
+				partB64 = bytes.EqualFold(enc, []byte("base64"))
+			}
+		case inText:
+			switch {
+			case b64:
+				t.s.b64 = append(t.s.b64, bytes.TrimSpace(l)...)
+			case qp:
+				t.text(t.decodeQP(l))
+			default:
+				t.text(l)
+			}
+		}
+	}
+	t.flushBase64()
+}
+
+// maxBoundaries bounds the multipart boundaries followed per message.
+const maxBoundaries = 4
+
+// isBoundary reports whether a line is "--" and one of the boundaries the
+// message's Content-Type fields declared.
+func (t *tokenizer) isBoundary(l []byte) bool {
+	if len(l) < 3 || l[0] != '-' || l[1] != '-' {
+		return false
+	}
+	for _, b := range t.s.bounds {
+		if len(l)-2 >= len(b) && string(l[2:2+len(b)]) == b {
+			return true
+		}
+	}
+	return false
+}
+
+// boundary remembers the boundary parameter of a multipart Content-Type.
+func (t *tokenizer) boundary(params string) {
+	i := indexFold(params, "boundary=")
+	if i < 0 || len(t.s.bounds) >= maxBoundaries {
+		return
+	}
+	b := params[i+len("boundary="):]
+	if strings.HasPrefix(b, `"`) {
+		b = b[1:]
+		if end := strings.IndexByte(b, '"'); end >= 0 {
+			b = b[:end]
+		}
+	} else if end := strings.IndexAny(b, "; \t\n"); end >= 0 {
+		b = b[:end]
+	}
+	if b != "" {
+		t.s.bounds = append(t.s.bounds, b)
+	}
+}
+
+func isTextType(v string) bool {
+	v = strings.ToLower(strings.TrimSpace(v))
+	return v == "" || strings.HasPrefix(v, "text/") || strings.HasPrefix(v, "multipart/")
+}
+
+// flushBase64 decodes the pending base64 text and tokenizes it.
+func (t *tokenizer) flushBase64() {
+	if len(t.s.b64) < 4 {
+		t.s.b64 = t.s.b64[:0]
+		return
+	}
+	n := len(t.s.b64) / 4 * 4
+	t.s.dec = slices.Grow(t.s.dec[:0], base64.StdEncoding.DecodedLen(n))[:base64.StdEncoding.DecodedLen(n)]
+	m, _ := base64.StdEncoding.Decode(t.s.dec, t.s.b64[:n])
+	t.s.b64 = t.s.b64[:0]
+	for line := range bytes.Lines(t.s.dec[:m]) {
+		t.text(line)
+	}
+}
+
+// decodeQP decodes a quoted-printable line into the scratch buffer (a
+// soft line break is dropped; a bad escape is kept as it is).
+func (t *tokenizer) decodeQP(l []byte) []byte {
+	out := t.s.line[:0]
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		if c == '=' {
+			if i+2 < len(l) && unhex(l[i+1]) >= 0 && unhex(l[i+2]) >= 0 {
+				out = append(out, byte(unhex(l[i+1])<<4|unhex(l[i+2])))
+				i += 2
+				continue
+			}
+			if i == len(l)-1 { // soft line break
+				break
+			}
+		}
+		out = append(out, c)
+	}
+	t.s.line = out
+	return out
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+// text tokenizes one line of decoded text: its links, the names of its
+// HTML tags and the words outside the tags.
+func (t *tokenizer) text(l []byte) {
+	t.links(l)
+	start := 0
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		switch {
+		case t.inTag:
+			if t.tagName {
+				if isWordByte(c) || c == '/' && i == start {
+					continue
+				}
+				t.tag(l[start:i])
+				t.tagName = false
+			}
+			if c == '>' {
+				t.inTag = false
+				start = i + 1
+			}
+		case c == '<' && i+1 < len(l) && (l[i+1] == '/' || l[i+1] == '!' || 'a' <= lower(l[i+1]) && lower(l[i+1]) <= 'z'):
+			t.words(pWord, l[start:i])
+			t.inTag, t.tagName = true, true
+			start = i + 1
+		}
+	}
+	switch {
+	case !t.inTag:
+		t.words(pWord, l[start:])
+	case t.tagName:
+		t.tag(l[start:])
+		t.tagName = false
+	}
+}
+
+// tag emits an HTML tag name ("/a" for the end tag of "a").
+func (t *tokenizer) tag(name []byte) {
+	if len(name) > 0 && len(name) <= 12 {
+		t.s.add(hash(pTag, name))
+	}
+}
+
+// links emits the host, registrable domain and first path segment of
+// every http(s) link in a line.
+func (t *tokenizer) links(l []byte) {
+	for t.nURLs < maxURLs {
+		j := bytes.Index(l, []byte("://"))
+		if j < 0 {
+			return
+		}
+		scheme := j >= 4 && bytes.EqualFold(l[j-4:j], []byte("http")) || j >= 5 && bytes.EqualFold(l[j-5:j], []byte("https"))
+		l = l[j+3:]
+		if !scheme {
+			continue
+		}
+		end := 0
+		for end < len(l) && !bytes.ContainsRune([]byte("/?#\"'<> \t\r\n)]\\"), rune(l[end])) {
+			end++
+		}
+		auth := l[:end]
+		l = l[end:]
+		if len(auth) == 0 || len(auth) > 255 {
+			continue
+		}
+		t.nURLs++
+		if at := bytes.LastIndexByte(auth, '@'); at >= 0 {
+			t.str(pURLKind, "userinfo")
+			auth = auth[at+1:]
+		}
+		if c := bytes.LastIndexByte(auth, ':'); c >= 0 && bytes.IndexByte(auth, ']') < c {
+			t.str(pURLKind, "port")
+			auth = auth[:c]
+		}
+		auth = bytes.TrimSuffix(auth, []byte("."))
+		if isIPLiteral(auth) {
+			t.str(pURLKind, "ip")
+		} else {
+			t.s.add(hash(pURLHost, auth))
+			t.domain(pURLDomain, string(auth))
+		}
+		if len(l) > 1 && l[0] == '/' {
+			p := l[1:]
+			seg := 0
+			for seg < len(p) && seg <= maxWordLen && isWordByte(p[seg]) || seg < len(p) && (p[seg] == '-' || p[seg] == '_' || p[seg] == '.') {
+				seg++
+			}
+			if seg > 0 && seg <= maxWordLen {
+				t.s.add(hash(pURLPath, p[:seg]))
+			}
+		}
+	}
+}
+
+// isIPLiteral reports whether a host is an IPv4 address or an IPv6
+// literal in brackets.
+func isIPLiteral(h []byte) bool {
+	if len(h) > 0 && h[0] == '[' {
+		return true
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c == '.') {
+			return false
+		}
+	}
+	return len(h) > 0
+}
