@@ -65,8 +65,8 @@ type scratch struct {
 
 	line   []byte   // a decoded line
 	bounds []string // the multipart boundaries declared so far
-	b64  []byte // pending base64 text
-	dec  []byte // decoded base64
+	b64    []byte   // pending base64 text
+	dec    []byte   // decoded base64
 }
 
 func newScratch(buckets int) *scratch {
@@ -80,6 +80,7 @@ func (s *scratch) reset() {
 	}
 	s.set = s.set[:0]
 	s.bounds = s.bounds[:0]
+	s.line = s.line[:0]
 }
 
 // bucket maps a token hash to its feature bucket.
@@ -325,6 +326,7 @@ func (t *tokenizer) body(msg *scoring.Message) {
 		l := bytes.TrimRight(line, "\r\n")
 		if state != inPartHeader && t.isBoundary(l) {
 			t.flushBase64()
+			t.flushLine()
 			state, partText, partQP, partB64 = inPartHeader, true, false, false
 			continue
 		}
@@ -354,13 +356,16 @@ func (t *tokenizer) body(msg *scoring.Message) {
 			case b64:
 				t.s.b64 = append(t.s.b64, bytes.TrimSpace(l)...)
 			case qp:
-				t.text(t.decodeQP(l))
+				if !t.decodeQP(l) || len(t.s.line) > maxPendingLine {
+					t.flushLine()
+				}
 			default:
 				t.text(l)
 			}
 		}
 	}
 	t.flushBase64()
+	t.flushLine()
 }
 
 // maxBoundaries bounds the multipart boundaries followed per message.
@@ -420,10 +425,11 @@ func (t *tokenizer) flushBase64() {
 	}
 }
 
-// decodeQP decodes a quoted-printable line into the scratch buffer (a
-// soft line break is dropped; a bad escape is kept as it is).
-func (t *tokenizer) decodeQP(l []byte) []byte {
-	out := t.s.line[:0]
+// decodeQP appends a quoted-printable line, decoded, to the pending
+// line and reports whether it ended in a soft line break (the text goes
+// on in the next line). A bad escape is kept as it is.
+func (t *tokenizer) decodeQP(l []byte) (soft bool) {
+	out := t.s.line
 	for i := 0; i < len(l); i++ {
 		c := l[i]
 		if c == '=' {
@@ -432,14 +438,26 @@ func (t *tokenizer) decodeQP(l []byte) []byte {
 				i += 2
 				continue
 			}
-			if i == len(l)-1 { // soft line break
-				break
+			if len(bytes.TrimRight(l[i+1:], " \t")) == 0 {
+				t.s.line = out
+				return true
 			}
 		}
 		out = append(out, c)
 	}
 	t.s.line = out
-	return out
+	return false
+}
+
+// maxPendingLine bounds a quoted-printable line joined over soft breaks.
+const maxPendingLine = 4 << 10
+
+// flushLine tokenizes the pending quoted-printable line.
+func (t *tokenizer) flushLine() {
+	if len(t.s.line) > 0 {
+		t.text(t.s.line)
+		t.s.line = t.s.line[:0]
+	}
 }
 
 func unhex(c byte) int {
