@@ -32,6 +32,20 @@ type RulesConfig struct {
 	// directory (the application adds the directory's own): lookalikes of
 	// them are scored.
 	CustomerDomains []string `yaml:"customer_domains"`
+	// Classifier is the provider's own content classifier (rule
+	// CONTENT_CLASSIFIER); nil: none.
+	Classifier *ClassifierConfig `yaml:"classifier"`
+}
+
+// ClassifierConfig loads a model trained with `abusescan learn`.
+type ClassifierConfig struct {
+	// Model is the model file; a model that does not load is a config
+	// error. A reload (SIGHUP) reads it again.
+	Model string `yaml:"model"`
+	// HoldProbability is the spam probability at or above which
+	// CONTENT_CLASSIFIER fires; 0 means the one the model suggests
+	// (0.9 unless trained with another --hold-probability).
+	HoldProbability float64 `yaml:"hold_probability"`
 }
 
 // DNSConfig tunes the resolver rules use.
@@ -99,6 +113,14 @@ func (c *Config) validateRules(e *errorList) {
 		}
 	}
 	c.validateActions(e, known)
+	if cl := c.Rules.Classifier; cl != nil {
+		if strings.TrimSpace(cl.Model) == "" {
+			e.add("rules.classifier.model", "must name the model file (abusescan learn -o FILE)")
+		}
+		if p := cl.HoldProbability; p != 0 && !(p > 0 && p < 1) {
+			e.add("rules.classifier.hold_probability", "must be between 0 and 1 (exclusive), got %v", p)
+		}
+	}
 	e.duration("dns.budget", c.DNS.Budget)
 	e.duration("dns.positive_ttl", c.DNS.PositiveTTL)
 	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)
