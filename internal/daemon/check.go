@@ -48,6 +48,10 @@ func Check(cfg *config.Config) error {
 			r.Close()
 		}
 	}
+	if _, err := Classifier(cfg); err != nil {
+		path, msg := splitPath(err.Error(), "rules.classifier.model")
+		add(path, "%s", msg)
+	}
 	if dirOK && limiterOK && len(problems) == 0 {
 		// The rule settings: the engine the daemon would serve with, over
 		// the directory and an in-memory store (the Redis one is checked
