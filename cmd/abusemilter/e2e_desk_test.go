@@ -24,6 +24,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
 var (
@@ -116,9 +117,32 @@ desk:
     accounts: [alice]
     feedback_id: "{account}:e2e-hosting"
     key_file: %s
+  training:
+    released_dir: %s
+    purged_dir: %s
+    copy_command: %s
 notify:
   audit_log: %s
 `
+
+// trainingCopy checks the desk's training copy of a released or purged
+// message: one file named for its queue id in folder, a message with its
+// Subject and body and without postcat's framing.
+func trainingCopy(t *testing.T, folder, qid, subject, body string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(folder, "*-"+qid+".eml"))
+	if len(files) != 1 {
+		t.Fatalf("training copies of %s in %s: %q, want one", qid, folder, files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := scoring.ParseBytes(data, 1<<20)
+	if err != nil || m.Get("Subject") != subject || !strings.Contains(string(m.Body), body) || strings.Contains(string(data), "*** ") {
+		t.Errorf("training copy %s (%v): Subject %q, body %q, want %q, %q, no postcat framing:\n%s", files[0], err, m.Get("Subject"), m.Body, subject, body, data)
+	}
+}
 
 // TestEndToEndPostfixHold drives the abuse desk's loop through a real
 // Postfix: a message the milter holds gets 250, lands on Postfix's hold
@@ -151,8 +175,17 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := filepath.Join(dir, "audit.jsonl")
+	// The training copies: postcat of this Postfix instance.
+	releasedDir, purgedDir := filepath.Join(dir, "released"), filepath.Join(dir, "purged")
+	for _, d := range []string{releasedDir, purgedDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	postcat, _ := json.Marshal([]string{filepath.Join(filepath.Dir(pf.Postsuper()[0]), "postcat"), "-c", pf.ConfigDir, "-bh", "-q", "{queue_id}"})
 	cfgPath := writeConfig(t, dir, fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
-		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile, audit))
+		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile,
+		releasedDir, purgedDir, string(postcat), audit))
 	p := startDaemon(t, "--config", cfgPath)
 	p.waitLog(t, "abusemilter ready", 0)
 
@@ -262,6 +295,10 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		arrives(t, "hold-lock-1")
 		release(t, "purge", qid2)
 		gone(t, qid2)
+		// Each decision's folder got the message as queued (postcat -bh),
+		// as a file that abusescan learn reads.
+		trainingCopy(t, releasedDir, qid, "hold-lock-1", "first")
+		trainingCopy(t, purgedDir, qid2, "hold-lock-2", "second")
 
 		// Releasing again says the message is no longer held.
 		again := abusectl(t, cfgPath, nil, "release", qid)
