@@ -13,9 +13,10 @@ import (
 
 // corpusMessage is one message of the real-mail corpus.
 type corpusMessage struct {
-	name string // file name, e.g. 00001.7c53336b37003a9286aba55d2945844c.eml
-	spam bool   // from spam/ (else ham/ or hard-ham/)
-	msg  *scoring.Message
+	name  string // file name, e.g. 00001.7c53336b37003a9286aba55d2945844c.eml
+	class string // ham, hard-ham or spam
+	spam  bool   // from spam/
+	msg   *scoring.Message
 }
 
 // The body sample the daemon keeps by default (message.body_sample).
@@ -48,7 +49,7 @@ func loadCorpus(t testing.TB) []corpusMessage {
 			if err != nil {
 				t.Fatalf("%s: %v", p, err)
 			}
-			out = append(out, corpusMessage{name: filepath.Base(p), spam: class == "spam", msg: m})
+			out = append(out, corpusMessage{name: filepath.Base(p), class: class, spam: class == "spam", msg: m})
 		}
 	}
 	if len(out) == 0 {
@@ -92,13 +93,19 @@ func trainOnHalf(t testing.TB, msgs []corpusMessage) (*Model, []corpusMessage) {
 func TestCorpusHeldOut(t *testing.T) {
 	m, test := trainOnHalf(t, loadCorpus(t))
 	var e Evaluation
+	flagged, total := map[string]int{}, map[string]int{}
 	for _, cm := range test {
 		p := m.SpamProbability(cm.msg)
 		e.count(cm.spam, p >= DefaultHoldProbability)
-		if !cm.spam && p >= DefaultHoldProbability {
-			t.Logf("ham %s flagged: p=%.3f subject %q", cm.name, p, cm.msg.Get("Subject"))
+		total[cm.class]++
+		if p >= DefaultHoldProbability {
+			flagged[cm.class]++
+			if !cm.spam {
+				t.Logf("%s %s flagged: p=%.3f subject %q", cm.class, cm.name, p, cm.msg.Get("Subject"))
+			}
 		}
 	}
+	t.Logf("held-out messages %v, flagged %v", total, flagged)
 	t.Logf("trained on %d ham, %d spam (training set: %v)", m.Summary().Ham, m.Summary().Spam, m.Summary().Training)
 	t.Logf("held-out half at p >= %v: %v", DefaultHoldProbability, e)
 	if e.HamRate() > 0.005 {
