@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +16,7 @@ import (
 	"github.com/abusemilter/abusemilter/classifier"
 	"github.com/abusemilter/abusemilter/internal/atomicfile"
 	"github.com/abusemilter/abusemilter/internal/cli"
+	"github.com/abusemilter/abusemilter/internal/complaint"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/mailbox"
 	"github.com/abusemilter/abusemilter/scoring"
@@ -31,8 +34,11 @@ purged_dir and every one it releases into released_dir, so that
   abusescan learn --spam /var/lib/abusemilter/training/purged \
                   --ham /var/lib/abusemilter/training/released -o MODEL
 
-closes the loop; complaint samples (abuse reports about the provider's
-customers) can be added with more --spam. The model is a logistic
+closes the loop. Complaint samples (abuse reports about the provider's
+customers) are spam samples too: give their folder with another --spam; a
+feedback report or DSN that carries the original message whole
+(multipart/report with a message/rfc822 part) is learnt as that original,
+not as the report around it. The model is a logistic
 regression over hashed tokens of the headers, text and links; the same
 inputs give the same model file (the training date comes from
 $SOURCE_DATE_EPOCH when set). The summary printed gives the training-set
@@ -149,7 +155,11 @@ func addInput(ctx context.Context, tr *classifier.Trainer, input string, spam bo
 		if e.Message == nil {
 			continue
 		}
-		msg, err := scoring.ParseBytes(e.Message.Data, bodyCap)
+		data := e.Message.Data
+		if spam {
+			data = reportedOriginal(data)
+		}
+		msg, err := scoring.ParseBytes(data, bodyCap)
 		if err != nil {
 			fmt.Fprintf(stderr, "abusescan learn: warning: %s: %v\n", e.Message.Where(), err)
 			continue
@@ -164,6 +174,22 @@ func addInput(ctx context.Context, tr *classifier.Trainer, input string, spam bo
 		return 0, errNoMessages
 	}
 	return n, nil
+}
+
+// reportedOriginal returns the original a complaint carries whole (an ARF
+// feedback report or a DSN with the message attached as message/rfc822),
+// else data itself: complaint samples are spam samples, but what was sent
+// is the original, not the report around it.
+func reportedOriginal(data []byte) []byte {
+	msg, err := scoring.ParseBytes(data, 0)
+	if err != nil || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(msg.Get("Content-Type"))), "multipart/report") {
+		return data
+	}
+	r, err := complaint.Parse(bytes.NewReader(data), "")
+	if err != nil || len(r.OriginalMessage) == 0 {
+		return data
+	}
+	return r.OriginalMessage
 }
 
 // trainingDate is today, or $SOURCE_DATE_EPOCH (seconds since 1970) when

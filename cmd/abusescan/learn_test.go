@@ -84,3 +84,20 @@ func TestLearnErrors(t *testing.T) {
 		t.Error("a failed run wrote the model")
 	}
 }
+
+// TestLearnUnwrapsComplaints: an ARF report given as --spam is learnt as
+// the original it carries, not as the report around it.
+func TestLearnUnwrapsComplaints(t *testing.T) {
+	arf, err := os.ReadFile("../../testdata/complaints/arf-provider.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reportedOriginal(arf); bytes.Equal(got, arf) || !bytes.Contains(got, []byte("Message-ID: <newsletter-2026-11-27.0042@example.com>")) ||
+		bytes.Contains(got, []byte("feedback-report")) {
+		t.Errorf("the original taken from the report:\n%s", got)
+	}
+	plain := []byte("From: a@example.com\nSubject: hi\n\nhello\n")
+	if got := reportedOriginal(plain); !bytes.Equal(got, plain) {
+		t.Errorf("a plain message changed: %q", got)
+	}
+}
