@@ -110,19 +110,34 @@ const (
 	fnvPrime  = 1099511628211
 )
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
+// lowerTable maps every byte to itself with ASCII letters lowercased;
+// wordTable tells word bytes (see isWordByte): 2 for a digit, 1 for the
+// others. Lookups are the tokenizer's inner loop.
+var lowerTable, wordTable = func() (l, w [256]byte) {
+	for i := range 256 {
+		c := byte(i)
+		l[i] = c
+		if 'A' <= c && c <= 'Z' {
+			l[i] = c + 'a' - 'A'
+		}
+		switch {
+		case '0' <= c && c <= '9':
+			w[i] = 2
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c >= 0x80:
+			w[i] = 1
+		}
 	}
-	return c
-}
+	return l, w
+}()
+
+func lower(c byte) byte { return lowerTable[c] }
 
 // hash returns the hash of a prefix and a token, ASCII lowercased.
 func hash(prefix byte, tok []byte) uint64 {
 	h := uint64(fnvOffset)
 	h = (h ^ uint64(prefix)) * fnvPrime
 	for _, c := range tok {
-		h = (h ^ uint64(lower(c))) * fnvPrime
+		h = (h ^ uint64(lowerTable[c])) * fnvPrime
 	}
 	return h
 }
@@ -139,27 +154,32 @@ func hashString(prefix byte, tok string) uint64 {
 func (t *tokenizer) str(prefix byte, tok string) { t.s.add(hashString(prefix, tok)) }
 
 // isWordByte: letters, digits and every byte of a UTF-8 sequence.
-func isWordByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c >= 0x80
-}
+func isWordByte(c byte) bool { return wordTable[c] != 0 }
 
 // words emits every word of text: runs of word bytes between minWordLen
 // and maxWordLen long; long numbers (order numbers, dates) are left out.
 func (t *tokenizer) words(prefix byte, text []byte) {
+	start := (uint64(fnvOffset) ^ uint64(prefix)) * fnvPrime
 	i := 0
 	for i < len(text) {
-		for i < len(text) && !isWordByte(text[i]) {
+		for i < len(text) && wordTable[text[i]] == 0 {
 			i++
 		}
-		j, digits := i, 0
-		for j < len(text) && isWordByte(text[j]) {
-			if text[j] >= '0' && text[j] <= '9' {
-				digits++
+		// One pass finds the word, counts its digits and hashes it (as
+		// hash does).
+		j, digits, h := i, 0, start
+		for j < len(text) {
+			c := text[j]
+			k := wordTable[c]
+			if k == 0 {
+				break
 			}
+			digits += int(k >> 1)
+			h = (h ^ uint64(lowerTable[c])) * fnvPrime
 			j++
 		}
 		if n := j - i; n >= minWordLen && n <= maxWordLen && !(digits == n && n > 4) {
-			t.s.add(hash(prefix, text[i:j]))
+			t.s.add(h)
 		}
 		i = j
 	}
@@ -323,7 +343,7 @@ func (t *tokenizer) body(msg *scoring.Message) {
 	partText, partQP, partB64 := true, false, false
 	t.s.b64 = t.s.b64[:0]
 	for line := range bytes.Lines(body) {
-		l := bytes.TrimRight(line, "\r\n")
+		l := trimEOL(line)
 		if state != inPartHeader && t.isBoundary(l) {
 			t.flushBase64()
 			t.flushLine()
@@ -366,6 +386,14 @@ func (t *tokenizer) body(msg *scoring.Message) {
 	}
 	t.flushBase64()
 	t.flushLine()
+}
+
+// trimEOL removes a line's LF and CRs before it.
+func trimEOL(l []byte) []byte {
+	for len(l) > 0 && (l[len(l)-1] == '\n' || l[len(l)-1] == '\r') {
+		l = l[:len(l)-1]
+	}
+	return l
 }
 
 // maxBoundaries bounds the multipart boundaries followed per message.
@@ -473,37 +501,56 @@ func unhex(c byte) int {
 }
 
 // text tokenizes one line of decoded text: its links, the names of its
-// HTML tags and the words outside the tags.
+// HTML tags and the words outside the tags. A tag may go on over line
+// ends.
 func (t *tokenizer) text(l []byte) {
 	t.links(l)
-	start := 0
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		switch {
-		case t.inTag:
-			if t.tagName {
-				if isWordByte(c) || c == '/' && i == start {
-					continue
-				}
-				t.tag(l[start:i])
-				t.tagName = false
+	for len(l) > 0 {
+		if !t.inTag {
+			lt := tagStart(l)
+			if lt < 0 {
+				t.words(pWord, l)
+				return
 			}
-			if c == '>' {
-				t.inTag = false
-				start = i + 1
-			}
-		case c == '<' && i+1 < len(l) && (l[i+1] == '/' || l[i+1] == '!' || 'a' <= lower(l[i+1]) && lower(l[i+1]) <= 'z'):
-			t.words(pWord, l[start:i])
+			t.words(pWord, l[:lt])
 			t.inTag, t.tagName = true, true
-			start = i + 1
+			l = l[lt+1:]
+			continue
 		}
+		if t.tagName {
+			n := 0
+			for n < len(l) && (wordTable[l[n]] != 0 || n == 0 && l[n] == '/') {
+				n++
+			}
+			t.tag(l[:n])
+			t.tagName = false
+			l = l[n:]
+		}
+		gt := bytes.IndexByte(l, '>')
+		if gt < 0 {
+			return
+		}
+		t.inTag = false
+		l = l[gt+1:]
 	}
-	switch {
-	case !t.inTag:
-		t.words(pWord, l[start:])
-	case t.tagName:
-		t.tag(l[start:])
-		t.tagName = false
+}
+
+// tagStart returns the index of the first '<' in l that starts an HTML
+// tag (followed by a letter, '/' or '!'), or -1.
+func tagStart(l []byte) int {
+	off := 0
+	for {
+		i := bytes.IndexByte(l[off:], '<')
+		if i < 0 {
+			return -1
+		}
+		i += off
+		if i+1 < len(l) {
+			if c := lowerTable[l[i+1]]; c == '/' || c == '!' || 'a' <= c && c <= 'z' {
+				return i
+			}
+		}
+		off = i + 1
 	}
 }
 
@@ -528,7 +575,7 @@ func (t *tokenizer) links(l []byte) {
 			continue
 		}
 		end := 0
-		for end < len(l) && !bytes.ContainsRune([]byte("/?#\"'<> \t\r\n)]\\"), rune(l[end])) {
+		for end < len(l) && hostEnd[l[end]] == 0 {
 			end++
 		}
 		auth := l[:end]
@@ -564,6 +611,14 @@ func (t *tokenizer) links(l []byte) {
 		}
 	}
 }
+
+// hostEnd marks the bytes that end a link's authority part.
+var hostEnd = func() (t [256]byte) {
+	for _, c := range []byte("/?#\"'<> \t\r\n)]\\") {
+		t[c] = 1
+	}
+	return t
+}()
 
 // isIPLiteral reports whether a host is an IPv4 address or an IPv6
 // literal in brackets.
