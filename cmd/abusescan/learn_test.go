@@ -101,3 +101,34 @@ func TestLearnUnwrapsComplaints(t *testing.T) {
 		t.Errorf("a plain message changed: %q", got)
 	}
 }
+
+// TestScanWithLearntModel: a scan loads rules.classifier.model as the
+// daemon does; the model learnt from the folders holds their spam.
+func TestScanWithLearntModel(t *testing.T) {
+	spam, ham := writeMessages(t, true, 12), writeMessages(t, false, 15)
+	dir := t.TempDir()
+	model := filepath.Join(dir, "classifier.model")
+	if o := execute(t, scanInputs, "learn", "--spam", spam, "--ham", ham, "-o", model, "--bucket-bits", "12"); o.code != exitOK {
+		t.Fatalf("learn: exit %d\n%s", o.code, o.stderr)
+	}
+	cfg := filepath.Join(dir, "abusemilter.yaml")
+	if err := os.WriteFile(cfg, []byte("rules:\n  classifier:\n    model: "+model+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scan := func(input string) outcome {
+		return execute(t, scanInputs, "--config", cfg, "--account-from-sender", "--format", "json", "--no-progress", "-j", "1", input)
+	}
+	o := scan(spam)
+	if o.code != exitOK || strings.Count(o.stdout, `"rule":"CONTENT_CLASSIFIER"`) < 12 || !strings.Contains(o.stdout, `"verdict":"hold"`) {
+		t.Errorf("spam folder: exit %d, want 0 (hold is below --fail-on reject) and every message held by CONTENT_CLASSIFIER:\n%s%s", o.code, o.stdout, o.stderr)
+	}
+	if o := scan(ham); o.code != exitOK || strings.Contains(o.stdout, "CONTENT_CLASSIFIER") {
+		t.Errorf("ham folder: exit %d, CONTENT_CLASSIFIER found:\n%s", o.code, o.stdout)
+	}
+	if err := os.WriteFile(model, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o := scan(spam); o.code != exitUsage || !strings.Contains(o.stderr, "model "+model+": bad magic") {
+		t.Errorf("a broken model: exit %d, stderr %q; want 2 naming the file", o.code, o.stderr)
+	}
+}
