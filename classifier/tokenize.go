@@ -48,12 +48,13 @@ const (
 
 // features fills s.set with the feature buckets of msg's tokens, each
 // once. It hashes bytes where they lie and keeps its state in s, so that
-// it does not allocate per token.
+// it does not allocate per token. The headers come first: they set what
+// the body is.
 func features(msg *scoring.Message, s *scratch) {
 	s.reset()
 	t := tokenizer{s: s}
 	t.headers(msg)
-	t.body(msg)
+	t.body(msg.Body)
 }
 
 // scratch is the reusable memory of one tokenization: the set of buckets
@@ -102,6 +103,9 @@ type tokenizer struct {
 	inTag   bool
 	tagName bool
 	nURLs   int
+	// The message's own Content-Type and -Transfer-Encoding (headers sets
+	// them for body): text to read, quoted-printable, base64.
+	topText, topQP, topB64 bool
 }
 
 // FNV-1a, 64 bits.
@@ -130,35 +134,23 @@ var lowerTable, wordTable = func() (l, w [256]byte) {
 	return l, w
 }()
 
-func lower(c byte) byte { return lowerTable[c] }
-
-// hash returns the hash of a prefix and a token, ASCII lowercased.
-func hash(prefix byte, tok []byte) uint64 {
-	h := uint64(fnvOffset)
-	h = (h ^ uint64(prefix)) * fnvPrime
-	for _, c := range tok {
-		h = (h ^ uint64(lowerTable[c])) * fnvPrime
-	}
-	return h
-}
-
-func hashString(prefix byte, tok string) uint64 {
-	h := uint64(fnvOffset)
-	h = (h ^ uint64(prefix)) * fnvPrime
+// hash returns the FNV-1a hash of a prefix and a token, ASCII lowercased.
+func hash[T string | []byte](prefix byte, tok T) uint64 {
+	h := (uint64(fnvOffset) ^ uint64(prefix)) * fnvPrime
 	for i := 0; i < len(tok); i++ {
-		h = (h ^ uint64(lower(tok[i]))) * fnvPrime
+		h = (h ^ uint64(lowerTable[tok[i]])) * fnvPrime
 	}
 	return h
 }
 
-func (t *tokenizer) str(prefix byte, tok string) { t.s.add(hashString(prefix, tok)) }
+func (t *tokenizer) str(prefix byte, tok string) { t.s.add(hash(prefix, tok)) }
 
 // isWordByte: letters, digits and every byte of a UTF-8 sequence.
 func isWordByte(c byte) bool { return wordTable[c] != 0 }
 
 // words emits every word of text: runs of word bytes between minWordLen
 // and maxWordLen long; long numbers (order numbers, dates) are left out.
-func (t *tokenizer) words(prefix byte, text []byte) {
+func words[T string | []byte](t *tokenizer, prefix byte, text T) {
 	start := (uint64(fnvOffset) ^ uint64(prefix)) * fnvPrime
 	i := 0
 	for i < len(text) {
@@ -183,10 +175,6 @@ func (t *tokenizer) words(prefix byte, text []byte) {
 		}
 		i = j
 	}
-}
-
-func (t *tokenizer) wordsString(prefix byte, text string) {
-	t.words(prefix, []byte(text))
 }
 
 // headers emits the tokens of the header fields that say something about
@@ -218,7 +206,7 @@ func (t *tokenizer) headers(msg *scoring.Message) {
 	if strings.Contains(subject, "=?") {
 		subject = scoring.DecodeHeader(subject)
 	}
-	t.wordsString(pSubject, subject)
+	words(t, pSubject, subject)
 	if !haveSubject {
 		t.str(pShape, "no-subject")
 	}
@@ -229,7 +217,7 @@ func (t *tokenizer) headers(msg *scoring.Message) {
 	if strings.Contains(name, "=?") {
 		name = scoring.DecodeHeader(name)
 	}
-	t.wordsString(pFromName, name)
+	words(t, pFromName, name)
 	if name == "" {
 		t.str(pFromName, "-")
 	}
@@ -244,11 +232,13 @@ func (t *tokenizer) headers(msg *scoring.Message) {
 	if mailer == "" {
 		t.str(pMailer, "-")
 	}
-	t.wordsString(pMailer, mailer)
-	t.contentType(ctype)
+	words(t, pMailer, mailer)
+	t.topText = t.contentType(ctype)
+	cte = strings.TrimSpace(cte)
 	if cte != "" {
-		t.str(pEncoding, strings.TrimSpace(cte))
+		t.str(pEncoding, cte)
 	}
+	t.topQP, t.topB64 = strings.EqualFold(cte, "quoted-printable"), strings.EqualFold(cte, "base64")
 }
 
 // splitAddress returns the display name and the domain of the first
@@ -284,7 +274,8 @@ func (t *tokenizer) domain(prefix byte, d string) {
 }
 
 // contentType emits the media type and the charset of a Content-Type
-// value, and reports whether the type is text (or absent).
+// value, remembers a multipart boundary, and reports whether the entity
+// holds text to read: a text or multipart type, or none (text/plain).
 func (t *tokenizer) contentType(v string) bool {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -293,7 +284,8 @@ func (t *tokenizer) contentType(v string) bool {
 	media, params, _ := strings.Cut(v, ";")
 	media = strings.TrimSpace(media)
 	t.str(pContentType, media)
-	if len(media) >= 10 && strings.EqualFold(media[:10], "multipart/") {
+	multipart := len(media) >= 10 && strings.EqualFold(media[:10], "multipart/")
+	if multipart {
 		t.boundary(params)
 	}
 	if i := indexFold(params, "charset="); i >= 0 {
@@ -303,7 +295,7 @@ func (t *tokenizer) contentType(v string) bool {
 		}
 		t.str(pCharset, strings.Trim(cs, `"'`))
 	}
-	return len(media) >= 5 && strings.EqualFold(media[:5], "text/") || strings.HasPrefix(strings.ToLower(media), "multipart/")
+	return multipart || len(media) >= 5 && strings.EqualFold(media[:5], "text/")
 }
 
 // indexFold is strings.Index for an ASCII lowercase needle, ignoring case
@@ -330,13 +322,10 @@ const (
 // names emitted), the MIME types of its parts and its links. It is a line
 // scanner, not a MIME parser: it follows boundaries ("--" lines) and part
 // headers, and never fails.
-func (t *tokenizer) body(msg *scoring.Message) {
-	body := msg.Body[:min(len(msg.Body), maxBodyScan)]
-	state := inText
-	qp := strings.EqualFold(strings.TrimSpace(msg.Get("Content-Transfer-Encoding")), "quoted-printable")
-	b64 := strings.EqualFold(strings.TrimSpace(msg.Get("Content-Transfer-Encoding")), "base64")
-	text := isTextType(msg.Get("Content-Type"))
-	if !text {
+func (t *tokenizer) body(body []byte) {
+	body = body[:min(len(body), maxBodyScan)]
+	state, qp, b64 := inText, t.topQP, t.topB64
+	if !t.topText {
 		state = inSkipped
 	}
 	// The part header being read: its type and encoding.
@@ -433,11 +422,6 @@ func (t *tokenizer) boundary(params string) {
 	}
 }
 
-func isTextType(v string) bool {
-	v = strings.ToLower(strings.TrimSpace(v))
-	return v == "" || strings.HasPrefix(v, "text/") || strings.HasPrefix(v, "multipart/")
-}
-
 // flushBase64 decodes the pending base64 text and tokenizes it.
 func (t *tokenizer) flushBase64() {
 	if len(t.s.b64) < 4 {
@@ -509,10 +493,10 @@ func (t *tokenizer) text(l []byte) {
 		if !t.inTag {
 			lt := tagStart(l)
 			if lt < 0 {
-				t.words(pWord, l)
+				words(t, pWord, l)
 				return
 			}
-			t.words(pWord, l[:lt])
+			words(t, pWord, l[:lt])
 			t.inTag, t.tagName = true, true
 			l = l[lt+1:]
 			continue

@@ -11,7 +11,7 @@ func tokenSet(t *testing.T, raw string) func(prefix byte, tok string) bool {
 	features(parse(t, raw), s)
 	set := slices.Clone(s.set)
 	return func(prefix byte, tok string) bool {
-		return slices.Contains(set, s.bucket(hashString(prefix, tok)))
+		return slices.Contains(set, s.bucket(hash(prefix, tok)))
 	}
 }
 
