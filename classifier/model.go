@@ -3,8 +3,11 @@
 // and the sending software, the words of the text and de-tagged HTML parts,
 // the hosts, registrable domains and paths of links, each prefixed by where
 // it came from), feature hashing into a fixed number of buckets, an
-// L2-regularised logistic regression over the binary hashed features,
-// trained by deterministic stochastic gradient descent, and the model file.
+// L2-regularised logistic regression over the hashed features, trained by
+// deterministic stochastic gradient descent, and the model file. A
+// message's features are binary and scaled by 1/sqrt(n), n the number of
+// its distinct features, so that a long message does not count more than
+// a short one: p = 1/(1+exp(-(bias + Σ w_f / sqrt(n)))).
 //
 // The model file is little-endian binary:
 //
@@ -157,10 +160,11 @@ func (m *Model) SpamProbability(msg *scoring.Message) float64 {
 // probability is the logistic function of the bias and the weights of a
 // feature set.
 func (m *Model) probability(set []uint32) float64 {
-	z := m.summary.Bias
+	z := 0.0
 	for _, b := range set {
 		z += float64(m.weights[b])
 	}
+	z = m.summary.Bias + featureScale(len(set))*z
 	return 1 / (1 + math.Exp(-z))
 }
 

@@ -66,6 +66,7 @@ type scratch struct {
 
 	line   []byte   // a decoded line
 	bounds []string // the multipart boundaries declared so far
+	ct     []byte   // a MIME part's Content-Type, folded lines joined
 	b64    []byte   // pending base64 text
 	dec    []byte   // decoded base64
 }
@@ -328,8 +329,15 @@ func (t *tokenizer) body(body []byte) {
 	if !t.topText {
 		state = inSkipped
 	}
-	// The part header being read: its type and encoding.
-	partText, partQP, partB64 := true, false, false
+	// The part header being read: its Content-Type (folded lines joined),
+	// whether it is text, its encoding.
+	partText, partQP, partB64, inCT := true, false, false, false
+	endPartHeader := func() {
+		if inCT {
+			partText = t.contentType(string(t.s.ct))
+			inCT = false
+		}
+	}
 	t.s.b64 = t.s.b64[:0]
 	for line := range bytes.Lines(body) {
 		l := trimEOL(line)
@@ -342,19 +350,27 @@ func (t *tokenizer) body(body []byte) {
 		switch state {
 		case inPartHeader:
 			if len(bytes.TrimSpace(l)) == 0 {
+				endPartHeader()
 				state, qp, b64 = inText, partQP, partB64
 				if !partText {
 					state = inSkipped
 				}
 				continue
 			}
+			if l[0] == ' ' || l[0] == '\t' {
+				if inCT && len(t.s.ct) < maxPendingLine {
+					t.s.ct = append(t.s.ct, l...)
+				}
+				continue
+			}
+			endPartHeader()
 			name, value, ok := bytes.Cut(l, []byte(":"))
 			if !ok {
 				continue
 			}
 			switch {
 			case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Type")):
-				partText = t.contentType(string(value))
+				t.s.ct, inCT = append(t.s.ct[:0], value...), true
 			case bytes.EqualFold(bytes.TrimSpace(name), []byte("Content-Transfer-Encoding")):
 				enc := bytes.TrimSpace(value)
 				partQP = bytes.EqualFold(enc, []byte("quoted-printable"))
@@ -586,7 +602,7 @@ func (t *tokenizer) links(l []byte) {
 		if len(l) > 1 && l[0] == '/' {
 			p := l[1:]
 			seg := 0
-			for seg < len(p) && seg <= maxWordLen && isWordByte(p[seg]) || seg < len(p) && (p[seg] == '-' || p[seg] == '_' || p[seg] == '.') {
+			for seg < len(p) && seg <= maxWordLen && (isWordByte(p[seg]) || p[seg] == '-' || p[seg] == '_' || p[seg] == '.') {
 				seg++
 			}
 			if seg > 0 && seg <= maxWordLen {

@@ -96,3 +96,25 @@ func TestTokenizerShapes(t *testing.T) {
 		t.Error("a one-letter word or a long number became a token")
 	}
 }
+
+// TestTokenizerNestedMultipart: a part's Content-Type folded over lines
+// still declares its boundary, so the nested parts are followed (and an
+// image in them skipped).
+func TestTokenizerNestedMultipart(t *testing.T) {
+	has := tokenSet(t, "From: a@example.com\nContent-Type: multipart/mixed; boundary=outer\n\n"+
+		"--outer\nContent-Type: multipart/alternative;\n\tboundary=\"inner\"\n\n"+
+		"--inner\nContent-Type: text/plain;\n charset=koi8-r\n\nalternative words\n"+
+		"--inner\nContent-Type: image/gif\nContent-Transfer-Encoding: base64\n\nR0lGODlhAQABAAAAACw=\n"+
+		"--inner--\n--outer--\n")
+	for _, w := range []struct {
+		prefix byte
+		tok    string
+	}{{pContentType, "multipart/alternative"}, {pContentType, "text/plain"}, {pCharset, "koi8-r"}, {pWord, "alternative"}, {pContentType, "image/gif"}} {
+		if !has(w.prefix, w.tok) {
+			t.Errorf("no token %c:%q", w.prefix, w.tok)
+		}
+	}
+	if has(pWord, "r0lgodlhaqabaaaaacw") || has(pWord, "boundary") {
+		t.Error("the image or a part header was read as text")
+	}
+}

@@ -2,6 +2,7 @@ package scoring_test
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,10 @@ var modelRules = map[string]bool{scoring.RuleContentClassifier: true}
 
 // prizeMail and meetingMail are the two kinds of mail the test model
 // tells apart.
+// probabilityReason is the start of a finding's reason at or above the
+// hold probability 0.9, with two decimals.
+var probabilityReason = regexp.MustCompile(`^classifier spam probability (0\.9\d|1\.00) `)
+
 func prizeMail(i int) string {
 	return message(aliceFrom, "", fmt.Sprintf("You WON prize %d! Claim your FREE prize now at http://claim.shady.example/win\n", i))
 }
@@ -57,7 +62,7 @@ func TestContentClassifier(t *testing.T) {
 		t.Errorf("without an action of its own the finding alone gives %s, want accept (its score %v is below the reject threshold)", v.Action, v.Score)
 	}
 	reason := v.Findings[0].Reason
-	if !strings.HasPrefix(reason, "classifier spam probability 0.9") || !strings.HasSuffix(reason, "(model trained 2026-12-02 on 20 ham / 20 spam)") {
+	if !probabilityReason.MatchString(reason) || !strings.HasSuffix(reason, "(model trained 2026-12-02 on 20 ham / 20 spam)") {
 		t.Errorf("reason %q", reason)
 	}
 	if v := decide(t, withModel, env, meetingMail(99), accts["alice"]); hasRule(v, scoring.RuleContentClassifier) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,10 @@ import (
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/scoring"
 )
+
+// probabilityReason is the start of a finding's reason at or above the
+// hold probability 0.9, with two decimals.
+var probabilityReason = regexp.MustCompile(`^classifier spam probability (0\.9\d|1\.00) `)
 
 func parseMessage(t *testing.T, raw string) *scoring.Message {
 	t.Helper()
@@ -89,7 +94,7 @@ func TestClassifierReloadedOnSIGHUP(t *testing.T) {
 	if v.Action != scoring.Hold || v.Rule != scoring.RuleContentClassifier {
 		t.Fatalf("prize mail under the first model: %s by %s, want hold by CONTENT_CLASSIFIER (findings %+v)", v.Action, v.Rule, v.Findings)
 	}
-	if r := v.Findings[0].Reason; !strings.HasPrefix(r, "classifier spam probability 0.9") || !strings.Contains(r, "model trained 2026-12-02 on 20 ham / 20 spam") {
+	if r := v.Findings[0].Reason; !probabilityReason.MatchString(r) || !strings.Contains(r, "model trained 2026-12-02 on 20 ham / 20 spam") {
 		t.Errorf("reason %q", r)
 	}
 	if v := verdict(meeting(t, 99)); v.Action != scoring.Accept {
