@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,5 +186,34 @@ func TestTrainNeedsBothClasses(t *testing.T) {
 	}
 	if _, err := NewTrainer(1000); err == nil {
 		t.Error("1000 buckets (not a power of two) accepted")
+	}
+}
+
+// TestSpamProbabilityConcurrent: one model serves many sessions at once
+// (run with -race); each gets the probability it gets alone.
+func TestSpamProbabilityConcurrent(t *testing.T) {
+	m := trainSmall(t)
+	ham, spam := smallSet(t)
+	msgs := append(ham, spam...)
+	want := make([]float64, len(msgs))
+	for i, msg := range msgs {
+		want[i] = m.SpamProbability(msg)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*len(msgs))
+	for g := range 8 {
+		wg.Go(func() {
+			for k := range len(msgs) {
+				i := (k + g) % len(msgs)
+				if got := m.SpamProbability(msgs[i]); got != want[i] {
+					errs <- fmt.Sprintf("message %d: %v concurrently, %v alone", i, got, want[i])
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

@@ -23,7 +23,7 @@ type ClassifierSettings struct {
 	// Model is the classifier; nil: the rule never fires.
 	Model Classifier
 	// HoldProbability is the spam probability at or above which the rule
-	// fires (0 < p < 1).
+	// fires (0 < p < 1; the rule does not fire without one).
 	HoldProbability float64
 }
 
@@ -35,7 +35,7 @@ func classifierRules() []Rule {
 		FalsePositives: "Legitimate mail that resembles the spam the model was trained on (newsletters, offers) and mail unlike anything in its ham; the desk's release and purge decisions, fed back as training material, correct it (docs/guide.md).",
 		Check: func(c *Check) (string, bool) {
 			cs := &c.Settings.Classifier
-			if cs.Model == nil {
+			if cs.Model == nil || cs.HoldProbability <= 0 {
 				return "", false
 			}
 			p := cs.Model.SpamProbability(c.Msg)
