@@ -36,6 +36,7 @@ func Check(cfg *config.Config) error {
 	}
 	dirOK := checkIdentity(cfg, add)
 	checkNotify(cfg, add)
+	checkTraining(cfg, add)
 	checkListen(cfg, add)
 	limiterOK := true
 	if cfg.Redis != nil {
@@ -161,6 +162,22 @@ func checkNotify(cfg *config.Config, add func(path, format string, args ...any))
 			add("notify.audit_log", "%q is not a directory", dir)
 		} else if info, err := os.Stat(n.AuditLog); err == nil && info.IsDir() {
 			add("notify.audit_log", "%q is a directory, not a file", n.AuditLog)
+		}
+	}
+}
+
+// checkTraining checks that the folders of the desk's training copies
+// are directories.
+func checkTraining(cfg *config.Config, add func(path, format string, args ...any)) {
+	t := cfg.Desk.Training
+	for _, d := range []struct{ path, dir string }{{"desk.training.released_dir", t.ReleasedDir}, {"desk.training.purged_dir", t.PurgedDir}} {
+		if d.dir == "" {
+			continue
+		}
+		if info, err := os.Stat(d.dir); err != nil {
+			add(d.path, "%s", fileError(d.dir, err))
+		} else if !info.IsDir() {
+			add(d.path, "%q is not a directory", d.dir)
 		}
 	}
 }

@@ -123,3 +123,26 @@ func TestExecutorTrainingCopies(t *testing.T) {
 		t.Errorf("a failed copy left %v", files)
 	}
 }
+
+// TestCheckTrainingFolders: the start-up check names a training folder
+// that is missing or not a directory.
+func TestCheckTrainingFolders(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Desk.Training.ReleasedDir = filepath.Join(dir, "missing")
+	cfg.Desk.Training.PurgedDir = file
+	err := Check(cfg)
+	for _, want := range []string{"desk.training.released_dir: " + filepath.Join(dir, "missing") + " does not exist", "desk.training.purged_dir: \"" + file + "\" is not a directory"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check: %v; want %q", err, want)
+		}
+	}
+	cfg.Desk.Training.ReleasedDir, cfg.Desk.Training.PurgedDir = dir, dir
+	if err := Check(cfg); err != nil {
+		t.Errorf("existing folders: %v", err)
+	}
+}
