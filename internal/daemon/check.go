@@ -22,8 +22,9 @@ import (
 // *config.Error (nil when there is none): the identity directory (each
 // account's send_as, each sender-login map), the Redis password and TLS
 // files, the webhook tokens, the on-lock command's program, the audit log's
-// directory, the listen addresses (host, socket directory, socket group),
-// and the rule settings. `abusemilter --check-config`, the start and every
+// directory, the desk's training folders, the listen addresses (host,
+// socket directory, socket group), the content classifier's model, and the
+// rule settings. `abusemilter --check-config`, the start and every
 // reload run it, so a config the check accepts is one the daemon starts
 // with, and one it refuses ends the start with exit status 2.
 //
