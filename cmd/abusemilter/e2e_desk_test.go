@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/classifier"
 	"github.com/abusemilter/abusemilter/internal/complaint"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
@@ -27,28 +28,35 @@ import (
 	"github.com/abusemilter/abusemilter/scoring"
 )
 
-var (
-	ctlOnce sync.Once
-	ctlPath string
-	ctlErr  error
-)
+// toolBuilds holds one *toolBuild per command built for the tests.
+var toolBuilds sync.Map
 
-// abusectlBinary builds abusectl once per test run, beside the daemon.
-func abusectlBinary(t *testing.T) string {
+type toolBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// toolBinary builds one of the other commands (cmd/NAME) once per test
+// run, beside the daemon.
+func toolBinary(t *testing.T, name string) string {
 	t.Helper()
-	ctlOnce.Do(func() {
-		dir := filepath.Dir(binary(t))
-		ctlPath = filepath.Join(dir, "abusectl")
-		out, err := exec.Command("go", "build", "-o", ctlPath, "../abusectl").CombinedOutput()
-		if err != nil {
-			ctlErr = fmt.Errorf("go build abusectl: %v\n%s", err, out)
+	v, _ := toolBuilds.LoadOrStore(name, &toolBuild{})
+	b := v.(*toolBuild)
+	b.once.Do(func() {
+		b.path = filepath.Join(filepath.Dir(binary(t)), name)
+		if out, err := exec.Command("go", "build", "-o", b.path, "../"+name).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
 		}
 	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return ctlPath
+	return b.path
 }
+
+// abusectlBinary builds abusectl once per test run, beside the daemon.
+func abusectlBinary(t *testing.T) string { return toolBinary(t, "abusectl") }
 
 // ctlResult is one abusectl run.
 type ctlResult struct {
@@ -395,6 +403,25 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		_, next := send(t, "alice", message("alice@example.com", "after-the-complaint", now, "hello again"))
 		onHold(t, next)
 		listed(t, next, "alice", "ACCOUNT_LOCKED")
+	})
+
+	t.Run("abusescan learn trains on the desk's training copies", func(t *testing.T) {
+		count := func(folder string) int {
+			files, _ := filepath.Glob(filepath.Join(folder, "*.eml"))
+			return len(files)
+		}
+		ham, spam := count(releasedDir), count(purgedDir)
+		if ham == 0 || spam == 0 {
+			t.Fatalf("training copies: %d released, %d purged; the subtests above release and purge some", ham, spam)
+		}
+		model := filepath.Join(dir, "classifier.model")
+		out, err := exec.Command(toolBinary(t, "abusescan"), "learn", "--spam", purgedDir, "--ham", releasedDir, "-o", model, "--hold-out", "0").CombinedOutput()
+		if want := fmt.Sprintf("on %d ham / %d spam", ham, spam); err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("abusescan learn: %v, want %q:\n%s", err, want, out)
+		}
+		if m, err := classifier.Load(model); err != nil || m.Summary().Ham != ham || m.Summary().Spam != spam {
+			t.Errorf("the model learnt: %v", err)
+		}
 	})
 }
 
