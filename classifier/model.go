@@ -20,7 +20,9 @@
 //	weights  count×float32
 //	crc      uint32   CRC-32C (Castagnoli) of every byte before it
 //
-// The same training messages in the same order give the same bytes.
+// The same training messages in the same order give the same bytes on
+// the same kind of machine (floating-point results may differ in the last
+// bit between architectures).
 // Package scoring calls a Model through its Classifier interface; the
 // daemon and abusescan load it from rules.classifier.model.
 package classifier
