@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	zapobserver "go.uber.org/zap/zaptest/observer"
 
 	"github.com/abusemilter/abusemilter/classifier"
 	"github.com/abusemilter/abusemilter/internal/atomicfile"
@@ -77,7 +78,8 @@ func TestClassifierReloadedOnSIGHUP(t *testing.T) {
 		return cfg, nil
 	}
 	cfg, _ := load()
-	d, err := New(cfg, Options{ConfigPath: "(test)", Load: load, Logger: zap.NewNop(), Level: zap.NewAtomicLevel()})
+	core, logs := zapobserver.New(zap.InfoLevel)
+	d, err := New(cfg, Options{ConfigPath: "(test)", Load: load, Logger: zap.New(core), Level: zap.NewAtomicLevel()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +106,9 @@ func TestClassifierReloadedOnSIGHUP(t *testing.T) {
 	trainModel(t, model, true)
 	if err := d.reload(); err != nil {
 		t.Fatalf("reload with a swapped model: %v", err)
+	}
+	if loaded := logs.FilterMessage("content classifier loaded").All(); len(loaded) != 2 || loaded[1].ContextMap()["model"] != model {
+		t.Errorf("log lines of the loaded models: %+v, want one at the start and one at the reload", loaded)
 	}
 	if v := verdict(prize(t, 99)); v.Action != scoring.Accept {
 		t.Errorf("prize mail after the reload: %s by %s, want accept", v.Action, v.Rule)
