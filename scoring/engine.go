@@ -452,5 +452,6 @@ func DefaultRules() []Rule {
 	rules = append(rules, bulkRules()...)
 	rules = append(rules, campaignRules()...)
 	rules = append(rules, phishingRules()...)
+	rules = append(rules, classifierRules()...)
 	return append(rules, malwareRules()...)
 }

@@ -97,6 +97,8 @@ type RuleSettings struct {
 	CustomerDomains []string
 	// DNSBudget bounds the DNS time spent on one message.
 	DNSBudget time.Duration
+	// Classifier is the content classifier of rule CONTENT_CLASSIFIER.
+	Classifier ClassifierSettings
 }
 
 // Brands returns the protected brands: the configured ones, or

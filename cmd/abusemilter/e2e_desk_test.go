@@ -18,36 +18,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/classifier"
 	"github.com/abusemilter/abusemilter/internal/complaint"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/ratelimit"
+	"github.com/abusemilter/abusemilter/scoring"
 )
 
-var (
-	ctlOnce sync.Once
-	ctlPath string
-	ctlErr  error
-)
+// toolBuilds holds one *toolBuild per command built for the tests.
+var toolBuilds sync.Map
 
-// abusectlBinary builds abusectl once per test run, beside the daemon.
-func abusectlBinary(t *testing.T) string {
+type toolBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// toolBinary builds one of the other commands (cmd/NAME) once per test
+// run, beside the daemon.
+func toolBinary(t *testing.T, name string) string {
 	t.Helper()
-	ctlOnce.Do(func() {
-		dir := filepath.Dir(binary(t))
-		ctlPath = filepath.Join(dir, "abusectl")
-		out, err := exec.Command("go", "build", "-o", ctlPath, "../abusectl").CombinedOutput()
-		if err != nil {
-			ctlErr = fmt.Errorf("go build abusectl: %v\n%s", err, out)
+	v, _ := toolBuilds.LoadOrStore(name, &toolBuild{})
+	b := v.(*toolBuild)
+	b.once.Do(func() {
+		b.path = filepath.Join(filepath.Dir(binary(t)), name)
+		if out, err := exec.Command("go", "build", "-o", b.path, "../"+name).CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s: %v\n%s", name, err, out)
 		}
 	})
-	if ctlErr != nil {
-		t.Fatal(ctlErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return ctlPath
+	return b.path
 }
+
+// abusectlBinary builds abusectl once per test run, beside the daemon.
+func abusectlBinary(t *testing.T) string { return toolBinary(t, "abusectl") }
 
 // ctlResult is one abusectl run.
 type ctlResult struct {
@@ -116,9 +125,32 @@ desk:
     accounts: [alice]
     feedback_id: "{account}:e2e-hosting"
     key_file: %s
+  training:
+    released_dir: %s
+    purged_dir: %s
+    copy_command: %s
 notify:
   audit_log: %s
 `
+
+// trainingCopy checks the desk's training copy of a released or purged
+// message: one file named for its queue id in folder, a message with its
+// Subject and body and without postcat's framing.
+func trainingCopy(t *testing.T, folder, qid, subject, body string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(folder, "*-"+qid+".eml"))
+	if len(files) != 1 {
+		t.Fatalf("training copies of %s in %s: %q, want one", qid, folder, files)
+	}
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := scoring.ParseBytes(data, 1<<20)
+	if err != nil || m.Get("Subject") != subject || !strings.Contains(string(m.Body), body) || strings.Contains(string(data), "*** ") {
+		t.Errorf("training copy %s (%v): Subject %q, body %q, want %q, %q, no postcat framing:\n%s", files[0], err, m.Get("Subject"), m.Body, subject, body, data)
+	}
+}
 
 // TestEndToEndPostfixHold drives the abuse desk's loop through a real
 // Postfix: a message the milter holds gets 250, lands on Postfix's hold
@@ -151,8 +183,17 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	audit := filepath.Join(dir, "audit.jsonl")
+	// The training copies: postcat of this Postfix instance.
+	releasedDir, purgedDir := filepath.Join(dir, "released"), filepath.Join(dir, "purged")
+	for _, d := range []string{releasedDir, purgedDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	postcat, _ := json.Marshal([]string{filepath.Join(filepath.Dir(pf.Postsuper()[0]), "postcat"), "-c", pf.ConfigDir, "-bh", "-q", "{queue_id}"})
 	cfgPath := writeConfig(t, dir, fmt.Sprintf(e2eDeskConfig, port, rs.Addr(),
-		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile, audit))
+		argv("-H", "{queue_id}"), argv("-d", "{queue_id}", "hold"), pf.Postqueue("-i", "{queue_id}"), keyFile,
+		releasedDir, purgedDir, string(postcat), audit))
 	p := startDaemon(t, "--config", cfgPath)
 	p.waitLog(t, "abusemilter ready", 0)
 
@@ -262,6 +303,10 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		arrives(t, "hold-lock-1")
 		release(t, "purge", qid2)
 		gone(t, qid2)
+		// Each decision's folder got the message as queued (postcat -bh),
+		// as a file that abusescan learn reads.
+		trainingCopy(t, releasedDir, qid, "hold-lock-1", "first")
+		trainingCopy(t, purgedDir, qid2, "hold-lock-2", "second")
 
 		// Releasing again says the message is no longer held.
 		again := abusectl(t, cfgPath, nil, "release", qid)
@@ -358,6 +403,25 @@ func TestEndToEndPostfixHold(t *testing.T) {
 		_, next := send(t, "alice", message("alice@example.com", "after-the-complaint", now, "hello again"))
 		onHold(t, next)
 		listed(t, next, "alice", "ACCOUNT_LOCKED")
+	})
+
+	t.Run("abusescan learn trains on the desk's training copies", func(t *testing.T) {
+		count := func(folder string) int {
+			files, _ := filepath.Glob(filepath.Join(folder, "*.eml"))
+			return len(files)
+		}
+		ham, spam := count(releasedDir), count(purgedDir)
+		if ham == 0 || spam == 0 {
+			t.Fatalf("training copies: %d released, %d purged; the subtests above release and purge some", ham, spam)
+		}
+		model := filepath.Join(dir, "classifier.model")
+		out, err := exec.Command(toolBinary(t, "abusescan"), "learn", "--spam", purgedDir, "--ham", releasedDir, "-o", model, "--hold-out", "0").CombinedOutput()
+		if want := fmt.Sprintf("on %d ham / %d spam", ham, spam); err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("abusescan learn: %v, want %q:\n%s", err, want, out)
+		}
+		if m, err := classifier.Load(model); err != nil || m.Summary().Ham != ham || m.Summary().Spam != spam {
+			t.Errorf("the model learnt: %v", err)
+		}
 	})
 }
 

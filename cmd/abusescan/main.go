@@ -63,6 +63,10 @@ Asking the running milter:
                          --helo, --mail-from, --rcpt set the envelope, which
                          otherwise comes from the message
 
+Training the content classifier: abusescan learn --spam INPUT --ham INPUT
+-o MODEL (see abusescan learn --help); to scan a file named learn, write
+./learn.
+
 Exit status:
   0  no message at or above --fail-on
   1  at least one message at or above --fail-on
@@ -152,6 +156,7 @@ func command(stdin io.Reader, stdout, stderr io.Writer, run func(context.Context
 	mustDo(root.MarkFlagFilename("config", "yaml", "yml"))
 	mustDo(root.RegisterFlagCompletionFunc("now", cobra.FixedCompletions([]cobra.Completion{scan.NowReceived}, cobra.ShellCompDirectiveNoFileComp)))
 	mustDo(root.RegisterFlagCompletionFunc("account", cobra.NoFileCompletions))
+	root.AddCommand(newLearnCommand(stdout, stderr))
 	cli.Setup(root, stdout, stderr)
 	return root
 }

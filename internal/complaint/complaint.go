@@ -61,6 +61,10 @@ type Report struct {
 	// message/rfc822 or text/rfc822-headers part), "inline" (quoted in the
 	// body), or "" (not found).
 	Original string
+	// OriginalMessage is the attached original (a message/rfc822 part) as
+	// it was sent, transfer encoding removed; nil when the report does not
+	// carry it whole. abusescan learn trains on it.
+	OriginalMessage []byte
 }
 
 // Parse reads a complaint. trackingHeader is the name of the tracking
@@ -150,6 +154,9 @@ func (p *parser) walk(h textproto.MIMEHeader, body io.Reader, depth int) {
 		}
 	case ct == "message/rfc822" || ct == "text/rfc822-headers" || ct == "message/rfc822-headers":
 		b, _ := io.ReadAll(io.LimitReader(body, MaxSize))
+		if ct == "message/rfc822" && p.rep.Original != "attached" {
+			p.rep.OriginalMessage = b
+		}
 		p.original(headerBlock(b), "attached")
 		if p.rep.Type == "" && depth > 0 {
 			p.rep.Type = "forwarded"

@@ -47,6 +47,23 @@ func TestParseSamples(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the attached original is kept whole (not the headers alone)", func(t *testing.T) {
+		for file, wantOriginal := range map[string]bool{"arf-provider.eml": true, "arf-rfc5965.eml": true, "dsn.eml": false, "forwarded-inline.eml": false} {
+			f, _ := os.Open(filepath.Join(samples, file))
+			r, err := complaint.Parse(f, "X-Abuse-Tracking")
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.OriginalMessage != nil; got != wantOriginal {
+				t.Errorf("%s: original message kept %v, want %v", file, got, wantOriginal)
+				continue
+			}
+			if wantOriginal && !strings.Contains(string(r.OriginalMessage), r.MessageID) {
+				t.Errorf("%s: the kept original does not carry its Message-ID %q:\n%s", file, r.MessageID, r.OriginalMessage)
+			}
+		}
+	})
 	t.Run("provider's encoded Subject is decoded", func(t *testing.T) {
 		f, _ := os.Open(filepath.Join(samples, "arf-provider.eml"))
 		defer f.Close()

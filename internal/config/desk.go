@@ -36,6 +36,21 @@ type DeskConfig struct {
 	CommandTimeout Duration         `yaml:"command_timeout"`
 	Complaints     ComplaintsConfig `yaml:"complaints"`
 	Tracking       TrackingConfig   `yaml:"tracking"`
+	Training       TrainingConfig   `yaml:"training"`
+}
+
+// TrainingConfig keeps a copy of every held message the desk releases or
+// purges, as training material for the content classifier:
+// `abusescan learn --spam PURGED_DIR --ham RELEASED_DIR -o MODEL`.
+type TrainingConfig struct {
+	// ReleasedDir and PurgedDir receive the copies (one .eml file per
+	// message); empty: no copies for that decision.
+	ReleasedDir string `yaml:"released_dir"`
+	PurgedDir   string `yaml:"purged_dir"`
+	// CopyCommand prints the held message (argv, no shell; placeholders
+	// as for release_command) before it is released or purged; its
+	// standard output is saved. Default: postcat -bh -q {queue_id}.
+	CopyCommand []string `yaml:"copy_command"`
 }
 
 // ComplaintsConfig says what complaints count for.
@@ -79,6 +94,7 @@ func DefaultDesk() DeskConfig {
 		CommandTimeout:       D(30 * time.Second),
 		Complaints:           ComplaintsConfig{Window: D(7 * 24 * time.Hour), Threshold: 5, StrikeWeight: 1},
 		Tracking:             TrackingConfig{Header: "X-Abuse-Tracking", MaxAge: D(30 * 24 * time.Hour)},
+		Training:             TrainingConfig{CopyCommand: []string{"/usr/sbin/postcat", "-bh", "-q", "{queue_id}"}},
 	}
 }
 
@@ -146,7 +162,7 @@ func (c *Config) validateDesk(e *errorList) {
 	for _, cmd := range []struct {
 		path string
 		argv []string
-	}{{"desk.release_command", d.ReleaseCommand}, {"desk.purge_command", d.PurgeCommand}, {"desk.deliver_command", d.DeliverCommand}} {
+	}{{"desk.release_command", d.ReleaseCommand}, {"desk.purge_command", d.PurgeCommand}, {"desk.deliver_command", d.DeliverCommand}, {"desk.training.copy_command", d.Training.CopyCommand}} {
 		switch {
 		case len(cmd.argv) == 0 && cmd.path == "desk.deliver_command":
 			// none: the MTA delivers a released message at its next queue run
@@ -163,6 +179,11 @@ func (c *Config) validateDesk(e *errorList) {
 	}
 	if d.Complaints.StrikeWeight < 0 {
 		e.add("desk.complaints.strike_weight", "must not be negative")
+	}
+	for _, dir := range []struct{ path, dir string }{{"desk.training.released_dir", d.Training.ReleasedDir}, {"desk.training.purged_dir", d.Training.PurgedDir}} {
+		if dir.dir != "" && !filepath.IsAbs(dir.dir) {
+			e.add(dir.path, "%q must be an absolute path", dir.dir)
+		}
 	}
 	t := &d.Tracking
 	if t.KeyFile != "" && t.KeyEnv != "" {

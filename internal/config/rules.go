@@ -38,6 +38,9 @@ type RulesConfig struct {
 	CustomerDomains []string `yaml:"customer_domains"`
 	// Campaigns sets campaign detection across accounts (campaigns.go).
 	Campaigns CampaignsConfig `yaml:"campaigns"`
+	// Classifier is the provider's own content classifier (rule
+	// CONTENT_CLASSIFIER); nil: none.
+	Classifier *ClassifierConfig `yaml:"classifier"`
 }
 
 // ProtectedBrand is one entry of rules.protected_brands, written either as
@@ -88,6 +91,17 @@ func (r RulesConfig) ScoringBrands() []scoring.Brand {
 		out = append(out, scoring.Brand{Domain: b.Domain, Names: b.Names})
 	}
 	return out
+}
+
+// ClassifierConfig loads a model trained with `abusescan learn`.
+type ClassifierConfig struct {
+	// Model is the model file; a model that does not load is a config
+	// error. A reload (SIGHUP) reads it again.
+	Model string `yaml:"model"`
+	// HoldProbability is the spam probability at or above which
+	// CONTENT_CLASSIFIER fires; 0 means the one the model suggests
+	// (0.9 unless trained with another --hold-probability).
+	HoldProbability float64 `yaml:"hold_probability"`
 }
 
 // DNSConfig tunes the resolver rules use.
@@ -157,6 +171,14 @@ func (c *Config) validateRules(e *errorList) {
 	c.validateBrands(e)
 	c.validateActions(e, known)
 	c.validateCampaigns(e)
+	if cl := c.Rules.Classifier; cl != nil {
+		if strings.TrimSpace(cl.Model) == "" {
+			e.add("rules.classifier.model", "must name the model file (abusescan learn -o FILE)")
+		}
+		if p := cl.HoldProbability; p != 0 && !(p > 0 && p < 1) {
+			e.add("rules.classifier.hold_probability", "must be between 0 and 1 (exclusive), got %v", p)
+		}
+	}
 	e.duration("dns.budget", c.DNS.Budget)
 	e.duration("dns.positive_ttl", c.DNS.PositiveTTL)
 	e.duration("dns.negative_ttl", c.DNS.NegativeTTL)

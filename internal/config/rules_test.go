@@ -125,3 +125,36 @@ func TestPhishingClauseAction(t *testing.T) {
 		t.Errorf("misspelt clause: %v", err)
 	}
 }
+
+func TestValidateClassifierAndTraining(t *testing.T) {
+	c := Default()
+	if c.Rules.Classifier != nil || c.Desk.Training.ReleasedDir != "" || len(c.Desk.Training.CopyCommand) == 0 {
+		t.Fatalf("defaults: classifier %+v, training %+v", c.Rules.Classifier, c.Desk.Training)
+	}
+	c.Rules.Classifier = &ClassifierConfig{Model: " ", HoldProbability: 1.2}
+	c.Desk.Training = TrainingConfig{ReleasedDir: "relative/released", PurgedDir: "/var/lib/purged", CopyCommand: []string{"postcat", "-bh"}}
+	var e errorList
+	c.validateRules(&e)
+	c.validateDesk(&e)
+	got := strings.Join(e, "\n")
+	for _, want := range []string{
+		`rules.classifier.model: must name the model file`,
+		`rules.classifier.hold_probability: must be between 0 and 1 (exclusive), got 1.2`,
+		`desk.training.released_dir: "relative/released" must be an absolute path`,
+		`desk.training.copy_command: the program "postcat" must be an absolute path`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("validation errors lack %q; got:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "purged_dir") {
+		t.Errorf("a valid purged_dir reported:\n%s", got)
+	}
+	c = Default()
+	c.Rules.Classifier = &ClassifierConfig{Model: "/etc/abusemilter/model"}
+	e = nil
+	c.validateRules(&e)
+	if len(e) != 0 {
+		t.Errorf("a classifier with a model and the default probability: %q", e)
+	}
+}

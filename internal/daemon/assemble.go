@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abusemilter/abusemilter/classifier"
 	"github.com/abusemilter/abusemilter/identity"
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/dns"
@@ -132,6 +133,10 @@ func EngineOptions(cfg *config.Config) scoring.Options {
 	for name, a := range cfg.Rules.Actions {
 		actions[name] = action(a)
 	}
+	if _, ok := actions[scoring.RuleContentClassifier]; !ok {
+		// The classifier's natural action: the desk decides.
+		actions[scoring.RuleContentClassifier] = scoring.Hold
+	}
 	return scoring.Options{
 		Mode:            scoring.Mode(cfg.Mode),
 		RejectThreshold: cfg.Rules.RejectThreshold,
@@ -176,6 +181,33 @@ func Engine(cfg *config.Config, dir *identity.Directory, limiter ratelimit.Limit
 
 // EngineOption adds to the engine options the config gives.
 type EngineOption func(*scoring.Options)
+
+// WithClassifier gives the engine the content classifier that Classifier
+// loaded.
+func WithClassifier(cs scoring.ClassifierSettings) EngineOption {
+	return func(o *scoring.Options) { o.Settings.Classifier = cs }
+}
+
+// Classifier loads the content classifier of rules.classifier (zero
+// settings when none is configured): the model file, and the hold
+// probability of the config or else the one the model suggests. The
+// error names the field and the file: "rules.classifier.model: model
+// /etc/m: bad magic: not a valid model".
+func Classifier(cfg *config.Config) (scoring.ClassifierSettings, error) {
+	cc := cfg.Rules.Classifier
+	if cc == nil {
+		return scoring.ClassifierSettings{}, nil
+	}
+	m, err := classifier.Load(cc.Model)
+	if err != nil {
+		return scoring.ClassifierSettings{}, fmt.Errorf("rules.classifier.model: %w", err)
+	}
+	p := cc.HoldProbability
+	if p == 0 {
+		p = m.HoldProbability()
+	}
+	return scoring.ClassifierSettings{Model: m, HoldProbability: p}, nil
+}
 
 // WithRulePanicHandler has f told of every rule that panics.
 func WithRulePanicHandler(f func(rule string, value any)) EngineOption {

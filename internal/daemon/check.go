@@ -22,8 +22,9 @@ import (
 // *config.Error (nil when there is none): the identity directory (each
 // account's send_as, each sender-login map), the Redis password and TLS
 // files, the webhook tokens, the on-lock command's program, the audit log's
-// directory, the listen addresses (host, socket directory, socket group),
-// and the rule settings. `abusemilter --check-config`, the start and every
+// directory, the desk's training folders, the listen addresses (host,
+// socket directory, socket group), the content classifier's model, and the
+// rule settings. `abusemilter --check-config`, the start and every
 // reload run it, so a config the check accepts is one the daemon starts
 // with, and one it refuses ends the start with exit status 2.
 //
@@ -36,6 +37,7 @@ func Check(cfg *config.Config) error {
 	}
 	dirOK := checkIdentity(cfg, add)
 	checkNotify(cfg, add)
+	checkTraining(cfg, add)
 	checkListen(cfg, add)
 	limiterOK := true
 	if cfg.Redis != nil {
@@ -47,6 +49,10 @@ func Check(cfg *config.Config) error {
 		} else {
 			r.Close()
 		}
+	}
+	if _, err := Classifier(cfg); err != nil {
+		path, msg := splitPath(err.Error(), "rules.classifier.model")
+		add(path, "%s", msg)
 	}
 	if dirOK && limiterOK && len(problems) == 0 {
 		// The rule settings: the engine the daemon would serve with, over
@@ -157,6 +163,22 @@ func checkNotify(cfg *config.Config, add func(path, format string, args ...any))
 			add("notify.audit_log", "%q is not a directory", dir)
 		} else if info, err := os.Stat(n.AuditLog); err == nil && info.IsDir() {
 			add("notify.audit_log", "%q is a directory, not a file", n.AuditLog)
+		}
+	}
+}
+
+// checkTraining checks that the folders of the desk's training copies
+// are directories.
+func checkTraining(cfg *config.Config, add func(path, format string, args ...any)) {
+	t := cfg.Desk.Training
+	for _, d := range []struct{ path, dir string }{{"desk.training.released_dir", t.ReleasedDir}, {"desk.training.purged_dir", t.PurgedDir}} {
+		if d.dir == "" {
+			continue
+		}
+		if info, err := os.Stat(d.dir); err != nil {
+			add(d.path, "%s", fileError(d.dir, err))
+		} else if !info.IsDir() {
+			add(d.path, "%q is not a directory", d.dir)
 		}
 	}
 }

@@ -180,13 +180,22 @@ func (d *Daemon) build(cfg *config.Config, old ratelimit.Limiter) (*scoring.Engi
 	if err != nil {
 		return nil, nil, err
 	}
+	// The model file is read again on every reload.
+	cs, err := Classifier(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cs.Model != nil {
+		d.log.Info("content classifier loaded", zap.String("model", cfg.Rules.Classifier.Model),
+			zap.String("describe", cs.Model.Describe()), zap.Float64("hold_probability", cs.HoldProbability))
+	}
 	limiter := old
 	if old == nil || !sameLimiterSettings(d.cfg, cfg) {
 		if limiter, err = LimiterWith(cfg, ratelimit.Options{OnEvent: d.obs.storeEvent}); err != nil {
 			return nil, nil, err
 		}
 	}
-	return Engine(cfg, dir, timed(limiter, d.metrics), d.resolver, WithRulePanicHandler(d.obs.rulePanicked)), limiter, nil
+	return Engine(cfg, dir, timed(limiter, d.metrics), d.resolver, WithRulePanicHandler(d.obs.rulePanicked), WithClassifier(cs)), limiter, nil
 }
 
 // sameLimiterSettings reports whether two configs build the same limiter.

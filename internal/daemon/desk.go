@@ -104,6 +104,15 @@ func (x *executor) execute(ctx context.Context, req ratelimit.DeskRequest) ratel
 	}
 	args := DeskCommand(argv, req)
 	start := time.Now()
+	// The training copy comes first, while the message is still queued. A
+	// copy that fails is logged and the request goes ahead: the desk's
+	// decision never waits on training material.
+	if path, err := saveTrainingCopy(ctx, cfg, req, start); err != nil {
+		x.log.Warn("training copy not saved; the request goes ahead", zap.String("action", string(req.Action)),
+			zap.String("queue_id", req.QueueID), zap.Error(err))
+	} else if path != "" {
+		x.log.Info("training copy saved", zap.String("action", string(req.Action)), zap.String("queue_id", req.QueueID), zap.String("file", path))
+	}
 	output, err := notify.RunCommand(ctx, args, nil, cfg.CommandTimeout.Duration)
 	o := ratelimit.DeskOutcome{Request: req, Status: done, Detail: output, At: time.Now()}
 	switch {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"time"
@@ -85,8 +86,39 @@ func (c *commandRunner) run(ctx context.Context, ev Event) error {
 // output. The on-lock command and the desk's release and purge commands
 // run through it.
 func RunCommand(ctx context.Context, argv []string, stdin []byte, timeout time.Duration) (string, error) {
+	out := &cappedBuffer{max: maxCommandOutput}
+	err := runCommand(ctx, argv, stdin, timeout, out, out)
+	return out.String(), err
+}
+
+// ErrOutputTooLarge: a command printed more than RunCommandOutput keeps.
+var ErrOutputTooLarge = errors.New("output too large")
+
+// RunCommandOutput runs argv as RunCommand does, without input, and
+// returns its standard output, at most maxOutput bytes (more is
+// ErrOutputTooLarge); the first 4 KiB of its standard error go into the
+// error of a run that fails. The desk's training copies (postcat) run
+// through it.
+func RunCommandOutput(ctx context.Context, argv []string, timeout time.Duration, maxOutput int) ([]byte, error) {
+	out := &cappedBuffer{max: maxOutput}
+	errOut := &cappedBuffer{max: maxCommandOutput}
+	err := runCommand(ctx, argv, nil, timeout, out, errOut)
+	switch {
+	case err != nil:
+		if msg := strings.TrimSpace(errOut.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
+		return nil, err
+	case out.truncated:
+		return nil, fmt.Errorf("command %q: more than %d bytes: %w", argv[0], maxOutput, ErrOutputTooLarge)
+	}
+	return out.buf.Bytes(), nil
+}
+
+// runCommand is the one way commands run: see RunCommand.
+func runCommand(ctx context.Context, argv []string, stdin []byte, timeout time.Duration, stdout, stderr io.Writer) error {
 	if len(argv) == 0 {
-		return "", errors.New("no command")
+		return errors.New("no command")
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -94,8 +126,7 @@ func RunCommand(ctx context.Context, argv []string, stdin []byte, timeout time.D
 	cmd.Env = commandEnv
 	cmd.Dir = "/"
 	cmd.Stdin = bytes.NewReader(stdin)
-	out := &cappedBuffer{max: maxCommandOutput}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	setProcessGroup(cmd)
 	cmd.WaitDelay = 2 * time.Second // a grandchild holding the pipes open cannot hang us
 	err := cmd.Run()
@@ -106,7 +137,7 @@ func RunCommand(ctx context.Context, argv []string, stdin []byte, timeout time.D
 			err = fmt.Errorf("command %q: %w", argv[0], err)
 		}
 	}
-	return out.String(), err
+	return err
 }
 
 // cappedBuffer keeps the first max bytes written to it and notes the rest.

@@ -115,6 +115,8 @@ type Scan struct {
 	bodyCap  int64
 	variant  mailbox.Variant
 	resolver scoring.Resolver // nil without --dns
+	// classifier is rules.classifier's model, loaded once.
+	classifier scoring.ClassifierSettings
 	// engine runs the rules for every worker, without a limiter (rates are
 	// replayed apart, in Date order).
 	engine *scoring.Engine
@@ -185,6 +187,9 @@ func New(cfg *config.Config, opts Options) (*Scan, error) {
 	c := *cfg // --dns changes the copy only
 	s.cfg = &c
 	if s.dir, err = daemon.Directory(s.cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if s.classifier, err = daemon.Classifier(s.cfg); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	s.accounts = s.dir.Accounts()
@@ -264,10 +269,10 @@ func (s *Scan) resolveAccount(login string) (*identity.Account, identity.How) {
 // rate limits) and the --dns resolver.
 func (s *Scan) newEngine(limiter ratelimit.Limiter) *scoring.Engine {
 	if s.opts.rules == nil {
-		return daemon.Engine(s.cfg, s.dir, limiter, s.resolver)
+		return daemon.Engine(s.cfg, s.dir, limiter, s.resolver, daemon.WithClassifier(s.classifier))
 	}
 	opts := daemon.EngineOptions(s.cfg)
-	opts.Rules, opts.Resolver = s.opts.rules, s.resolver
+	opts.Rules, opts.Resolver, opts.Settings.Classifier = s.opts.rules, s.resolver, s.classifier
 	return scoring.NewEngine(s.dir, limiter, opts)
 }
 
