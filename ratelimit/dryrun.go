@@ -23,24 +23,37 @@ type statusReader interface {
 // unwrapper is a limiter that wraps another (a timing wrapper, say).
 type unwrapper interface{ Unwrap() Limiter }
 
-// CheckAndCharge implements Limiter without charging.
-func (d dryRun) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
-	for l := d.l; l != nil; {
-		if sr, ok := l.(statusReader); ok {
-			st, err := sr.Status(ctx, Account(req.Account))
-			if err != nil {
-				return Decision{}, err
-			}
-			if st.Lock != nil {
-				return Decision{Locked: true, Lock: st.Lock}, nil
-			}
-			break
+// As returns the first limiter of the chain l, l.Unwrap(), ... that is a
+// T, as errors.As does for wrapped errors: a store's optional
+// capabilities (Recorder, CampaignCounter, Admin's Status) stay reachable
+// through a wrapper such as the daemon's timing one, which need not
+// repeat every one of them. A dry run has no Unwrap on purpose: through
+// it a trial neither records nor counts.
+func As[T any](l Limiter) (T, bool) {
+	for l != nil {
+		if t, ok := l.(T); ok {
+			return t, true
 		}
 		u, ok := l.(unwrapper)
 		if !ok {
 			break
 		}
 		l = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// CheckAndCharge implements Limiter without charging.
+func (d dryRun) CheckAndCharge(ctx context.Context, req Request) (Decision, error) {
+	if sr, ok := As[statusReader](d.l); ok {
+		st, err := sr.Status(ctx, Account(req.Account))
+		if err != nil {
+			return Decision{}, err
+		}
+		if st.Lock != nil {
+			return Decision{Locked: true, Lock: st.Lock}, nil
+		}
 	}
 	if req.Outcome == Strike {
 		return Decision{}, nil

@@ -151,7 +151,7 @@ type campaignCall struct {
 // other people's mail); it returns nil then. The goroutine only reads the
 // message, as the rules do meanwhile.
 func (e *Engine) startCampaign(ctx context.Context, c *Check) *campaignCall {
-	counter, ok := e.limiter.(ratelimit.CampaignCounter)
+	counter, ok := ratelimit.As[ratelimit.CampaignCounter](e.limiter)
 	if !ok || !e.opts.Campaigns.Enabled || len(e.campaignRules) == 0 || c.Account == nil || c.Account.Forwarder {
 		return nil
 	}

@@ -234,7 +234,7 @@ func (e *Engine) CheckMessage(ctx context.Context, env *Envelope, msg *Message, 
 	}
 	var rec *ratelimit.MessageRecord
 	if e.opts.Records {
-		if _, ok := e.limiter.(ratelimit.Recorder); ok {
+		if _, ok := ratelimit.As[ratelimit.Recorder](e.limiter); ok {
 			rec = newRecord(env, msg, id)
 		}
 	}

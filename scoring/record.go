@@ -53,7 +53,8 @@ func (e *Engine) recordDecision(ctx context.Context, rec *ratelimit.MessageRecor
 		r.RetryAfter = d.RetryAfter
 	}
 	r.Held = v.Action == Hold && !v.Monitor
-	return e.limiter.(ratelimit.Recorder).RecordDecision(ctx, r)
+	recorder, _ := ratelimit.As[ratelimit.Recorder](e.limiter) // settle checked it is one
+	return recorder.RecordDecision(ctx, r)
 }
 
 // clip cuts s to at most n bytes, on a rune boundary.

@@ -13,7 +13,8 @@ import (
 // timedLimiter is the limiter the engine calls: the store, with every
 // check-and-charge call observed in abusemilter_store_call_duration_seconds.
 // The daemon keeps the bare store for everything else (admin, stats,
-// closing); Unwrap lets a trial's dry run reach the store's Status.
+// closing); Unwrap lets the engine reach the store's optional
+// capabilities and a trial's dry run its Status (ratelimit.As).
 type timedLimiter struct {
 	ratelimit.Limiter
 	metrics *metrics.Metrics
@@ -30,28 +31,11 @@ func (t timedLimiter) CheckAndCharge(ctx context.Context, req ratelimit.Request)
 // Unwrap returns the store.
 func (t timedLimiter) Unwrap() ratelimit.Limiter { return t.Limiter }
 
-// timedRecorder is timedLimiter over a store that keeps the abuse desk's
-// records: the engine writes a record only through a ratelimit.Recorder,
-// which a timedLimiter alone would hide (no held, refused or Message-ID
-// records at all).
-type timedRecorder struct {
-	timedLimiter
-	rec ratelimit.Recorder
-}
-
-// RecordDecision implements ratelimit.Recorder.
-func (t timedRecorder) RecordDecision(ctx context.Context, rec ratelimit.MessageRecord) error {
-	return t.rec.RecordDecision(ctx, rec)
-}
-
-// timed wraps a store for the engine: a timedLimiter, and a Recorder when
-// the store is one.
+// timed wraps a store for the engine. The store's optional capabilities
+// (ratelimit.Recorder, ratelimit.CampaignCounter) stay reachable through
+// Unwrap: the engine finds them with ratelimit.As.
 func timed(l ratelimit.Limiter, m *metrics.Metrics) ratelimit.Limiter {
-	t := timedLimiter{Limiter: l, metrics: m}
-	if rec, ok := l.(ratelimit.Recorder); ok {
-		return timedRecorder{timedLimiter: t, rec: rec}
-	}
-	return t
+	return timedLimiter{Limiter: l, metrics: m}
 }
 
 // lockedEvery is how often the locked-accounts gauge is read from the store.

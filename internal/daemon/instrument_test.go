@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,27 @@ func TestTimedStoreKeepsRecords(t *testing.T) {
 	}
 	if n, _ := gauge(t, d, "abusemilter_store_call_duration_seconds"); n != 1 {
 		t.Errorf("store calls observed = %v, want 1", n)
+	}
+}
+
+// TestTimedStoreCountsCampaigns: through the daemon's timed store the
+// engine still counts campaigns (the timing wrapper hid
+// ratelimit.CampaignCounter, and the daemon never counted one): the same
+// body from five logins fires CAMPAIGN_MULTI_ACCOUNT on the fifth.
+func TestTimedStoreCountsCampaigns(t *testing.T) {
+	d := newTestDaemon(t, zap.NewNop())
+	body := []byte("Dear friend, our spring offer ends tonight: order the garden furniture set now and pay half the price, delivery to your door is free this week only.\r\n")
+	var last scoring.Verdict
+	for i := 1; i <= 5; i++ {
+		login := fmt.Sprintf("user%d@example.com", i)
+		env := &scoring.Envelope{AuthLogin: login, MailFrom: login, Rcpts: []string{"bob@example.org"}}
+		msg := &scoring.Message{Headers: []scoring.Header{{Name: "From", Value: login}, {Name: "Subject", Value: "Offer"}}, Body: body, BodySize: int64(len(body))}
+		last = d.srv.Engine().CheckMessage(context.Background(), env, msg, scoring.Identity{})
+		if last.CampaignError != "" {
+			t.Fatalf("message %d: campaign error %s", i, last.CampaignError)
+		}
+		if fired := slices.Contains(last.RuleIDs(), scoring.RuleCampaignMultiAccount); fired != (i == 5) {
+			t.Fatalf("message %d from %s: CAMPAIGN_MULTI_ACCOUNT fired %v, findings %v", i, login, fired, last.RuleIDs())
+		}
 	}
 }
