@@ -358,7 +358,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.dispatch(conn, trial)
+		s.dispatch(withQuickAck(conn), trial)
 	}
 }
 
