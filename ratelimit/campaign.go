@@ -130,18 +130,7 @@ func (r *Redis) observeSplit(ctx context.Context, head []any, fps []Fingerprint)
 		cmds[i] = campaignScript.EvalSha(ctx, pipe, []string{r.campaignKey(fp)}, args(fp)...)
 	}
 	_, _ = pipe.Exec(ctx) // errors are looked at per call
-	var retry redis.Pipeliner
-	for i, c := range cmds {
-		if isNoScript(c.Err()) {
-			if retry == nil {
-				retry = r.client.Pipeline()
-			}
-			cmds[i] = campaignScript.Eval(ctx, retry, []string{r.campaignKey(fps[i])}, args(fps[i])...)
-		}
-	}
-	if retry != nil {
-		_, _ = retry.Exec(ctx)
-	}
+	r.retryNoScript(ctx, cmds, campaignScript, func(i int) ([]string, []any) { return []string{r.campaignKey(fps[i])}, args(fps[i]) })
 	counts := make([]int, len(fps))
 	var errs error
 	for i, c := range cmds {

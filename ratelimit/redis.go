@@ -481,26 +481,33 @@ func (r *Redis) call(ctx context.Context, req Request, subs []scriptSubject, gen
 		pipe.Set(ctx, k, encodeRecord(rec), ttl)
 	}
 	_, _ = pipe.Exec(ctx) // errors are looked at per call
-	// A master that does not know the script yet (first use, or after a
-	// restart) answers NOSCRIPT: only those calls are sent again, with EVAL,
-	// so that no subject is charged twice.
+	r.retryNoScript(ctx, cmds, checkScript, func(i int) ([]string, []any) { return keyv[i], argv[i] })
+	return r.splitDecision(req, subs, callID, cmds, gen)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// retryNoScript sends again, with EVAL in one more pipeline, the calls of
+// a pipeline of EVALSHA that a master answered NOSCRIPT (it did not know
+// the script yet: first use, or after a restart), and puts their answers
+// in cmds. Only those are sent again, so that nothing is counted twice.
+// call gives the keys and arguments of call i.
+func (r *Redis) retryNoScript(ctx context.Context, cmds []*redis.Cmd, script *redis.Script, call func(i int) ([]string, []any)) {
 	var retry redis.Pipeliner
 	for i, c := range cmds {
 		if isNoScript(c.Err()) {
 			if retry == nil {
 				retry = r.client.Pipeline()
 			}
-			cmds[i] = checkScript.Eval(ctx, retry, keyv[i], argv[i]...)
+			keys, args := call(i)
+			cmds[i] = script.Eval(ctx, retry, keys, args...)
 		}
 	}
 	if retry != nil {
-		_, _ = retry.Exec(ctx)
+		_, _ = retry.Exec(ctx) // errors are looked at per call
 	}
-	return r.splitDecision(req, subs, callID, cmds, gen)
-}
-
-func isNoScript(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // splitDecision combines the per-slot replies of a Cluster call and starts
