@@ -241,9 +241,10 @@ func NewStream(limits Limits) *Stream {
 		s.in.run()
 		// The inspector may stop early (nothing left to inspect, a
 		// limit): later writes skip the pipe, and one in flight is
-		// drained, so that Write never blocks.
+		// drained, so that Write never blocks. (io.Discard reads with
+		// a pooled buffer: no allocation per message.)
 		s.idle.Store(true)
-		_, _ = io.CopyBuffer(io.Discard, pr, make([]byte, 64<<10))
+		_, _ = io.Copy(io.Discard, pr)
 	}()
 	return s
 }
