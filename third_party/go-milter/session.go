@@ -217,10 +217,13 @@ func (m *milterSession) Process(msg *Message) (Response, error) {
 		if len(msg.Data) == 0 {
 			return nil, errors.New("milter: malformed macro command")
 		}
-		// define macros
-		m.macros = make(map[string]string)
 		// convert data to Go strings
 		data := decodeCStrings(msg.Data[1:])
+		// define macros
+		// abusemilter patch: the map is made at its final size (it grew
+		// by doubling for every macro command before: the largest single
+		// source of garbage per message in BenchmarkLoadCorpus).
+		m.macros = make(map[string]string, (len(data)+1)/2)
 		if len(data) != 0 {
 			if len(data)%2 == 1 {
 				data = append(data, "")
