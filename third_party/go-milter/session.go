@@ -29,6 +29,12 @@ type milterSession struct {
 	macros   map[string]string
 	backend  Milter
 
+	// abusemilter patch: head, buf and msg are ReadPacket's, reused for
+	// every command of the session.
+	head [5]byte
+	buf  []byte
+	msg  Message
+
 	// abusemilter patch: negotiated is the protocol options agreed in this
 	// session's OPTNEG (what the milter asked for, within the MTA's offer);
 	// its no-reply bits say which commands get no reply (see noReply).
@@ -94,8 +100,20 @@ func (m *milterSession) negotiate(data []byte) (version uint32, actions OptActio
 }
 
 // ReadPacket reads incoming milter packet
+//
+// abusemilter patch: the packet is read into the session's own buffer,
+// which the next command reuses: every command but a body chunk is decoded
+// into strings (or read) by Process before the next read, and a body chunk,
+// which the milter's BodyChunk may keep, gets a slice of its own. Upstream
+// allocated every packet and its 4-byte length anew (a sixth of the
+// milter's garbage per message).
 func (c *milterSession) ReadPacket() (*Message, error) {
-	return readPacket(c.conn, 0)
+	code, data, err := readPacketData(c.conn, &c.head, &c.buf)
+	if err != nil {
+		return nil, err
+	}
+	c.msg = Message{Code: code, Data: data}
+	return &c.msg, nil
 }
 
 func readPacket(conn net.Conn, timeout time.Duration) (*Message, error) {
@@ -103,32 +121,51 @@ func readPacket(conn net.Conn, timeout time.Duration) (*Message, error) {
 		conn.SetReadDeadline(time.Now().Add(timeout))
 		defer conn.SetReadDeadline(time.Time{})
 	}
-
-	// read packet length
-	var length uint32
-	if err := binary.Read(conn, binary.BigEndian, &length); err != nil {
+	var head [5]byte
+	code, data, err := readPacketData(conn, &head, nil)
+	if err != nil {
 		return nil, err
 	}
+	return &Message{Code: code, Data: data}, nil
+}
+
+// readPacketData reads one packet: its length, its command code and its
+// data. With reuse, the data is read into *reuse (grown as needed) unless
+// the command is a body chunk; without, into a new slice.
+func readPacketData(r io.Reader, head *[5]byte, reuse *[]byte) (byte, []byte, error) {
+	// read packet length
+	if _, err := io.ReadFull(r, head[:4]); err != nil {
+		return 0, nil, err
+	}
+	length := binary.BigEndian.Uint32(head[:4])
 	if length == 0 {
-		return nil, errors.New("milter: invalid zero-length packet")
+		return 0, nil, errors.New("milter: invalid zero-length packet")
 	}
 	if length > maxPacketSize {
-		return nil, fmt.Errorf("milter: packet length %d exceeds %d bytes", length, maxPacketSize)
+		return 0, nil, fmt.Errorf("milter: packet length %d exceeds %d bytes", length, maxPacketSize)
 	}
-
-	// read packet data
-	data := make([]byte, length)
-	if _, err := io.ReadFull(conn, data); err != nil {
-		return nil, err
+	// read the command code, then the packet data
+	if _, err := io.ReadFull(r, head[4:5]); err != nil {
+		return 0, nil, err
 	}
-
-	// prepare response data
-	message := Message{
-		Code: data[0],
-		Data: data[1:],
+	code, n := head[4], int(length-1)
+	var data []byte
+	if reuse != nil && Code(code) != CodeBody {
+		if cap(*reuse) < n {
+			size := 4096
+			if n > size {
+				size = n
+			}
+			*reuse = make([]byte, size)
+		}
+		data = (*reuse)[:n]
+	} else {
+		data = make([]byte, n)
 	}
-
-	return &message, nil
+	if _, err := io.ReadFull(r, data); err != nil {
+		return 0, nil, err
+	}
+	return code, data, nil
 }
 
 // WritePacket sends a milter response packet to socket stream
