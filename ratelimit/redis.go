@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,6 +184,11 @@ var (
 	_ Admin   = (*Redis)(nil)
 )
 
+// RedisPoolSize is the most connections a Redis store opens to one Redis
+// node for its calls (10 per GOMAXPROCS, go-redis' default pool size); the
+// admin channel's subscription adds one connection to one node.
+func RedisPoolSize() int { return 10 * runtime.GOMAXPROCS(0) }
+
 // NewRedis connects to Redis as ro says. It does not wait for the server:
 // a Redis that is down at start is a Redis that is down, handled by the fail
 // mode until it answers.
@@ -206,6 +212,17 @@ func NewRedis(ro RedisOptions, policy Policy, opts Options) (*Redis, error) {
 		MaxRedirects:    3,
 		DisableIdentity: true,
 		IsClusterMode:   ro.Cluster,
+		// A fixed ceiling of connections per Redis node, so that a
+		// provider can size Redis' maxclients: go-redis opens connections
+		// beyond PoolSize when the pool is busy unless MaxActiveConns
+		// says otherwise, and runs pipelines (the Cluster call, the
+		// Message-ID record beside the rate call) on a second pool of its
+		// own. One pool of RedisPoolSize, the pub/sub connection of the
+		// admin channel beside it; a call that finds the pool busy waits
+		// at most PoolTimeout, and the fail mode decides.
+		PoolSize:         RedisPoolSize(),
+		MaxActiveConns:   RedisPoolSize(),
+		PipelinePoolSize: -1,
 	}
 	if ro.URL != "" {
 		o, err := redis.ParseURL(ro.URL)

@@ -10,7 +10,6 @@ import (
 	"net/textproto"
 	"os"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/bench/perftest"
 	"github.com/abusemilter/abusemilter/internal/testutil/redistest"
 	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
+	"github.com/abusemilter/abusemilter/ratelimit"
 )
 
 // e2eFaultFull runs the Redis-outage test at its full size (5,000
@@ -593,11 +593,12 @@ func e2eFaultWait(t *testing.T, done, also <-chan struct{}, what string) {
 	}
 }
 
-// e2eFaultPoolSize is the most Redis connections the idle daemon may keep:
-// go-redis's default pool size (10 per GOMAXPROCS), plus the dedicated
-// pub/sub connection of the admin-change subscription, which lives outside
-// the pool (seen: 21 connections with a full pool on 2 cores).
-var e2eFaultPoolSize = 10*runtime.GOMAXPROCS(0) + 1
+// e2eFaultPoolSize is the most Redis connections the daemon may keep: the
+// store's pool (ratelimit.RedisPoolSize, a hard ceiling), plus the pub/sub
+// connection of the admin-change subscription, which lives outside the
+// pool. (Before the ceiling, go-redis opened connections beyond its pool
+// under load and ran pipelines on a second pool: 22 were seen.)
+var e2eFaultPoolSize = ratelimit.RedisPoolSize() + 1
 
 // e2eFaultSettle waits until the idle daemon has no milter session left
 // and its fd count has been stable for half a second; with a baseline, also
