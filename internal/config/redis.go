@@ -88,7 +88,7 @@ func (c *Config) validateRedis(e *errorList) {
 	}
 	if r.PasswordFile != "" {
 		if _, err := os.Stat(r.PasswordFile); err != nil {
-			e.add("redis.password_file", "%s", statProblem(r.PasswordFile, err))
+			e.add("redis.password_file", "%s", FileProblem(r.PasswordFile, err))
 		}
 	}
 	if r.PasswordEnv != "" {
@@ -112,7 +112,7 @@ func (c *Config) validateRedis(e *errorList) {
 	t := r.TLS
 	if t.CAFile != "" {
 		if _, err := os.Stat(t.CAFile); err != nil {
-			e.add("redis.tls.ca_file", "%s", statProblem(t.CAFile, err))
+			e.add("redis.tls.ca_file", "%s", FileProblem(t.CAFile, err))
 		}
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
@@ -125,13 +125,20 @@ func hasPassword(u *url.Userinfo) bool {
 	return ok
 }
 
-// statProblem says why a named file cannot be used, naming it once.
-func statProblem(path string, err error) string {
+// FileProblem says what is wrong with a file in words that name it once:
+// "/etc/x does not exist", "/etc/x cannot be read (permission denied)".
+// The config check and the daemon's check (daemon.Check) word file
+// problems through it.
+func FileProblem(path string, err error) string {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Sprintf("%s does not exist", path)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Sprintf("%s cannot be read (permission denied)", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s: %v", path, pe.Err)
 	}
 	return err.Error()
 }

@@ -105,7 +105,7 @@ func checkIdentity(cfg *config.Config, add func(path, format string, args ...any
 		entries, err := identity.ReadLoginMapFile(path)
 		if err != nil {
 			ok = false
-			add(field, "%s", fileError(path, err))
+			add(field, "%s", config.FileProblem(path, err))
 			continue
 		}
 		scratch := &identity.Account{Name: "map"}
@@ -138,7 +138,7 @@ func checkNotify(cfg *config.Config, add func(path, format string, args ...any))
 			} else {
 				var pe *fs.PathError
 				if errors.As(err, &pe) {
-					msg = fileError(w.TokenFile, err)
+					msg = config.FileProblem(w.TokenFile, err)
 				}
 			}
 			add(field, "%s", msg)
@@ -148,7 +148,7 @@ func checkNotify(cfg *config.Config, add func(path, format string, args ...any))
 		prog := n.OnLockCommand[0]
 		switch info, err := os.Stat(prog); {
 		case err != nil:
-			add("notify.on_lock_command", "the program %s", fileError(prog, err))
+			add("notify.on_lock_command", "the program %s", config.FileProblem(prog, err))
 		case info.IsDir():
 			add("notify.on_lock_command", "the program %q is a directory", prog)
 		case info.Mode()&0o111 == 0:
@@ -158,7 +158,7 @@ func checkNotify(cfg *config.Config, add func(path, format string, args ...any))
 	if n.AuditLog != "" {
 		dir := filepath.Dir(n.AuditLog)
 		if info, err := os.Stat(dir); err != nil {
-			add("notify.audit_log", "the directory of the audit log: %s", fileError(dir, err))
+			add("notify.audit_log", "the directory of the audit log: %s", config.FileProblem(dir, err))
 		} else if !info.IsDir() {
 			add("notify.audit_log", "%q is not a directory", dir)
 		} else if info, err := os.Stat(n.AuditLog); err == nil && info.IsDir() {
@@ -176,7 +176,7 @@ func checkTraining(cfg *config.Config, add func(path, format string, args ...any
 			continue
 		}
 		if info, err := os.Stat(d.dir); err != nil {
-			add(d.path, "%s", fileError(d.dir, err))
+			add(d.path, "%s", config.FileProblem(d.dir, err))
 		} else if !info.IsDir() {
 			add(d.path, "%q is not a directory", d.dir)
 		}
@@ -199,7 +199,7 @@ func checkListen(cfg *config.Config, add func(path, format string, args ...any))
 	case "unix":
 		dir := filepath.Dir(addr)
 		if info, err := os.Stat(dir); err != nil {
-			add("listen", "%q: the socket directory %s", cfg.Listen, fileError(dir, err))
+			add("listen", "%q: the socket directory %s", cfg.Listen, config.FileProblem(dir, err))
 		} else if !info.IsDir() {
 			add("listen", "%q: %s is not a directory", cfg.Listen, dir)
 		}
@@ -234,22 +234,6 @@ func lookupGroup(name string) (*user.Group, error) {
 		return nil, fmt.Errorf("group %q does not exist on this host", name)
 	}
 	return g, nil
-}
-
-// fileError says what is wrong with a file in words that name it once:
-// "/etc/x does not exist", "/etc/x cannot be read (permission denied)".
-func fileError(path string, err error) string {
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Sprintf("%s does not exist", path)
-	case errors.Is(err, fs.ErrPermission):
-		return fmt.Sprintf("%s cannot be read (permission denied)", path)
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return fmt.Sprintf("%s: %v", path, pe.Err)
-	}
-	return err.Error()
 }
 
 func sortedKeys[V any](m map[string]V) []string {
