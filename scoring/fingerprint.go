@@ -5,12 +5,8 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"html"
-	"io"
-	"mime"
 	"strconv"
 	"strings"
-
-	"github.com/abusemilter/abusemilter/attachment"
 )
 
 // Campaign fingerprints: what a message shares with the same campaign sent
@@ -51,8 +47,7 @@ const (
 	minFingerprintWords = 8    // fewer words: no body fingerprint (too common)
 	maxFingerprintWords = 1024 // words of the body looked at
 	maxLinkFingerprints = 8    // distinct link domains, and distinct URLs
-	maxFingerprintPart  = 256 << 10
-	greetingMaxWords    = 6 // a line this short starting with a greeting is left out
+	greetingMaxWords    = 6    // a line this short starting with a greeting is left out
 )
 
 // The prefixes of the fingerprint kinds.
@@ -121,135 +116,22 @@ func messageFingerprints(msg *Message, exempt domainSet) Fingerprints {
 	var mh minHash
 	mh.reset()
 	links := linkSet{exempt: exempt}
-	forTextParts(msg, func(text []byte, isHTML bool) {
+	// The same text parts the rules read (readTextParts), plain text
+	// whole: read again here, since this runs beside the rules and the
+	// Check's cache is theirs.
+	for _, p := range readTextParts(unfold(msg.Get("Content-Type")), unfold(msg.Get("Content-Transfer-Encoding")), msg.Body, maxPartText) {
+		text := []byte(p.text)
 		links.find(text)
-		if isHTML {
+		if p.isHTML {
 			text = stripTags(text)
 		}
 		mh.addText(text)
-	})
+	}
 	if mh.words >= minFingerprintWords {
 		fp.Bands = mh.bands()
 	}
 	fp.Domains, fp.URLs, fp.URLText = links.domains, links.urls, links.text
 	return fp
-}
-
-// forTextParts calls f with the decoded text of each text/plain and
-// text/html part of the body sample (the body itself when the message is
-// not multipart). It is a tolerant line scanner: boundaries come from the
-// Content-Type headers, nested multiparts included; a part cut off by the
-// sample is used as far as it goes; non-text parts are skipped.
-func forTextParts(msg *Message, f func(text []byte, isHTML bool)) {
-	ctype, boundary := partType(msg.Get("Content-Type"))
-	if boundary == "" {
-		if ctype == "text/plain" || ctype == "text/html" {
-			emitPart(f, ctype, msg.Get("Content-Transfer-Encoding"), msg.Body)
-		}
-		return
-	}
-	boundaries := []string{boundary}
-	const (
-		skipping = iota // preamble, or a part that is not text
-		inHeader        // a part's header block
-		inText          // a text part's body
-	)
-	state := skipping
-	var (
-		partCT, partCTE string
-		lastField       *string // the field a folded line continues
-		start           int     // offset of the text part's body
-	)
-	pos := 0
-	for line := range bytes.Lines(msg.Body) {
-		lineStart := pos
-		pos += len(line)
-		t := bytes.TrimRight(line, "\r\n")
-		if isBoundary(t, boundaries) {
-			if state == inText {
-				emitPart(f, partCT, partCTE, msg.Body[start:lineStart])
-			}
-			state, partCT, partCTE, lastField = inHeader, "text/plain", "", nil
-			continue
-		}
-		switch state {
-		case inHeader:
-			if len(bytes.TrimSpace(t)) == 0 {
-				ct, b := partType(partCT)
-				switch {
-				case b != "":
-					boundaries = append(boundaries, b)
-					state = skipping
-				case ct == "text/plain" || ct == "text/html":
-					partCT, state, start = ct, inText, pos
-				default:
-					state = skipping
-				}
-				continue
-			}
-			if (t[0] == ' ' || t[0] == '\t') && lastField != nil {
-				*lastField += " " + string(bytes.TrimSpace(t))
-				continue
-			}
-			lastField = nil
-			name, value, ok := bytes.Cut(t, []byte(":"))
-			if !ok {
-				continue
-			}
-			switch strings.ToLower(string(bytes.TrimSpace(name))) {
-			case "content-type":
-				partCT, lastField = string(bytes.TrimSpace(value)), &partCT
-			case "content-transfer-encoding":
-				partCTE = string(bytes.TrimSpace(value))
-			}
-		}
-	}
-	if state == inText {
-		emitPart(f, partCT, partCTE, msg.Body[start:])
-	}
-}
-
-// partType returns a Content-Type's media type (lowercase; text/plain when
-// absent) and, for a multipart type, its boundary.
-func partType(v string) (ctype, boundary string) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return "text/plain", ""
-	}
-	mt, params, err := mime.ParseMediaType(v)
-	if err != nil {
-		mt, _, _ = strings.Cut(v, ";")
-		return strings.ToLower(strings.TrimSpace(mt)), ""
-	}
-	if strings.HasPrefix(mt, "multipart/") {
-		return mt, params["boundary"]
-	}
-	return mt, ""
-}
-
-// isBoundary reports whether a line is a delimiter (or the closing
-// delimiter) of one of the boundaries.
-func isBoundary(t []byte, boundaries []string) bool {
-	if len(t) < 3 || t[0] != '-' || t[1] != '-' {
-		return false
-	}
-	t = bytes.TrimRight(t[2:], " \t")
-	for _, b := range boundaries {
-		if len(t) >= len(b) && string(t[:len(b)]) == b && (len(t) == len(b) || string(t[len(b):]) == "--") {
-			return true
-		}
-	}
-	return false
-}
-
-// emitPart undoes the transfer encoding of one text part and hands it on.
-func emitPart(f func([]byte, bool), ctype, cte string, raw []byte) {
-	text := raw
-	switch strings.ToLower(strings.TrimSpace(cte)) {
-	case "base64", "quoted-printable":
-		text, _ = io.ReadAll(io.LimitReader(attachment.DecodeTransfer(cte, bytes.NewReader(raw)), maxFingerprintPart))
-	}
-	f(text, ctype == "text/html")
 }
 
 // stripTags returns the text of an HTML part: tags out (line-breaking
