@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 
@@ -26,13 +27,7 @@ const sampleCap = 256 << 10
 // hard-ham,spam}, in file name order within each folder; without the
 // variable the test is skipped (failed under ABUSEMILTER_REQUIRE_TOOLS=1).
 func loadCorpus(t testing.TB) []corpusMessage {
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		if os.Getenv("ABUSEMILTER_REQUIRE_TOOLS") == "1" {
-			t.Fatal("ABUSEMILTER_CORPUS is not set")
-		}
-		t.Skip("ABUSEMILTER_CORPUS is not set; skipping the real-mail corpus")
-	}
+	root := testenv.Corpus(t)
 	var out []corpusMessage
 	for _, class := range []string{"ham", "hard-ham", "spam"} {
 		paths, err := filepath.Glob(filepath.Join(root, "spamassassin", class, "*.eml"))

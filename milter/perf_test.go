@@ -3,7 +3,6 @@ package milter_test
 import (
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/abusemilter/abusemilter/internal/config"
 	"github.com/abusemilter/abusemilter/internal/daemon"
 	"github.com/abusemilter/abusemilter/internal/testutil/miltertest"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/milter"
 )
 
@@ -51,10 +51,7 @@ func BenchmarkLoad(b *testing.B) {
 // 1,000 accounts in turn, each owning the domains its messages are sent as
 // (perftest.Config with Corpus), with the production-shaped limits.
 func BenchmarkLoadCorpus(b *testing.B) {
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		b.Skip("ABUSEMILTER_CORPUS is not set")
-	}
+	root := testenv.Corpus(b)
 	pool, err := loadgen.LoadCorpus(filepath.Join(root, "spamassassin", "ham"), loadgen.CorpusOptions{Accounts: 1000})
 	if err != nil {
 		b.Fatal(err)

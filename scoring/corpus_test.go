@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/identity"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 	"github.com/abusemilter/abusemilter/scoring"
 )
 
@@ -28,13 +29,10 @@ type corpusMessage struct {
 	now   time.Time
 }
 
-// loadCorpus reads $ABUSEMILTER_CORPUS (skipping the test without it):
+// loadCorpus reads $ABUSEMILTER_CORPUS (testenv.Corpus stops the test without it):
 // every .eml under a ham, hard-ham or spam folder.
 func loadCorpus(t testing.TB) []corpusMessage {
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		t.Skip("ABUSEMILTER_CORPUS is not set; skipping the real-mail corpus")
-	}
+	root := testenv.Corpus(t)
 	var out []corpusMessage
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".eml") {

@@ -16,16 +16,14 @@ import (
 	"time"
 
 	"github.com/abusemilter/abusemilter/internal/config"
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // corpusClasses finds the ham/, hard-ham/ and spam/ folders of the public
 // corpus under $ABUSEMILTER_CORPUS (directly or one level down).
 func corpusClasses(tb testing.TB) map[string]string {
 	tb.Helper()
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		tb.Skip("ABUSEMILTER_CORPUS is not set: skipping the public corpus")
-	}
+	root := testenv.Corpus(tb)
 	out := make(map[string]string)
 	for _, class := range []string{"ham", "hard-ham", "spam"} {
 		matches, _ := filepath.Glob(filepath.Join(root, class))

@@ -1,9 +1,10 @@
 package loadgen
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 // BenchmarkMessage sends one generated message (about 5 KB, 10-20 header
@@ -23,10 +24,7 @@ func BenchmarkMessage(b *testing.B) {
 // BenchmarkMessageCorpus is BenchmarkMessage with the shared corpus's ham
 // as it is ($ABUSEMILTER_CORPUS/spamassassin/ham; skipped without it).
 func BenchmarkMessageCorpus(b *testing.B) {
-	root := os.Getenv("ABUSEMILTER_CORPUS")
-	if root == "" {
-		b.Skip("ABUSEMILTER_CORPUS is not set")
-	}
+	root := testenv.Corpus(b)
 	pool, err := LoadCorpus(filepath.Join(root, "spamassassin", "ham"), CorpusOptions{})
 	if err != nil {
 		b.Fatal(err)

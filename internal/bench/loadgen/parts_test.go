@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/abusemilter/abusemilter/internal/testutil/testenv"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -241,10 +243,7 @@ func TestLoadCorpusNamesTheBadFile(t *testing.T) {
 }
 
 func TestLoadCorpusReadsThePublicCorpus(t *testing.T) {
-	dir := os.Getenv("ABUSEMILTER_CORPUS")
-	if dir == "" {
-		t.Skip("ABUSEMILTER_CORPUS is not set")
-	}
+	dir := testenv.Corpus(t)
 	pool, err := LoadCorpus(dir, CorpusOptions{Limit: 200})
 	if err != nil {
 		t.Fatal(err)

@@ -103,3 +103,18 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// CorpusEnv names the folder of the shared real-mail corpus (its
+// spamassassin/{ham,hard-ham,spam} folders); .ci/run sets it.
+const CorpusEnv = "ABUSEMILTER_CORPUS"
+
+// Corpus returns the corpus folder, or stops the test when CorpusEnv is
+// not set: a skip, or a failure under ABUSEMILTER_REQUIRE_TOOLS=1.
+func Corpus(t testing.TB) string {
+	t.Helper()
+	root := os.Getenv(CorpusEnv)
+	if root == "" {
+		Unavailable(t, "%s is not set: the test reads the shared real-mail corpus", CorpusEnv)
+	}
+	return root
+}
