@@ -53,9 +53,6 @@ func (t *Trainer) Add(msg *scoring.Message, spam bool) {
 	}
 }
 
-// Counts returns how many ham and spam messages were added.
-func (t *Trainer) Counts() (ham, spam int) { return t.ham, t.spam }
-
 // TrainOptions are the training parameters; the zero value of a field
 // means its default.
 type TrainOptions struct {
