@@ -111,7 +111,7 @@ release: man completion
 package: man completion
 	@rm -rf dist/pkg && mkdir -p dist/pkg/man
 	@for f in man/*.1; do gzip -9n < $$f > dist/pkg/man/$$(basename $$f).gz; done
-	$(GO) run ./packaging/licenses -o dist/pkg/copyright $(addprefix ./cmd/,$(PRODUCT))
+	$(GO) run ./configs/packaging/licenses -o dist/pkg/copyright $(addprefix ./cmd/,$(PRODUCT))
 	@set -e; for arch in $(PKG_ARCHES); do \
 		rm -rf dist/pkg/bin && mkdir -p dist/pkg/bin; \
 		for c in $(PRODUCT); do \
@@ -119,7 +119,7 @@ package: man completion
 		done; \
 		for fmt in $(PKG_FORMATS); do \
 			PKG_ARCH=$$arch PKG_VERSION='$(PKG_VERSION)' SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
-				$(NFPM) package --config packaging/nfpm.yaml --packager $$fmt --target dist/; \
+				$(NFPM) package --config configs/packaging/nfpm.yaml --packager $$fmt --target dist/; \
 		done; \
 	done
 	@rm -rf dist/pkg/bin

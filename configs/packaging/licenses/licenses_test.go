@@ -9,7 +9,7 @@ import (
 // commands has a license file that Identify knows (permissive, goes with
 // Apache-2.0), and the copyright file holds each text.
 func TestEveryModuleLicensed(t *testing.T) {
-	t.Chdir("../..")
+	t.Chdir("../../..")
 	mods, err := Modules([]string{"./cmd/abusemilter", "./cmd/abusescan", "./cmd/abusectl"})
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func TestDebInstallUpgradePurge(t *testing.T) {
 		}
 	})
 
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@
 //
 // Usage (from the repository root; make package runs it):
 //
-//	go run ./packaging/licenses -o dist/pkg/copyright ./cmd/abusemilter ./cmd/abusescan ./cmd/abusectl
+//	go run ./configs/packaging/licenses -o dist/pkg/copyright ./cmd/abusemilter ./cmd/abusescan ./cmd/abusectl
 package main
 
 import (
