@@ -69,10 +69,12 @@ func TestQuickAckRearmedAfterReadAndWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Without the wrapper the kernel delays acknowledgements after a reply.
+	// Without the wrapper the kernel delays acknowledgements after a reply
+	// (on the kernels seen here; one that does not still has the wrapper's
+	// part checked below).
 	exchange(plain)
 	if got := quickAck(t, plain); got != 0 {
-		t.Skipf("this kernel reports TCP_QUICKACK %d after a reply on a plain connection; the test cannot tell the wrapper's effect", got)
+		t.Logf("this kernel reports TCP_QUICKACK %d after a reply on a plain connection: the wrapper's effect is not visible on it, only its setting", got)
 	}
 	for i := range 3 {
 		exchange(wrapped)
